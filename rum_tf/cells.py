@@ -1,0 +1,559 @@
+"""Recurrent cells: RUMCell (ARUMCell for λ=1), LayerNormLSTMCell, FastSlowCell.
+
+Each cell is one step of a recurrence written with `keras.ops` only, follows
+the Keras cell contract (`state_size`, `output_size`, `build`,
+`call(inputs, states, training)`, `get_initial_state`, `get_config`) and is
+registered for serialisation.
+
+Randomness (zoneout, dropout) comes in as uniform noise: `call` takes an
+optional `noise` tensor [batch, cell.noise_size] and draws it itself when
+training without one. The layers of `rum_tf.layers` draw the noise of every
+time step before the recurrence and pass it in, because a random draw inside
+the loop would repeat the same mask at every step under JAX's `lax.scan`.
+"""
+
+import copy
+
+import keras
+from keras import ops
+
+from rum_tf import rotation
+
+_PACKAGE = "rum_tf"
+LN_EPSILON = 1e-3
+
+
+def _float32_if_mixed(dtype):
+    """SPEC §6: the normalisations underflow in float16, so a mixed-precision
+    policy is replaced by float32 for these cells (inputs are cast on entry)."""
+    policy = keras.dtype_policies.get(dtype) if dtype is not None else None
+    if policy is None:
+        policy = keras.config.dtype_policy()
+    if policy.compute_dtype in ("float16", "bfloat16"):
+        return "float32"
+    return dtype
+
+
+def _check_keep(name, value):
+    if value is not None and not 0.0 < value <= 1.0:
+        raise ValueError(f"{name} must be None or in (0, 1], got {value!r}.")
+
+
+def layer_norm(x, gamma, beta, blocks=1, epsilon=LN_EPSILON):
+    """Layer norm over each of `blocks` equal slices of the last axis.
+
+    (x - mean) / sqrt(var + epsilon) per block, then one gain and shift per unit.
+    """
+    shape = ops.shape(x)
+    width = x.shape[-1]
+    xb = ops.reshape(x, (-1, blocks, width // blocks))
+    mean = ops.mean(xb, axis=-1, keepdims=True)
+    var = ops.mean(ops.square(xb - mean), axis=-1, keepdims=True)
+    xb = (xb - mean) * ops.rsqrt(var + epsilon)
+    return ops.reshape(xb, shape) * gamma + beta
+
+
+def zoneout(new, old, keep, noise):
+    """Keep each unit's new value with probability `keep`.
+
+    Training (noise given, uniform in [0, 1)): a Bernoulli(keep) mask per unit.
+    Inference (noise None): the expectation keep * new + (1 - keep) * old.
+    """
+    if keep is None:
+        return new
+    if noise is None:
+        return keep * new + (1.0 - keep) * old
+    mask = ops.cast(noise < keep, new.dtype)
+    return mask * new + (1.0 - mask) * old
+
+
+def dropout(x, keep, noise):
+    """Inverted dropout with keep probability `keep`; identity when noise is None."""
+    if noise is None or keep is None or keep >= 1.0:
+        return x
+    return x * ops.cast(noise < keep, x.dtype) / keep
+
+
+class _NoisyCell(keras.layers.Layer):
+    """Shared plumbing of the cells: noise drawing and the float32 policy."""
+
+    def __init__(self, seed=None, dtype=None, **kwargs):
+        super().__init__(dtype=_float32_if_mixed(dtype), **kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    @property
+    def noise_size(self):
+        """Uniforms per example per step that training needs (0 if none)."""
+        return 0
+
+    def draw_noise(self, shape):
+        """Uniform noise of shape `shape + (noise_size,)`, or None if none is needed."""
+        if not self.noise_size:
+            return None
+        return keras.random.uniform(
+            tuple(shape) + (self.noise_size,), seed=self.seed_generator, dtype=self.compute_dtype
+        )
+
+    def _noise_for_call(self, inputs, training, noise):
+        if not training:
+            return None
+        if noise is None:
+            noise = self.draw_noise((ops.shape(inputs)[0],))
+        return noise
+
+    def get_config(self):
+        config = super().get_config()
+        config["seed"] = self.seed
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class RUMCell(_NoisyCell):
+    """Rotational Unit of Memory cell (Dangovski, Jing, Soljačić 2019).
+
+    One step, with x the input (size d) and h the state (size N):
+
+        r, u = split([x; h] W_g + b_g);  u = sigmoid(u);  (LN per block)
+        e = x W_e (+ b_e)
+        λ=0: h~ = R(e, r) h          λ=1: M_t = M_{t-1} R(e, r),  h~ = M_t h
+        c = act((LN) (e + h~));  h' = u h + (1 - u) c;  (η) h' = η h'/|h'|
+        zoneout on h' (training: Bernoulli mask; inference: expectation).
+
+    Defaults are those of the official code (SPEC §2).
+
+    Args:
+      units: N, the size of the hidden state (positive int).
+      lambda_: 0 (rotate the state) or 1 (associative memory M, state (h, M)).
+      eta: None or a positive float: the norm the state is scaled to each step.
+      activation: activation of the candidate (default "relu").
+      use_layer_norm: layer norm on [r; u] (after the sigmoid) and on e + h~.
+      zoneout_keep_h: None (off) or the probability of keeping the new h.
+      update_gate: if False, h' = c.
+      trainable_rot: whether the gate kernel W_g is trained.
+      track_angle: if True the output is [cos θ; h] (size N + 1).
+      use_embedding_bias: adds b_e (the 2017 code had it; the current one not).
+      eps: epsilon of the normalisations (1e-12, as tf.nn.l2_normalize).
+      gate_kernel_initializer: initializer of each N-column block of W_g
+        (r block, then u block), default orthogonal.
+      gate_bias_initializer: default constant 1.0.
+      embedding_kernel_initializer: default orthogonal.
+      embedding_bias_initializer: default zeros.
+      seed: seed of the zoneout noise.
+      **kwargs: base layer arguments (name, dtype, ...). A mixed-precision
+        dtype policy is replaced by float32 (SPEC §6).
+
+    The state is [h] for λ=0 and [h, M] for λ=1, M flattened to N*N and
+    starting at the identity.
+    """
+
+    def __init__(
+        self,
+        units,
+        lambda_=0,
+        eta=None,
+        activation="relu",
+        use_layer_norm=False,
+        zoneout_keep_h=None,
+        update_gate=True,
+        trainable_rot=True,
+        track_angle=False,
+        use_embedding_bias=False,
+        eps=rotation.EPS,
+        gate_kernel_initializer="orthogonal",
+        gate_bias_initializer=keras.initializers.Constant(1.0),
+        embedding_kernel_initializer="orthogonal",
+        embedding_bias_initializer="zeros",
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(seed=seed, **kwargs)
+        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+            raise ValueError(f"units must be a positive integer, got {units!r}.")
+        if isinstance(lambda_, bool) or lambda_ not in (0, 1):
+            raise ValueError(f"lambda_ must be 0 or 1, got {lambda_!r}.")
+        if eta is not None and not eta > 0:
+            raise ValueError(f"eta must be None or > 0, got {eta!r}.")
+        _check_keep("zoneout_keep_h", zoneout_keep_h)
+        self.units = units
+        self.lambda_ = int(lambda_)
+        self.eta = None if eta is None else float(eta)
+        self.activation = keras.activations.get(activation)
+        self.use_layer_norm = bool(use_layer_norm)
+        self.zoneout_keep_h = zoneout_keep_h
+        self.update_gate = bool(update_gate)
+        self.trainable_rot = bool(trainable_rot)
+        self.track_angle = bool(track_angle)
+        self.use_embedding_bias = bool(use_embedding_bias)
+        self.eps = float(eps)
+        self.gate_kernel_initializer = keras.initializers.get(gate_kernel_initializer)
+        self.gate_bias_initializer = keras.initializers.get(gate_bias_initializer)
+        self.embedding_kernel_initializer = keras.initializers.get(embedding_kernel_initializer)
+        self.embedding_bias_initializer = keras.initializers.get(embedding_bias_initializer)
+        self.state_size = [units] if self.lambda_ == 0 else [units, units * units]
+        self.output_size = units + 1 if self.track_angle else units
+
+    @property
+    def noise_size(self):
+        return self.units if self.zoneout_keep_h is not None else 0
+
+    def build(self, input_shape):
+        d = input_shape[-1]
+        n = self.units
+        self.input_dim = d
+
+        def blockwise(shape, dtype=None):
+            # Each N-column half is its own draw (orthonormal columns each). An
+            # initializer instance repeats its values, so each half gets a copy
+            # with its own seed (seed + k when one was given).
+            config = keras.initializers.serialize(self.gate_kernel_initializer)
+            blocks = []
+            for k in range(2):
+                block_config = copy.deepcopy(config)
+                seed = block_config.get("config", {}).get("seed")
+                if seed is not None:
+                    block_config["config"]["seed"] = seed + k
+                blocks.append(keras.initializers.deserialize(block_config)((shape[0], n), dtype))
+            return ops.concatenate(blocks, axis=1)
+
+        self.gate_kernel = self.add_weight(
+            shape=(d + n, 2 * n), initializer=blockwise, name="gate_kernel", trainable=self.trainable_rot
+        )
+        self.gate_bias = self.add_weight(shape=(2 * n,), initializer=self.gate_bias_initializer, name="gate_bias")
+        self.embedding_kernel = self.add_weight(
+            shape=(d, n), initializer=self.embedding_kernel_initializer, name="embedding_kernel"
+        )
+        self.embedding_bias = None
+        if self.use_embedding_bias:
+            self.embedding_bias = self.add_weight(
+                shape=(n,), initializer=self.embedding_bias_initializer, name="embedding_bias"
+            )
+        if self.use_layer_norm:
+            self.gate_ln_gamma = self.add_weight(shape=(2 * n,), initializer="ones", name="gate_ln_gamma")
+            self.gate_ln_beta = self.add_weight(shape=(2 * n,), initializer="zeros", name="gate_ln_beta")
+            self.candidate_ln_gamma = self.add_weight(shape=(n,), initializer="ones", name="candidate_ln_gamma")
+            self.candidate_ln_beta = self.add_weight(shape=(n,), initializer="zeros", name="candidate_ln_beta")
+
+    def project_inputs(self, inputs):
+        """The input half of a step, [..., d] -> [..., 3N]: [x W_gx + b_g ; x W_e (+ b_e)].
+
+        It does not depend on the state, so `rum_tf.layers.RUM` computes it for
+        all time steps in one matmul.
+        """
+        kernel = ops.concatenate([self.gate_kernel[: self.input_dim], self.embedding_kernel], axis=1)
+        bias = self.gate_bias
+        if self.embedding_bias is not None:
+            bias = ops.concatenate([bias, self.embedding_bias], axis=0)
+        else:
+            bias = ops.concatenate([bias, ops.zeros((self.units,), dtype=bias.dtype)], axis=0)
+        return ops.matmul(inputs, kernel) + bias
+
+    def recurrent_step(self, projected, states, noise=None, recurrent_kernel=None):
+        """The state half of a step, given `project_inputs` of this step's input.
+
+        Args:
+          projected: [B, 3N] from `project_inputs`.
+          states: [h] or [h, M_flat].
+          noise: None (inference) or uniforms [B, N] for zoneout.
+          recurrent_kernel: W_g's state rows, if already sliced by the caller.
+
+        Returns:
+          (output, new_states).
+        """
+        n = self.units
+        h = states[0]
+        if recurrent_kernel is None:
+            recurrent_kernel = self.gate_kernel[self.input_dim :]
+        gates = projected[:, : 2 * n] + ops.matmul(h, recurrent_kernel)
+        embedded = projected[:, 2 * n :]
+        target = gates[:, :n]
+        update = ops.sigmoid(gates[:, n:])
+        if self.use_layer_norm:
+            normed = layer_norm(
+                ops.concatenate([target, update], axis=-1), self.gate_ln_gamma, self.gate_ln_beta, blocks=2
+            )
+            target, update = normed[:, :n], normed[:, n:]
+
+        if self.lambda_ == 0:
+            components = rotation.rotation_components(embedded, target, self.eps)
+            rotated = rotation.apply_rotation(components, h)
+            cos = components[2]
+            new_states = []
+        else:
+            memory = ops.reshape(states[1], (-1, n, n))
+            memory, cos = rotation.associative_update(memory, embedded, target, self.eps)
+            rotated = ops.squeeze(ops.matmul(memory, ops.expand_dims(h, -1)), -1)
+            new_states = [ops.reshape(memory, (-1, n * n))]
+
+        candidate = embedded + rotated
+        if self.use_layer_norm:
+            candidate = layer_norm(candidate, self.candidate_ln_gamma, self.candidate_ln_beta)
+        candidate = self.activation(candidate)
+        new_h = update * h + (1.0 - update) * candidate if self.update_gate else candidate
+        if self.eta is not None:
+            new_h = self.eta * rotation.l2_normalize(new_h, self.eps)
+        new_h = zoneout(new_h, h, self.zoneout_keep_h, noise)
+        output = ops.concatenate([cos, new_h], axis=-1) if self.track_angle else new_h
+        return output, [new_h] + new_states
+
+    def call(self, inputs, states, training=False, noise=None):
+        if not isinstance(states, (list, tuple)):
+            states = [states]
+        noise = self._noise_for_call(inputs, training, noise)
+        return self.recurrent_step(self.project_inputs(inputs), list(states), noise)
+
+    def get_initial_state(self, batch_size=None):
+        h = ops.zeros((batch_size, self.units), dtype=self.compute_dtype)
+        if self.lambda_ == 0:
+            return [h]
+        eye = ops.reshape(ops.eye(self.units, dtype=self.compute_dtype), (1, self.units * self.units))
+        return [h, ops.tile(eye, (batch_size, 1))]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            units=self.units,
+            lambda_=self.lambda_,
+            eta=self.eta,
+            activation=keras.activations.serialize(self.activation),
+            use_layer_norm=self.use_layer_norm,
+            zoneout_keep_h=self.zoneout_keep_h,
+            update_gate=self.update_gate,
+            trainable_rot=self.trainable_rot,
+            track_angle=self.track_angle,
+            use_embedding_bias=self.use_embedding_bias,
+            eps=self.eps,
+            gate_kernel_initializer=keras.initializers.serialize(self.gate_kernel_initializer),
+            gate_bias_initializer=keras.initializers.serialize(self.gate_bias_initializer),
+            embedding_kernel_initializer=keras.initializers.serialize(self.embedding_kernel_initializer),
+            embedding_bias_initializer=keras.initializers.serialize(self.embedding_bias_initializer),
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ARUMCell(RUMCell):
+    """The λ=1 (associative memory) RUM cell, as named in the first official repo.
+
+    Same arguments as `RUMCell` except `lambda_`, which is fixed to 1.
+    """
+
+    def __init__(self, units, **kwargs):
+        lambda_ = kwargs.pop("lambda_", 1)
+        if lambda_ != 1:
+            raise ValueError(f"ARUMCell is the λ=1 cell; got lambda_={lambda_!r}. Use RUMCell.")
+        super().__init__(units, lambda_=1, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class LayerNormLSTMCell(_NoisyCell):
+    """LSTM with layer norm and zoneout: the fast cell of the FS-RNN (SPEC §3).
+
+        i, j, f, o = LN per block([x; h] W + b)
+        c' = c σ(f + forget_bias) + σ(i) tanh(j);   h' = tanh(LN(c')) σ(o)
+        zoneout on h (keep `zoneout_keep_h`) and on c (keep `zoneout_keep_c`).
+
+    Args:
+      units: size of h and c.
+      zoneout_keep_h: None (off) or probability of keeping the new h (0.9).
+      zoneout_keep_c: None (off) or probability of keeping the new c (0.5).
+      forget_bias: added to f before the sigmoid (1.0).
+      kernel_initializer: for W, shape (d + units, 4 units); orthogonal.
+      bias_initializer: zeros.
+      seed: seed of the zoneout noise.
+      **kwargs: base layer arguments.
+
+    The state is [h, c].
+    """
+
+    def __init__(
+        self,
+        units,
+        zoneout_keep_h=0.9,
+        zoneout_keep_c=0.5,
+        forget_bias=1.0,
+        kernel_initializer="orthogonal",
+        bias_initializer="zeros",
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(seed=seed, **kwargs)
+        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+            raise ValueError(f"units must be a positive integer, got {units!r}.")
+        _check_keep("zoneout_keep_h", zoneout_keep_h)
+        _check_keep("zoneout_keep_c", zoneout_keep_c)
+        self.units = units
+        self.zoneout_keep_h = zoneout_keep_h
+        self.zoneout_keep_c = zoneout_keep_c
+        self.forget_bias = float(forget_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.state_size = [units, units]
+        self.output_size = units
+
+    @property
+    def noise_size(self):
+        return self.units * ((self.zoneout_keep_h is not None) + (self.zoneout_keep_c is not None))
+
+    def build(self, input_shape):
+        d = input_shape[-1]
+        n = self.units
+        self.kernel = self.add_weight(shape=(d + n, 4 * n), initializer=self.kernel_initializer, name="kernel")
+        self.bias = self.add_weight(shape=(4 * n,), initializer=self.bias_initializer, name="bias")
+        self.gate_ln_gamma = self.add_weight(shape=(4 * n,), initializer="ones", name="gate_ln_gamma")
+        self.gate_ln_beta = self.add_weight(shape=(4 * n,), initializer="zeros", name="gate_ln_beta")
+        self.cell_ln_gamma = self.add_weight(shape=(n,), initializer="ones", name="cell_ln_gamma")
+        self.cell_ln_beta = self.add_weight(shape=(n,), initializer="zeros", name="cell_ln_beta")
+
+    def call(self, inputs, states, training=False, noise=None):
+        n = self.units
+        h, c = states[0], states[1]
+        noise = self._noise_for_call(inputs, training, noise)
+        z = ops.matmul(ops.concatenate([inputs, h], axis=-1), self.kernel) + self.bias
+        z = layer_norm(z, self.gate_ln_gamma, self.gate_ln_beta, blocks=4)
+        i, j, f, o = z[:, :n], z[:, n : 2 * n], z[:, 2 * n : 3 * n], z[:, 3 * n :]
+        new_c = c * ops.sigmoid(f + self.forget_bias) + ops.sigmoid(i) * ops.tanh(j)
+        new_h = ops.tanh(layer_norm(new_c, self.cell_ln_gamma, self.cell_ln_beta)) * ops.sigmoid(o)
+        noise_h = noise_c = None
+        if noise is not None:
+            offset = n if self.zoneout_keep_h is not None else 0
+            noise_h, noise_c = noise[:, :offset], noise[:, offset:]
+        new_h = zoneout(new_h, h, self.zoneout_keep_h, noise_h)
+        new_c = zoneout(new_c, c, self.zoneout_keep_c, noise_c)
+        return new_h, [new_h, new_c]
+
+    def get_initial_state(self, batch_size=None):
+        return [ops.zeros((batch_size, self.units), dtype=self.compute_dtype) for _ in range(2)]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            units=self.units,
+            zoneout_keep_h=self.zoneout_keep_h,
+            zoneout_keep_c=self.zoneout_keep_c,
+            forget_bias=self.forget_bias,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class FastSlowCell(_NoisyCell):
+    """Fast-Slow RNN step (Mujika et al. 2017), SPEC §3.
+
+        x -> dropout -> Fast_0 -> dropout -> Slow -> dropout -> Fast_1 -> Fast_2 ...
+          -> dropout -> output
+
+    Fast_1, Fast_2, ... continue Fast_0's state; Fast_2 onwards get a zero input
+    of width 1, as in the FS-RNN code. Dropout acts only in training.
+
+    Args:
+      fast_cells: list of at least two cells with the same state sizes
+        (LayerNormLSTMCell in the paper).
+      slow_cell: any cell (a RUMCell in FS-RUM-2, a LayerNormLSTMCell in FS-LSTM-2).
+      keep_prob: dropout keep probability (0.65).
+      seed: seed of the noise.
+      **kwargs: base layer arguments.
+
+    The state is the fast cells' state followed by the slow cell's state.
+    """
+
+    def __init__(self, fast_cells, slow_cell, keep_prob=0.65, seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        fast_cells = [keras.layers.deserialize(c) if isinstance(c, dict) else c for c in fast_cells]
+        if isinstance(slow_cell, dict):
+            slow_cell = keras.layers.deserialize(slow_cell)
+        if len(fast_cells) < 2:
+            raise ValueError(f"FastSlowCell needs at least two fast cells, got {len(fast_cells)}.")
+        sizes = {tuple(_as_list(c.state_size)) for c in fast_cells}
+        if len(sizes) != 1:
+            raise ValueError(f"The fast cells must share their state sizes, got {sorted(sizes)}.")
+        _check_keep("keep_prob", keep_prob)
+        self.fast_cells = fast_cells
+        self.slow_cell = slow_cell
+        self.keep_prob = keep_prob
+        self._fast_state_size = _as_list(fast_cells[0].state_size)
+        self._slow_state_size = _as_list(slow_cell.state_size)
+        self.state_size = self._fast_state_size + self._slow_state_size
+        self.output_size = fast_cells[-1].output_size
+        self.input_dim = None
+
+    def _noise_layout(self):
+        """Widths of the noise slices, in the order they are used."""
+        dropouts = [self.input_dim, self.fast_cells[0].output_size, self.slow_cell.output_size, self.output_size]
+        keep = self.keep_prob is not None and self.keep_prob < 1.0
+        return [w if keep else 0 for w in dropouts] + [
+            getattr(c, "noise_size", 0) for c in self.fast_cells + [self.slow_cell]
+        ]
+
+    @property
+    def noise_size(self):
+        return sum(self._noise_layout()) if self.input_dim is not None else 0
+
+    def build(self, input_shape):
+        self.input_dim = input_shape[-1]
+        widths = [self.input_dim, self.slow_cell.output_size] + [1] * (len(self.fast_cells) - 2)
+        shapes = [(self.fast_cells[0], self.input_dim), (self.slow_cell, self.fast_cells[0].output_size)]
+        shapes += list(zip(self.fast_cells[1:], widths[1:]))
+        for cell, width in shapes:
+            if not cell.built:  # cells restored from a saved config arrive built
+                cell.build((None, width))
+
+    def call(self, inputs, states, training=False, noise=None):
+        noise = self._noise_for_call(inputs, training, noise)
+        slices = iter(_split(noise, self._noise_layout()))
+        drop_in, drop_fast, drop_slow, drop_out = (next(slices) for _ in range(4))
+        cell_noise = list(slices)
+        k = len(self._fast_state_size)
+        fast_state, slow_state = list(states[:k]), list(states[k:])
+
+        x = dropout(inputs, self.keep_prob, drop_in)
+        fast_out, fast_state = self._step(self.fast_cells[0], x, fast_state, training, cell_noise[0])
+        x = dropout(fast_out, self.keep_prob, drop_fast)
+        slow_out, slow_state = self._step(self.slow_cell, x, slow_state, training, cell_noise[-1])
+        x = dropout(slow_out, self.keep_prob, drop_slow)
+        fast_out, fast_state = self._step(self.fast_cells[1], x, fast_state, training, cell_noise[1])
+        for i, cell in enumerate(self.fast_cells[2:], start=2):
+            fast_out, fast_state = self._step(cell, fast_out[:, :1] * 0.0, fast_state, training, cell_noise[i])
+        return dropout(fast_out, self.keep_prob, drop_out), fast_state + slow_state
+
+    @staticmethod
+    def _step(cell, x, states, training, noise):
+        if isinstance(cell, _NoisyCell):
+            out, new = cell(x, states, training=training, noise=noise)
+        else:
+            out, new = cell(x, states, training=training)
+        return out, _as_list(new)
+
+    def get_initial_state(self, batch_size=None):
+        return _initial_state(self.fast_cells[0], batch_size) + _initial_state(self.slow_cell, batch_size)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            fast_cells=[keras.layers.serialize(c) for c in self.fast_cells],
+            slow_cell=keras.layers.serialize(self.slow_cell),
+            keep_prob=self.keep_prob,
+        )
+        return config
+
+
+def _as_list(x):
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _split(noise, widths):
+    """Consecutive slices of `noise` of the given widths (None when noise is None or width 0)."""
+    out, start = [], 0
+    for w in widths:
+        out.append(None if noise is None or not w else noise[:, start : start + w])
+        start += w
+    return out
+
+
+def _initial_state(cell, batch_size):
+    fn = getattr(cell, "get_initial_state", None)
+    if fn is not None:
+        return _as_list(fn(batch_size=batch_size))
+    return [ops.zeros((batch_size, s), dtype=cell.compute_dtype) for s in _as_list(cell.state_size)]

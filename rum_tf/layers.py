@@ -1,0 +1,168 @@
+"""Sequence layers: `Recurrent` (any rum_tf cell) and `RUM` (the fast RUM layer)."""
+
+import keras
+from keras import ops
+from keras.src.backend import rnn as _backend_rnn  # the loop Keras' own RNN layers use
+
+from rum_tf import cells as cells_lib
+
+_PACKAGE = "rum_tf"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Recurrent(keras.layers.RNN):
+    """`keras.layers.RNN` that draws the cells' training noise outside the loop.
+
+    Zoneout and dropout masks of every time step are drawn in one call before
+    the recurrence and scanned over with the inputs, so training noise is fresh
+    at each step on every backend (a draw inside JAX's `lax.scan` would repeat).
+    Takes the arguments of `keras.layers.RNN` (cell, return_sequences,
+    return_state, go_backwards, stateful, unroll, zero_output_for_mask).
+    """
+
+    def reset_state(self):
+        # Keras resets states to zeros; the λ=1 memory must restart at the identity.
+        if self.states is not None:
+            batch_size = self.states[0].shape[0]
+            for variable, value in zip(self.states, self.get_initial_state(batch_size)):
+                variable.assign(value)
+
+    def _step_inputs(self, sequences):
+        """What the loop scans over besides the noise; `RUM` hoists its projections here."""
+        return sequences
+
+    def _make_step(self, training):
+        """fn(step_inputs, states, noise) -> (output, new_states) for one time step."""
+        if isinstance(self.cell, cells_lib._NoisyCell):
+            return lambda x, states, noise: self.cell(x, states, training=training, noise=noise)
+        return lambda x, states, noise: self.cell(x, states, training=training)
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        if not isinstance(initial_state, (list, tuple)):
+            initial_state = [initial_state]
+        noise = None
+        if training and getattr(self.cell, "noise_size", 0):
+            noise = self.cell.draw_noise(tuple(ops.shape(sequences)[:2]))
+        step_inputs = self._step_inputs(sequences)
+        cell_step = self._make_step(training)
+
+        def step(inputs, states):
+            if noise is not None:
+                inputs, step_noise = inputs
+            else:
+                step_noise = None
+            output, new_states = cell_step(inputs, list(states), step_noise)
+            if not isinstance(new_states, (list, tuple)):
+                new_states = [new_states]
+            return output, list(new_states)
+
+        return _backend_rnn(
+            step,
+            (step_inputs, noise) if noise is not None else step_inputs,
+            list(initial_state),
+            go_backwards=self.go_backwards,
+            mask=mask,
+            unroll=self.unroll,
+            input_length=sequences.shape[1],
+            zero_output_for_mask=self.zero_output_for_mask,
+            return_all_outputs=self.return_sequences,
+        )
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class RUM(Recurrent):
+    """Rotational Unit of Memory layer, used like `keras.layers.GRU`.
+
+    Builds a `RUMCell` and runs it over the sequence with a fast path: the input
+    projections (the x part of the gates and the embedding) of all time steps
+    are one matmul outside the recurrence, and the zoneout noise of all steps is
+    drawn at once. The outputs equal `keras.layers.RNN(RUMCell(...))`.
+
+    Args:
+      units, lambda_, eta, activation, use_layer_norm, zoneout_keep_h,
+      update_gate, trainable_rot, track_angle, use_embedding_bias, eps,
+      gate_kernel_initializer, gate_bias_initializer,
+      embedding_kernel_initializer, embedding_bias_initializer, seed:
+        as in `RUMCell`.
+      return_sequences: return the whole output sequence, not only the last.
+      return_state: also return the final state(s).
+      go_backwards: process the sequence backwards.
+      stateful: carry the last state of batch i into batch i + 1.
+      unroll: unroll the loop (short sequences only).
+      zero_output_for_mask: masked steps output zeros instead of the last output.
+      **kwargs: base layer arguments (name, dtype, ...).
+    """
+
+    _CELL_ARGS = (
+        "lambda_",
+        "eta",
+        "activation",
+        "use_layer_norm",
+        "zoneout_keep_h",
+        "update_gate",
+        "trainable_rot",
+        "track_angle",
+        "use_embedding_bias",
+        "eps",
+        "gate_kernel_initializer",
+        "gate_bias_initializer",
+        "embedding_kernel_initializer",
+        "embedding_bias_initializer",
+        "seed",
+    )
+
+    def __init__(
+        self,
+        units,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        zero_output_for_mask=False,
+        **kwargs,
+    ):
+        cell_kwargs = {k: kwargs.pop(k) for k in self._CELL_ARGS if k in kwargs}
+        dtype = kwargs.get("dtype")
+        cell = cells_lib.RUMCell(units, dtype=dtype, name="rum_cell", **cell_kwargs)
+        kwargs["dtype"] = cells_lib._float32_if_mixed(dtype)
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            zero_output_for_mask=zero_output_for_mask,
+            **kwargs,
+        )
+
+    def _step_inputs(self, sequences):
+        return self.cell.project_inputs(sequences)
+
+    def _make_step(self, training):
+        recurrent_kernel = self.cell.gate_kernel[self.cell.input_dim :]  # sliced once, not per step
+        return lambda projected, states, noise: self.cell.recurrent_step(
+            projected, states, noise, recurrent_kernel
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        del config["cell"]
+        cell_config = self.cell.get_config()
+        config["units"] = self.cell.units
+        config.update({k: cell_config[k] for k in self._CELL_ARGS})
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _cell_property(name):
+    return property(lambda self: getattr(self.cell, name), doc=f"The cell's `{name}`.")
+
+
+for _name in RUM._CELL_ARGS + ("units", "gate_kernel", "gate_bias", "embedding_kernel", "embedding_bias"):
+    if _name != "seed":
+        setattr(RUM, _name, _cell_property(_name))

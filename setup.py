@@ -1,0 +1,23 @@
+"""rum_tf: the Rotational Unit of Memory for TensorFlow 2 / Keras 3."""
+
+import setuptools
+
+setuptools.setup(
+    name="rum_tf",
+    version="0.1.0",
+    description="Rotational Unit of Memory (RUM) for TensorFlow 2 / Keras 3",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["rum_tf", "rum_tf.*", "tasks"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "tensorflow>=2.16",
+        "tensorflow-datasets",
+        "absl-py",
+        "numpy",
+    ],
+    extras_require={
+        # jax runs the cell and layer tests a second time under KERAS_BACKEND=jax.
+        "test": ["pytest", "jax"],
+    },
+)

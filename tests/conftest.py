@@ -1,0 +1,44 @@
+"""Shared test helpers: backend-neutral gradients and weight extraction."""
+
+import os
+import sys
+
+import keras
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def backend():
+    return keras.backend.backend()
+
+
+def gradients(fn, *args):
+    """d sum(fn(*args)) / d args, as NumPy arrays, on the TF or JAX backend."""
+    args = [keras.ops.convert_to_tensor(np.asarray(a, np.float32)) for a in args]
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            for a in args:
+                tape.watch(a)
+            total = tf.reduce_sum(fn(*args))
+        return [np.asarray(g) for g in tape.gradient(total, args)]
+    if backend() == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        grads = jax.grad(lambda *xs: jnp.sum(fn(*xs)), argnums=tuple(range(len(args))))(*args)
+        return [np.asarray(g) for g in grads]
+    raise NotImplementedError(backend())
+
+
+def weights_of(layer):
+    """{variable name: float64 array} of a built layer."""
+    return {v.name: np.asarray(v.numpy() if hasattr(v, "numpy") else v, np.float64) for v in layer.weights}
+
+
+def randomize(layer, rng, scale=0.5):
+    """Give every weight random values, so tests do not rest on the initializers."""
+    layer.set_weights([rng.normal(0, scale, w.shape).astype(np.float32) for w in layer.get_weights()])

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The project's test command (README.md): install the package with its test
+# extra, then run the whole suite. Data-backed tests read ../shared/data unless
+# RUM_TF_DATA_DIR points elsewhere.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install --quiet -e ".[test]"
+export RUM_TF_DATA_DIR="${RUM_TF_DATA_DIR:-$(cd .. && pwd)/shared/data}"
+python -m pytest -q tests "$@"

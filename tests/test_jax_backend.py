@@ -1,0 +1,25 @@
+"""Runs the rotation, cell and layer tests again under KERAS_BACKEND=jax.
+
+Keras fixes its backend at import, so this needs a separate pytest process.
+"""
+
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PORTABLE_MODULES = ["test_rotation.py", "test_cells.py", "test_layers.py"]
+
+
+@pytest.mark.skipif(keras.backend.backend() == "jax", reason="already running under JAX")
+def test_portable_suite_passes_under_jax():
+    pytest.importorskip("jax")
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"] + PORTABLE_MODULES
+    result = subprocess.run(cmd, cwd=HERE, env=env, capture_output=True, text=True, timeout=900)
+    tail = "\n".join(result.stdout.splitlines()[-15:])
+    assert result.returncode == 0, f"JAX run failed:\n{tail}\n{result.stderr[-2000:]}"
+    assert " passed" in tail

@@ -1,0 +1,178 @@
+"""The RUM layer's fast path, the Recurrent layer, XLA and saving."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from conftest import backend, randomize
+from rum_tf import RUM, FastSlowCell, LayerNormLSTMCell, Recurrent, RUMCell
+from rum_tf.cells import _NoisyCell
+
+B, T, D, N = 4, 9, 5, 6
+
+
+def _np(x):
+    return np.asarray(ops.convert_to_numpy(x))
+
+
+def _x(seed=0, t=T):
+    return np.random.default_rng(seed).normal(size=(B, t, D)).astype(np.float32)
+
+
+def _built_rum(**kwargs):
+    layer = RUM(N, **kwargs)
+    layer.build((None, None, D))
+    randomize(layer, np.random.default_rng(1))
+    return layer
+
+
+CONFIGS = [
+    dict(),
+    dict(lambda_=1),
+    dict(lambda_=1, eta=0.1, track_angle=True),
+    dict(eta=2.0, use_layer_norm=True, zoneout_keep_h=0.9),
+    dict(lambda_=1, eta=1.0, use_layer_norm=True, zoneout_keep_h=0.9, use_embedding_bias=True),
+]
+
+
+@pytest.mark.parametrize("kwargs", CONFIGS)
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_fast_path_equals_rnn_of_cell(kwargs, go_backwards):
+    layer = _built_rum(return_sequences=True, return_state=True, go_backwards=go_backwards, **kwargs)
+    reference = keras.layers.RNN(layer.cell, return_sequences=True, return_state=True, go_backwards=go_backwards)
+    x = _x()
+    got = layer(x)
+    want = reference(x)
+    assert len(got) == len(want) == 1 + len(layer.cell.state_size)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(_np(g), _np(w), atol=1e-5)
+
+
+def test_last_output_and_mask():
+    layer = _built_rum(lambda_=1)
+    x = _x()
+    np.testing.assert_allclose(_np(layer(x)), _np(keras.layers.RNN(layer.cell)(x)), atol=1e-5)
+    mask = np.ones((B, T), bool)
+    mask[:, 6:] = False
+    # A masked tail leaves the last output at that of the unmasked prefix.
+    np.testing.assert_allclose(_np(layer(x, mask=mask)), _np(layer(x[:, :6])), atol=1e-5)
+
+
+def test_stateful_continues_the_sequence():
+    x = np.random.default_rng(2).normal(size=(B, 8, D)).astype(np.float32)
+    whole = _built_rum(lambda_=1, return_sequences=True)
+    parts = RUM(N, lambda_=1, return_sequences=True, stateful=True)
+    parts.build((B, None, D))
+    parts.set_weights(whole.get_weights())
+    first, second = _np(parts(x[:, :5])), _np(parts(x[:, 5:]))
+    np.testing.assert_allclose(np.concatenate([first, second], 1), _np(whole(x)), atol=1e-5)
+    parts.reset_state()
+    np.testing.assert_allclose(_np(parts(x[:, :5])), first, atol=1e-6)
+
+
+def _model(layer, t=T, d=D):
+    inputs = keras.Input((t, d))
+    return keras.Model(inputs, keras.layers.Dense(3)(layer(inputs)))
+
+
+@pytest.mark.parametrize("kwargs", CONFIGS[1:4])
+def test_jit_compiled_equals_eager(kwargs):
+    model = _model(_built_rum(**kwargs))
+    x = _x(3)
+    eager = _np(model(x))
+    model.compile(jit_compile=True)
+    np.testing.assert_allclose(model.predict(x, verbose=0), eager, atol=1e-5)
+
+
+@pytest.mark.skipif(backend() != "tensorflow", reason="tf.function is TensorFlow's")
+def test_tf_function_xla_equals_eager():
+    import tensorflow as tf
+
+    layer = _built_rum(lambda_=1, eta=1.0, use_layer_norm=True, zoneout_keep_h=0.9, return_sequences=True)
+    x = _x(4)
+    np.testing.assert_allclose(_np(tf.function(layer, jit_compile=True)(x)), _np(layer(x)), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RUM(N, lambda_=1, eta=0.5, use_layer_norm=True, zoneout_keep_h=0.9),
+        lambda: Recurrent(FastSlowCell([LayerNormLSTMCell(4), LayerNormLSTMCell(4)], RUMCell(5, eta=1.0))),
+    ],
+)
+def test_save_load_round_trip(make, tmp_path):
+    model = _model(make())
+    randomize(model, np.random.default_rng(5), scale=0.3)
+    x = _x(6)
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(_np(loaded(x)), _np(model(x)))
+    as_json = lambda layer: json.loads(json.dumps(layer.get_config()))  # tuples and lists alike
+    assert as_json(loaded.layers[1]) == as_json(model.layers[1])
+
+
+def test_layer_exposes_cell_arguments_and_weights():
+    layer = _built_rum(lambda_=1, eta=0.1)
+    assert (layer.units, layer.lambda_, layer.eta) == (N, 1, 0.1)
+    assert layer.gate_kernel is layer.cell.gate_kernel and layer.embedding_bias is None
+    with pytest.raises(ValueError):
+        RUM(N, lambda_=3)
+
+
+class _NoiseProbe(_NoisyCell):
+    """Outputs the noise it is given, to see what the layer feeds each step."""
+
+    state_size = [3]
+    output_size = 3
+
+    @property
+    def noise_size(self):
+        return 3
+
+    def call(self, inputs, states, training=False, noise=None):
+        noise = self._noise_for_call(inputs, training, noise)
+        out = ops.zeros_like(states[0]) if noise is None else noise
+        return out, [states[0]]
+
+
+def test_training_noise_is_fresh_at_every_step():
+    layer = Recurrent(_NoiseProbe(seed=1), return_sequences=True)
+    x = _x(7, t=12)
+    inference = _np(layer(x))
+    assert not inference.any()
+    noise = _np(layer(x, training=True))
+    assert noise.shape == (B, 12, 3)
+    # Every step and example gets its own draw (a draw inside lax.scan would repeat).
+    flat = noise.reshape(-1, 3)
+    assert len(np.unique(flat[:, 0])) == flat.shape[0]
+    assert 0.0 <= noise.min() and noise.max() < 1.0
+
+
+def test_fit_with_zoneout_lowers_the_loss():
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(64, 6, D)).astype(np.float32)
+    y = x[:, 0, :2] * 2.0  # needs memory of the first step
+    inputs = keras.Input((6, D))
+    outputs = keras.layers.Dense(2)(RUM(16, lambda_=1, eta=2.0, zoneout_keep_h=0.9, seed=2)(inputs))
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    history = model.fit(x, y, epochs=30, batch_size=16, verbose=0).history["loss"]
+    assert np.isfinite(history).all()
+    assert history[-1] < 0.5 * history[0]
+
+
+def test_mixed_precision_layer_is_finite():
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        layer = RUM(N, lambda_=1, eta=1.0, use_layer_norm=True)
+        x = np.zeros((2, 5, D), np.float16)
+        out = layer(x)
+        assert layer.compute_dtype == "float32" and np.isfinite(_np(out)).all()
+    finally:
+        keras.config.set_dtype_policy("float32")

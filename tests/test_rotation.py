@@ -1,0 +1,111 @@
+"""rum_tf.rotation against the NumPy reference and the properties of SPEC §1."""
+
+import numpy as np
+import pytest
+from keras import ops
+
+import numpy_reference as ref
+from conftest import gradients
+from rum_tf import rotation
+
+RNG = np.random.default_rng(0)
+B, N = 6, 9
+
+
+def _np(x):
+    return np.asarray(ops.convert_to_numpy(x))
+
+
+def _pair():
+    return RNG.normal(size=(B, N)).astype(np.float32), RNG.normal(size=(B, N)).astype(np.float32)
+
+
+def test_operator_matches_reference():
+    a, b = _pair()
+    got = _np(rotation.rotation_operator(a, b))
+    want = np.stack([ref.rotation_matrix(a[i], b[i])[0] for i in range(B)])
+    np.testing.assert_allclose(got, want, atol=2e-6)
+
+
+def test_operator_is_a_rotation():
+    a, b = _pair()
+    r = _np(rotation.rotation_operator(a, b)).astype(np.float64)
+    eye = np.broadcast_to(np.eye(N), r.shape)
+    np.testing.assert_allclose(r @ np.swapaxes(r, 1, 2), eye, atol=2e-6)
+    np.testing.assert_allclose(np.linalg.det(r), np.ones(B), atol=2e-6)
+
+
+def test_maps_a_direction_to_b_direction_and_fixes_the_complement():
+    a, b = _pair()
+    r = _np(rotation.rotation_operator(a, b))
+    a_hat = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b_hat = b / np.linalg.norm(b, axis=1, keepdims=True)
+    np.testing.assert_allclose(np.einsum("bij,bj->bi", r, a_hat), b_hat, atol=2e-6)
+    # A vector orthogonal to a and b is left alone.
+    w = RNG.normal(size=(B, N))
+    for i in range(B):
+        q, _ = np.linalg.qr(np.stack([a[i], b[i]], 1).astype(np.float64))
+        w[i] -= q @ (q.T @ w[i])
+    np.testing.assert_allclose(np.einsum("bij,bj->bi", r, w), w, atol=2e-6)
+
+
+def test_rotate_equals_operator_times_h():
+    a, b = _pair()
+    h = RNG.normal(size=(B, N)).astype(np.float32)
+    r = np.stack([ref.rotation_matrix(a[i], b[i])[0] for i in range(B)])
+    np.testing.assert_allclose(_np(rotation.rotate(a, b, h)), np.einsum("bij,bj->bi", r, h), atol=3e-6)
+
+
+def test_associative_update_equals_full_product():
+    a, b = _pair()
+    q, _ = np.linalg.qr(RNG.normal(size=(B, N, N)))
+    m = q.astype(np.float32)
+    want = np.stack([q[i] @ ref.rotation_matrix(a[i], b[i])[0] for i in range(B)])
+    fast, cos = rotation.associative_update(m, a, b)
+    full, cos_full = rotation.associative_update_full(m, a, b)
+    np.testing.assert_allclose(_np(fast), want, atol=3e-6)
+    np.testing.assert_allclose(_np(full), want, atol=3e-6)
+    want_cos = [ref.rotation_matrix(a[i], b[i])[1] for i in range(B)]
+    np.testing.assert_allclose(_np(cos)[:, 0], want_cos, atol=1e-6)
+    np.testing.assert_allclose(_np(cos_full), _np(cos), atol=1e-7)
+
+
+def _degenerate_cases():
+    a = RNG.normal(size=(N,)).astype(np.float32)
+    zero = np.zeros(N, np.float32)
+    return {
+        "parallel": (a, 2.5 * a),
+        "identical": (a, a),
+        "antiparallel": (a, -a),
+        "a_zero": (zero, a),
+        "b_zero": (a, zero),
+        "both_zero": (zero, zero),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_degenerate_cases()))
+def test_degenerate_inputs_give_finite_values_and_gradients(case):
+    a, b = (x[None] for x in _degenerate_cases()[case])
+    h = RNG.normal(size=(1, N)).astype(np.float32)
+    for hh in (h, np.zeros_like(h)):
+        assert np.isfinite(_np(rotation.rotate(a, b, hh))).all()
+        for g in gradients(lambda a, b, h: rotation.rotate(a, b, h), a, b, hh):
+            assert np.isfinite(g).all(), case
+    m = np.tile(np.eye(N, dtype=np.float32), (1, 1, 1))
+    assert np.isfinite(_np(rotation.associative_update(m, a, b)[0])).all()
+    for g in gradients(lambda m, a, b: rotation.associative_update(m, a, b)[0], m, a, b):
+        assert np.isfinite(g).all(), case
+
+
+def test_parallel_inputs_give_the_identity_within_the_documented_guard():
+    a = RNG.normal(size=(1, N)).astype(np.float32)
+    r = _np(rotation.rotation_operator(a, 3.0 * a))
+    # sin is floored at sqrt(SIN_SQUARED_FLOOR) = 1e-7: the only change to the official value.
+    np.testing.assert_allclose(r[0], np.eye(N), atol=1e-6)
+
+
+def test_guard_changes_sin_by_at_most_1e_7():
+    a, b = _pair()
+    _, _, cos, sin = rotation.rotation_components(a, b)
+    official = np.sqrt(np.maximum(1.0 - _np(cos).astype(np.float64) ** 2, 0.0))
+    assert np.max(np.abs(_np(sin) - official)) <= 1e-7 + 1e-7 * np.max(official)
