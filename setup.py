@@ -15,6 +15,9 @@ setuptools.setup(
         "tensorflow-datasets",
         "absl-py",
         "numpy",
+        # tensorflow-datasets imports it to build datasets but does not always
+        # install it.
+        "importlib_resources",
     ],
     extras_require={
         # jax runs the cell and layer tests a second time under KERAS_BACKEND=jax.

@@ -281,7 +281,7 @@ class RUMCell(_NoisyCell):
             new_states = []
         else:
             memory = ops.reshape(states[1], (-1, n, n))
-            memory, cos = rotation.associative_update(memory, embedded, target, self.eps)
+            memory, cos = self._associative_update(memory, embedded, target)
             rotated = ops.squeeze(ops.matmul(memory, ops.expand_dims(h, -1)), -1)
             new_states = [ops.reshape(memory, (-1, n * n))]
 
@@ -295,6 +295,9 @@ class RUMCell(_NoisyCell):
         new_h = zoneout(new_h, h, self.zoneout_keep_h, noise)
         output = ops.concatenate([cos, new_h], axis=-1) if self.track_angle else new_h
         return output, [new_h] + new_states
+
+    def _associative_update(self, memory, embedded, target):
+        return rotation.associative_update(memory, embedded, target, self.eps)
 
     def call(self, inputs, states, training=False, noise=None):
         if not isinstance(states, (list, tuple)):

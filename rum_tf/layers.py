@@ -93,6 +93,8 @@ class RUM(Recurrent):
       **kwargs: base layer arguments (name, dtype, ...).
     """
 
+    cell_class = cells_lib.RUMCell  # a subclass may swap in a RUMCell variant
+
     _CELL_ARGS = (
         "lambda_",
         "eta",
@@ -124,7 +126,7 @@ class RUM(Recurrent):
     ):
         cell_kwargs = {k: kwargs.pop(k) for k in self._CELL_ARGS if k in kwargs}
         dtype = kwargs.get("dtype")
-        cell = cells_lib.RUMCell(units, dtype=dtype, name="rum_cell", **cell_kwargs)
+        cell = self.cell_class(units, dtype=dtype, name="rum_cell", **cell_kwargs)
         kwargs["dtype"] = cells_lib._float32_if_mixed(dtype)
         super().__init__(
             cell,
