@@ -13,6 +13,7 @@ import time
 
 import keras
 import numpy as np
+from keras import ops
 from absl import app, flags
 
 from rum_tf import rotation
@@ -37,8 +38,9 @@ flags.DEFINE_string("rows", "", "Comma-separated subset of rows to run (default 
 class _FullProductRUMCell(RUMCell):
     """RUMCell whose λ=1 update is the official O(N³) matrix product."""
 
-    def _associative_update(self, memory, embedded, target):
-        return rotation.associative_update_full(memory, embedded, target, self.eps)
+    def _associative_rotate(self, memory, embedded, target, h):
+        memory, cos = rotation.associative_update_full(memory, embedded, target, self.eps)
+        return memory, ops.squeeze(ops.matmul(memory, ops.expand_dims(h, -1)), -1), cos
 
 
 class _FullProductRUM(RUM):

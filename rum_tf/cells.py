@@ -235,24 +235,22 @@ class RUMCell(_NoisyCell):
             self.candidate_ln_beta = self.add_weight(shape=(n,), initializer="zeros", name="candidate_ln_beta")
 
     def project_inputs(self, inputs):
-        """The input half of a step, [..., d] -> [..., 3N]: [x W_gx + b_g ; x W_e (+ b_e)].
+        """The input half of a step, [..., d] -> ([..., 2N], [..., N]).
 
-        It does not depend on the state, so `rum_tf.layers.RUM` computes it for
-        all time steps in one matmul.
+        Returns (x W_gx + b_g, x W_e (+ b_e)). It does not depend on the state,
+        so `rum_tf.layers.RUM` computes it for all time steps at once.
         """
-        kernel = ops.concatenate([self.gate_kernel[: self.input_dim], self.embedding_kernel], axis=1)
-        bias = self.gate_bias
+        gates = ops.matmul(inputs, self.gate_kernel[: self.input_dim]) + self.gate_bias
+        embedded = ops.matmul(inputs, self.embedding_kernel)
         if self.embedding_bias is not None:
-            bias = ops.concatenate([bias, self.embedding_bias], axis=0)
-        else:
-            bias = ops.concatenate([bias, ops.zeros((self.units,), dtype=bias.dtype)], axis=0)
-        return ops.matmul(inputs, kernel) + bias
+            embedded = embedded + self.embedding_bias
+        return gates, embedded
 
     def recurrent_step(self, projected, states, noise=None, recurrent_kernel=None):
         """The state half of a step, given `project_inputs` of this step's input.
 
         Args:
-          projected: [B, 3N] from `project_inputs`.
+          projected: ([B, 2N], [B, N]) from `project_inputs`.
           states: [h] or [h, M_flat].
           noise: None (inference) or uniforms [B, N] for zoneout.
           recurrent_kernel: W_g's state rows, if already sliced by the caller.
@@ -264,15 +262,17 @@ class RUMCell(_NoisyCell):
         h = states[0]
         if recurrent_kernel is None:
             recurrent_kernel = self.gate_kernel[self.input_dim :]
-        gates = projected[:, : 2 * n] + ops.matmul(h, recurrent_kernel)
-        embedded = projected[:, 2 * n :]
-        target = gates[:, :n]
-        update = ops.sigmoid(gates[:, n:])
+        input_gates, embedded = projected
+        gates = input_gates + ops.matmul(h, recurrent_kernel)
         if self.use_layer_norm:
-            normed = layer_norm(
-                ops.concatenate([target, update], axis=-1), self.gate_ln_gamma, self.gate_ln_beta, blocks=2
-            )
-            target, update = normed[:, :n], normed[:, n:]
+            # LN acts on [r; sigmoid(u)], per N-block.
+            target, update = ops.split(gates, 2, axis=-1)
+            gates = ops.concatenate([target, ops.sigmoid(update)], axis=-1)
+            gates = layer_norm(gates, self.gate_ln_gamma, self.gate_ln_beta, blocks=2)
+            target, update = ops.split(gates, 2, axis=-1)
+        else:
+            target, update = ops.split(gates, 2, axis=-1)
+            update = ops.sigmoid(update)
 
         if self.lambda_ == 0:
             components = rotation.rotation_components(embedded, target, self.eps)
@@ -281,23 +281,23 @@ class RUMCell(_NoisyCell):
             new_states = []
         else:
             memory = ops.reshape(states[1], (-1, n, n))
-            memory, cos = self._associative_update(memory, embedded, target)
-            rotated = ops.squeeze(ops.matmul(memory, ops.expand_dims(h, -1)), -1)
+            memory, rotated, cos = self._associative_rotate(memory, embedded, target, h)
             new_states = [ops.reshape(memory, (-1, n * n))]
 
         candidate = embedded + rotated
         if self.use_layer_norm:
             candidate = layer_norm(candidate, self.candidate_ln_gamma, self.candidate_ln_beta)
         candidate = self.activation(candidate)
-        new_h = update * h + (1.0 - update) * candidate if self.update_gate else candidate
+        # u h + (1 - u) c, written with one product fewer.
+        new_h = candidate + update * (h - candidate) if self.update_gate else candidate
         if self.eta is not None:
             new_h = self.eta * rotation.l2_normalize(new_h, self.eps)
         new_h = zoneout(new_h, h, self.zoneout_keep_h, noise)
         output = ops.concatenate([cos, new_h], axis=-1) if self.track_angle else new_h
         return output, [new_h] + new_states
 
-    def _associative_update(self, memory, embedded, target):
-        return rotation.associative_update(memory, embedded, target, self.eps)
+    def _associative_rotate(self, memory, embedded, target, h):
+        return rotation.associative_rotate(memory, embedded, target, h, self.eps)
 
     def call(self, inputs, states, training=False, noise=None):
         if not isinstance(states, (list, tuple)):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from conftest import backend, randomize
+from conftest import backend, gradients, randomize
 from rum_tf import RUM, FastSlowCell, LayerNormLSTMCell, Recurrent, RUMCell
 from rum_tf.cells import _NoisyCell
 
@@ -174,5 +174,8 @@ def test_mixed_precision_layer_is_finite():
         x = np.zeros((2, 5, D), np.float16)
         out = layer(x)
         assert layer.compute_dtype == "float32" and np.isfinite(_np(out)).all()
+        # Zero inputs make e = 0 (a degenerate rotation) at every step.
+        (grad,) = gradients(lambda x: layer(ops.cast(x, "float16")), x)
+        assert np.isfinite(grad).all()
     finally:
         keras.config.set_dtype_policy("float32")

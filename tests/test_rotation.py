@@ -70,6 +70,17 @@ def test_associative_update_equals_full_product():
     np.testing.assert_allclose(_np(cos_full), _np(cos), atol=1e-7)
 
 
+def test_associative_rotate_gives_update_and_rotated_state():
+    a, b = _pair()
+    h = RNG.normal(size=(B, N)).astype(np.float32)
+    q, _ = np.linalg.qr(RNG.normal(size=(B, N, N)))
+    new_m, new_mh, cos = rotation.associative_rotate(q.astype(np.float32), a, b, h)
+    want = np.stack([q[i] @ ref.rotation_matrix(a[i], b[i])[0] for i in range(B)])
+    np.testing.assert_allclose(_np(new_m), want, atol=3e-6)
+    np.testing.assert_allclose(_np(new_mh), np.einsum("bij,bj->bi", want, h), atol=1e-5)
+    np.testing.assert_allclose(_np(cos), _np(rotation.associative_update(q.astype(np.float32), a, b)[1]))
+
+
 def _degenerate_cases():
     a = RNG.normal(size=(N,)).astype(np.float32)
     zero = np.zeros(N, np.float32)
@@ -95,13 +106,17 @@ def test_degenerate_inputs_give_finite_values_and_gradients(case):
     assert np.isfinite(_np(rotation.associative_update(m, a, b)[0])).all()
     for g in gradients(lambda m, a, b: rotation.associative_update(m, a, b)[0], m, a, b):
         assert np.isfinite(g).all(), case
+    for g in gradients(lambda m, a, b, h: rotation.associative_rotate(m, a, b, h)[1], m, a, b, h):
+        assert np.isfinite(g).all(), case
 
 
 def test_parallel_inputs_give_the_identity_within_the_documented_guard():
-    a = RNG.normal(size=(1, N)).astype(np.float32)
+    # float64, so that rounding of cos (about 1e-4 in sin for float32) does not hide the guard:
+    # sin is floored at sqrt(SIN_SQUARED_FLOOR) = 1e-7, the only change to the official value.
+    a = RNG.normal(size=(1, N))
     r = _np(rotation.rotation_operator(a, 3.0 * a))
-    # sin is floored at sqrt(SIN_SQUARED_FLOOR) = 1e-7: the only change to the official value.
-    np.testing.assert_allclose(r[0], np.eye(N), atol=1e-6)
+    assert r.dtype == np.float64
+    np.testing.assert_allclose(r[0], np.eye(N), atol=2e-7)
 
 
 def test_guard_changes_sin_by_at_most_1e_7():
