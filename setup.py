@@ -18,6 +18,9 @@ setuptools.setup(
         # tensorflow-datasets imports it to build datasets but does not always
         # install it.
         "importlib_resources",
+        # The training harness: TensorBoard events and the learning-curve PNG.
+        "tensorboard",
+        "matplotlib",
     ],
     extras_require={
         # jax runs the cell and layer tests a second time under KERAS_BACKEND=jax.
