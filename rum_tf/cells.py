@@ -74,8 +74,8 @@ def dropout(x, keep, noise):
     return x * ops.cast(noise < keep, x.dtype) / keep
 
 
-class _NoisyCell(keras.layers.Layer):
-    """Shared plumbing of the cells: noise drawing and the float32 policy."""
+class NoisyCell(keras.layers.Layer):
+    """Base of the cells: noise drawing (`noise_size`, `draw_noise`) and the float32 policy."""
 
     def __init__(self, seed=None, dtype=None, **kwargs):
         super().__init__(dtype=_float32_if_mixed(dtype), **kwargs)
@@ -109,7 +109,7 @@ class _NoisyCell(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class RUMCell(_NoisyCell):
+class RUMCell(NoisyCell):
     """Rotational Unit of Memory cell (Dangovski, Jing, Soljačić 2019).
 
     One step, with x the input (size d) and h the state (size N):
@@ -349,7 +349,7 @@ class ARUMCell(RUMCell):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class LayerNormLSTMCell(_NoisyCell):
+class LayerNormLSTMCell(NoisyCell):
     """LSTM with layer norm and zoneout: the fast cell of the FS-RNN (SPEC §3).
 
         i, j, f, o = LN per block([x; h] W + b)
@@ -442,7 +442,7 @@ class LayerNormLSTMCell(_NoisyCell):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class FastSlowCell(_NoisyCell):
+class FastSlowCell(NoisyCell):
     """Fast-Slow RNN step (Mujika et al. 2017), SPEC §3.
 
         x -> dropout -> Fast_0 -> dropout -> Slow -> dropout -> Fast_1 -> Fast_2 ...
@@ -523,7 +523,7 @@ class FastSlowCell(_NoisyCell):
 
     @staticmethod
     def _step(cell, x, states, training, noise):
-        if isinstance(cell, _NoisyCell):
+        if isinstance(cell, NoisyCell):
             out, new = cell(x, states, training=training, noise=noise)
         else:
             out, new = cell(x, states, training=training)

@@ -33,7 +33,7 @@ class Recurrent(keras.layers.RNN):
 
     def _make_step(self, training):
         """fn(step_inputs, states, noise) -> (output, new_states) for one time step."""
-        if isinstance(self.cell, cells_lib._NoisyCell):
+        if isinstance(self.cell, cells_lib.NoisyCell):
             return lambda x, states, noise: self.cell(x, states, training=training, noise=noise)
         return lambda x, states, noise: self.cell(x, states, training=training)
 

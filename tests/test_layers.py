@@ -10,7 +10,7 @@ from keras import ops
 
 from conftest import backend, gradients, randomize
 from rum_tf import RUM, FastSlowCell, LayerNormLSTMCell, Recurrent, RUMCell
-from rum_tf.cells import _NoisyCell
+from rum_tf.cells import NoisyCell
 
 B, T, D, N = 4, 9, 5, 6
 
@@ -124,7 +124,7 @@ def test_layer_exposes_cell_arguments_and_weights():
         RUM(N, lambda_=3)
 
 
-class _NoiseProbe(_NoisyCell):
+class _NoiseProbe(NoisyCell):
     """Outputs the noise it is given, to see what the layer feeds each step."""
 
     state_size = [3]
