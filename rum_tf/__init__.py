@@ -1,7 +1,17 @@
 """rum_tf: the Rotational Unit of Memory for TensorFlow 2 / Keras 3."""
 
+from rum_tf.baselines import EUNNCell, GORUCell
 from rum_tf.cells import ARUMCell, FastSlowCell, LayerNormLSTMCell, RUMCell
 from rum_tf.layers import RUM, Recurrent
 
-__all__ = ["ARUMCell", "FastSlowCell", "LayerNormLSTMCell", "RUM", "RUMCell", "Recurrent"]
+__all__ = [
+    "ARUMCell",
+    "EUNNCell",
+    "FastSlowCell",
+    "GORUCell",
+    "LayerNormLSTMCell",
+    "RUM",
+    "RUMCell",
+    "Recurrent",
+]
 __version__ = "0.1.0"

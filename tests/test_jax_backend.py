@@ -1,4 +1,4 @@
-"""Runs the rotation, cell and layer tests again under KERAS_BACKEND=jax.
+"""Runs the rotation, cell, layer and baseline-cell tests again under KERAS_BACKEND=jax.
 
 Keras fixes its backend at import, so this needs a separate pytest process.
 """
@@ -11,7 +11,7 @@ import keras
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PORTABLE_MODULES = ["test_rotation.py", "test_cells.py", "test_layers.py"]
+PORTABLE_MODULES = ["test_rotation.py", "test_cells.py", "test_layers.py", "test_baselines.py"]
 
 
 @pytest.mark.skipif(keras.backend.backend() == "jax", reason="already running under JAX")
