@@ -17,6 +17,7 @@ from keras import ops
 from absl import app, flags
 
 from rum_tf import rotation
+from rum_tf.baselines import EUNNCell, GORUCell
 from rum_tf.cells import RUMCell
 from rum_tf.layers import RUM
 
@@ -53,6 +54,8 @@ ROWS = {
     "RUM λ=0": lambda n, seq: RUM(n, return_sequences=seq),
     "RUM λ=1 (O(N²) update)": lambda n, seq: RUM(n, lambda_=1, eta=0.1, return_sequences=seq),
     "RUM λ=1 (full product)": lambda n, seq: _FullProductRUM(n, lambda_=1, eta=0.1, return_sequences=seq),
+    "EUNN (capacity 2)": lambda n, seq: keras.layers.RNN(EUNNCell(n, capacity=2), return_sequences=seq),
+    "GORU (capacity 2)": lambda n, seq: keras.layers.RNN(GORUCell(n, capacity=2), return_sequences=seq),
 }
 
 
@@ -138,6 +141,8 @@ def main(argv):
     if unknown:
         raise app.UsageError(f"unknown shape(s) {unknown}; choose from {sorted(SHAPES)}")
     rows = [r.strip() for r in FLAGS.rows.split(",")] if FLAGS.rows else list(ROWS)
+    if set(rows) - set(ROWS):
+        raise app.UsageError(f"unknown row(s) {sorted(set(rows) - set(ROWS))}; choose from {list(ROWS)}")
     if "Keras GRU" not in rows:
         rows.insert(0, "Keras GRU")
     xla_settings = {"both": [False, True], "on": [True], "off": [False]}[FLAGS.xla]
