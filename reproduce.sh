@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Every paper table from one command; writes <out>/RESULTS.md and exits non-zero if a row
+# misses its check.
+#   bash reproduce.sh [--quick | --full] [--only copying,recall,babi,ptb] [--data_dir DIR] [--out DIR]
+set -euo pipefail
+cd "$(dirname "$0")"
+if ! python -c "import rum_tf, tensorflow, keras, absl, matplotlib" >/dev/null 2>&1; then
+  echo "installing rum_tf and its dependencies (pip install -e .)" >&2
+  python -m pip install --quiet -e .
+fi
+exec python -m rum_tf.reproduce "$@"

@@ -1,0 +1,137 @@
+"""Run every paper-table row of flags/targets.toml and write RESULTS.md.
+
+    bash reproduce.sh [--quick | --full] [--only copying,recall,babi,ptb]
+                      [--data_dir DIR] [--out DIR]
+
+Each row runs as `python -m tasks.<task> --flagfile=flags/<file> --output_dir=<out>/<run id>`.
+A row whose results.json is finished is not run again, so an interrupted reproduction
+continues where it stopped (an unfinished row resumes from its own checkpoint). The
+exit status is non-zero when any row misses its check.
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+from rum_tf.training import report
+from rum_tf.training import results as results_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TABLES = ("copying", "recall", "babi", "ptb")
+DATA_TASKS = ("babi", "ptb")
+
+FLAGS = flags.FLAGS
+flags.DEFINE_bool("quick", False, "CPU scale: the flagfiles under flags/quick/ (the default).")
+flags.DEFINE_bool("full", False, "Paper scale: the paper-row flagfiles (a GPU machine).")
+flags.DEFINE_list("only", list(TABLES), f"Tables to run, from {', '.join(TABLES)}.")
+flags.DEFINE_string("data_dir", None, "Folder with the bAbI and PTB files (else RUM_TF_DATA_DIR or download).")
+flags.DEFINE_string("out", None, "Output folder (default results/<quick|full>).")
+flags.DEFINE_string("targets", os.path.join(ROOT, "flags", "targets.toml"), "The targets file.")
+flags.DEFINE_string("extra_flags", "", "Flags appended to every row's command (e.g. to shrink a test run).")
+
+flags.register_validator("only", lambda v: set(v) <= set(TABLES), f"--only takes tables from {', '.join(TABLES)}")
+flags.register_multi_flags_validator(
+    ["quick", "full"], lambda f: not (f["quick"] and f["full"]), "choose one of --quick and --full"
+)
+
+
+def _minutes(seconds):
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _command(row, scale, run_dir):
+    cmd = [sys.executable, "-m", f"tasks.{row.task}", f"--flagfile={os.path.join(ROOT, 'flags', row.flagfile(scale))}",
+           f"--output_dir={run_dir}"]
+    if FLAGS.data_dir and row.task in DATA_TASKS:
+        cmd.append(f"--data_dir={FLAGS.data_dir}")
+    return cmd + FLAGS.extra_flags.split()
+
+
+def _run(row, scale, run_dir):
+    """Run one row, echoing its progress lines; returns its exit code."""
+    os.makedirs(run_dir, exist_ok=True)
+    log_path = os.path.join(run_dir, "reproduce.log")
+    cmd = _command(row, scale, run_dir)
+    start = time.time()
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        log.flush()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            log.write(line)
+            if "ETA" in line or "test" in line.lower() or "error" in line.lower():
+                print("    " + line.rstrip()[-160:], flush=True)
+        code = proc.wait()
+    status = {"exit_code": code, "seconds": time.time() - start, "command": cmd, "log": log_path}
+    results_lib.atomic_write_text(os.path.join(run_dir, report.STATUS_FILE), _json(status))
+    if code:
+        print(f"    exit code {code}: see {log_path}", flush=True)
+    return code
+
+
+def _json(obj):
+    import json
+
+    return json.dumps(obj, indent=2) + "\n"
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    scale = "full" if FLAGS.full else "quick"
+    out_dir = os.path.abspath(FLAGS.out or os.path.join(ROOT, "results", scale))
+    os.makedirs(out_dir, exist_ok=True)
+    rows = [r for r in report.load_targets(FLAGS.targets) if r.table in FLAGS.only and r.flagfile(scale)]
+    todo = [r for r in rows if not _finished(os.path.join(out_dir, r.run_id(scale)))]
+    print(f"{scale} reproduction: {len(rows)} rows in {', '.join(FLAGS.only)}; "
+          f"{len(rows) - len(todo)} already finished; output in {out_dir}", flush=True)
+    durations = []  # (estimated, measured) seconds of the rows run so far
+    for i, row in enumerate(todo):
+        print(f"[{i + 1}/{len(todo)}] {row.table}: {row.row} ({row.flagfile(scale)}); "
+              f"{len(todo) - i - 1} after it; {_time_left(todo[i:], scale, durations)}", flush=True)
+        start = time.time()
+        _run(row, scale, os.path.join(out_dir, row.run_id(scale)))
+        durations.append((_estimate(row, scale), time.time() - start))
+        print(f"    finished in {_minutes(durations[-1][1])}", flush=True)
+
+    outcomes = report.collect([r for r in report.load_targets(FLAGS.targets) if r.table in FLAGS.only], scale, out_dir)
+    plots = report.plot_tables(outcomes, out_dir)
+    header = f"Scale: {scale}. Produced by `bash reproduce.sh --{scale} --only {','.join(FLAGS.only)}`."
+    path = os.path.join(out_dir, "RESULTS.md")
+    results_lib.atomic_write_text(path, report.render(outcomes, out_dir, plots, header))
+    bad = report.failed(outcomes)
+    print(f"wrote {path}: {len(outcomes) - len(bad)} of {len(outcomes)} rows without a miss", flush=True)
+    for o in bad:
+        print(f"  {o.verdict}: {o.row.table} / {o.row.row} {o.detail}".rstrip(), flush=True)
+    return 1 if bad else 0
+
+
+def _finished(run_dir):
+    results = results_lib.read_results(run_dir) if os.path.isdir(run_dir) else None
+    return bool(results) and results.get("status") == "finished"
+
+
+def _estimate(row, scale):
+    """Seconds the targets file expects this row to take (0 when it gives none)."""
+    return 60.0 * float((row.est_minutes or {}).get(scale, 0.0))
+
+
+def _time_left(rows, scale, durations):
+    """'about N min left': the targets' estimates, scaled by how the rows so far compared."""
+    estimates = [_estimate(r, scale) for r in rows]
+    measured = [m for _, m in durations]
+    if durations and sum(e for e, _ in durations) > 0:
+        estimates = [e * sum(measured) / sum(e for e, _ in durations) for e in estimates]
+    if not all(estimates):
+        if not measured:
+            return "time left unknown"
+        fill = sum(measured) / len(measured)
+        estimates = [e or fill for e in estimates]
+    return f"about {_minutes(sum(estimates))} left"
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,40 @@
+"""The shared training harness of the task binaries (tasks/*.py).
+
+    models       --model registry (name -> recurrent layer), OneHot, output_layer
+    optimizers   TF1-faithful RMSProp and Adam
+    inputs       step-indexed tf.data pipelines (exact resume)
+    loop         Task, RunConfig, run(): fit, resume, test, results
+    callbacks    StepClock, ProgressLogger, Checkpointer
+    checkpoints  atomic step checkpoints (weights, optimizer, RNG state)
+    distribute   --strategy and --jit_compile
+    results      the output folder's files, results.json, curve CSV and plot
+    flags        the shared absl flags (import it explicitly: importing defines them)
+"""
+
+from rum_tf.training import checkpoints, distribute, inputs, models, optimizers, results
+from rum_tf.training.inputs import cyclic_batches, fixed_batches, generated_batches
+from rum_tf.training.loop import RunConfig, RunError, Task, run
+from rum_tf.training.models import OneHot, output_layer, recurrent_layer, register
+from rum_tf.training.optimizers import TF1RMSprop, make_optimizer
+
+__all__ = [
+    "OneHot",
+    "RunConfig",
+    "RunError",
+    "TF1RMSprop",
+    "Task",
+    "checkpoints",
+    "cyclic_batches",
+    "distribute",
+    "fixed_batches",
+    "generated_batches",
+    "inputs",
+    "make_optimizer",
+    "models",
+    "optimizers",
+    "output_layer",
+    "recurrent_layer",
+    "register",
+    "results",
+    "run",
+]

@@ -1,0 +1,126 @@
+"""Step checkpoints that survive a SIGKILL at any moment.
+
+Each checkpoint is a directory `step-NNNNNNNN/` holding `model.weights.h5` (Keras'
+`save_weights`: the model's and the optimizer's variables) and `state.json` (the
+training state Keras does not save: the step, elapsed times, the best value so far,
+and the random generators' states, e.g. the zoneout SeedGenerator). It is written
+under a temporary name and renamed into place, so a directory named `step-*` is
+always complete: a run killed while writing leaves only a `.tmp-*` directory, which
+is ignored and later removed.
+
+Keras' `BackupAndRestore` cannot stand in: it writes the weights and the epoch
+number one after the other in place (a kill between the two resumes with mismatched
+state), does not save the SeedGenerator states, and restores inside `fit`, after the
+input pipeline exists, whereas resuming a step-indexed stream needs the step first.
+"""
+
+import json
+import os
+import re
+import shutil
+
+import keras
+import numpy as np
+from absl import logging
+
+WEIGHTS_FILE = "model.weights.h5"
+STATE_FILE = "state.json"
+_NAME = re.compile(r"^step-(\d+)$")
+
+
+def _extra_variables(model):
+    """Variables `save_weights` leaves out (the SeedGenerator states), in a fixed order."""
+    saved = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in saved]
+
+
+def checkpoint_path(directory, step):
+    return os.path.join(directory, f"step-{step:08d}")
+
+
+def list_checkpoints(directory):
+    """[(step, path)] of the complete checkpoints in `directory`, newest first."""
+    if not os.path.isdir(directory):
+        return []
+    found = []
+    for name in os.listdir(directory):
+        match = _NAME.match(name)
+        if match and os.path.exists(os.path.join(directory, name, STATE_FILE)):
+            found.append((int(match.group(1)), os.path.join(directory, name)))
+    return sorted(found, reverse=True)
+
+
+def save(model, directory, step, state, keep=()):
+    """Write the checkpoint of `step` atomically; delete older ones except `keep` steps.
+
+    Args:
+      model: a compiled model (its optimizer is saved with it).
+      directory: the checkpoints folder.
+      step: the number of training steps done.
+      state: JSON-serialisable training state to store beside the weights.
+      keep: steps whose checkpoints must survive (e.g. the best one).
+    """
+    os.makedirs(directory, exist_ok=True)
+    final = checkpoint_path(directory, step)
+    tmp = os.path.join(directory, f".tmp-step-{step:08d}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    model.save_weights(os.path.join(tmp, WEIGHTS_FILE))
+    state = dict(state, step=int(step), extra_variables=[
+        {"path": v.path, "value": np.asarray(keras.ops.convert_to_numpy(v)).tolist()} for v in _extra_variables(model)])
+    with open(os.path.join(tmp, STATE_FILE), "w", encoding="utf-8") as f:
+        json.dump(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    if os.path.exists(final):  # the same step saved by an earlier session
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    keep = set(keep) | {step}
+    for old_step, path in list_checkpoints(directory):
+        if old_step not in keep:
+            shutil.rmtree(path, ignore_errors=True)
+    for name in os.listdir(directory):
+        if name.startswith(".tmp-") and not name.endswith(f"-{os.getpid()}"):
+            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+    return final
+
+
+def read_state(path):
+    """The state dict of a checkpoint, without loading its weights."""
+    with open(os.path.join(path, STATE_FILE), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def restore(model, path):
+    """Load a checkpoint into `model` (and its optimizer); returns its state dict."""
+    state = read_state(path)
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(os.path.join(path, WEIGHTS_FILE))
+    extra = _extra_variables(model)
+    saved = state.get("extra_variables", [])
+    values = [np.asarray(entry["value"]) for entry in saved]
+    # Matched by order (paths carry auto-generated names that differ between processes).
+    if [tuple(v.shape) for v in extra] != [x.shape for x in values]:
+        raise ValueError(f"checkpoint {path} does not match the model's random-generator variables")
+    for variable, value in zip(extra, values):
+        variable.assign(value.astype(variable.dtype))
+    return state
+
+
+def restore_latest(model, directory):
+    """Restore the newest readable checkpoint; its state dict, or None if there is none.
+
+    An unreadable checkpoint (a disk error) is skipped for an older one; if none can
+    be read the last error is raised rather than silently starting over.
+    """
+    error = None
+    for _, path in list_checkpoints(directory):
+        try:
+            return restore(model, path)
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+            logging.warning("cannot restore %s (%s); trying an older checkpoint", path, e)
+            error = e
+    if error is not None:
+        raise error
+    return None

@@ -1,0 +1,369 @@
+"""The training harness: one `run(task, config)` for every task binary.
+
+A task says what differs (its model, data, loss, metrics, test); the harness does the
+rest the same way everywhere: distribution strategy, XLA, seeding, resume from the
+last checkpoint, `model.fit` with TensorBoard / CSV / progress / checkpoint callbacks,
+the final test, results.json, the curve plot (files listed in `results`).
+
+Steps and evaluations: `fit` runs `steps / eval_every` Keras epochs of `eval_every`
+steps; after each one the task's validation set (if any) is evaluated, a log line and a
+curve row are written and a checkpoint is saved. A run resumes from its newest
+checkpoint: weights, optimizer and random-generator state, the clocks, the best value,
+and the data stream at the same step (`Task.train_data(start_step)`), so on CPU the
+resumed run ends with the numbers of an uninterrupted one.
+"""
+
+import dataclasses
+import datetime
+import logging as std_logging
+import os
+import shutil
+import time
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import keras
+import numpy as np
+from absl import logging
+
+import rum_tf
+from rum_tf.training import callbacks as callbacks_lib
+from rum_tf.training import checkpoints, distribute, optimizers, results
+
+# curve.csv columns that are bookkeeping, not metrics.
+_BOOKKEEPING = ("epoch", "step", "train_time_s", "wall_time_s", "learning_rate")
+
+
+class RunError(Exception):
+    """The run cannot start as asked (e.g. its --output_dir holds another run)."""
+
+
+@dataclasses.dataclass
+class Task:
+    """What a task binary hands to `run`.
+
+    Attributes:
+      name: the task's name.
+      build_model: () -> uncompiled keras.Model; called inside the strategy scope
+        after seeding. Name its layers, so checkpoints match across processes.
+      train_data: start_step -> endless tf.data.Dataset of (x, y) training batches;
+        batch k must depend only on k (and the seed), which is what makes resume exact.
+      loss: Keras loss.
+      metrics: Keras metrics (named: their names become log and CSV columns).
+      valid_data: () -> finite dataset evaluated after every `eval_every` steps.
+      test_data: () -> finite dataset evaluated once at the end.
+      test_fn: (model) -> {metric: value}; replaces `test_data` when the test needs its
+        own model (e.g. another batch size for a stateful RNN).
+      keep_best: (monitor, "min" | "max"): end on the weights of the best evaluation
+        of `monitor` (e.g. ("val_loss", "min")) instead of the last ones.
+      references: {metric: {label: value}}: lines drawn on that metric's plot and
+        shown beside it in the log (e.g. the copying memoryless baseline).
+      task_results: extra JSON fields for results.json["task_results"].
+      callbacks: extra Keras callbacks (e.g. a learning-rate schedule, state resets).
+      title: title of the curve plot.
+    """
+
+    name: str
+    build_model: Callable[[], Any]
+    train_data: Callable[[int], Any]
+    loss: Any
+    metrics: Sequence[Any] = ()
+    valid_data: Optional[Callable[[], Any]] = None
+    test_data: Optional[Callable[[], Any]] = None
+    test_fn: Optional[Callable[[Any], Mapping[str, float]]] = None
+    keep_best: Optional[tuple] = None
+    references: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
+    task_results: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    callbacks: Sequence[Any] = ()
+    title: str = ""
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """How to run: the harness' share of the flags (see `rum_tf.training.flags`).
+
+    `flags` is everything that defines the run; a run resumes only with the same
+    values, except those in `resume_neutral` (e.g. more --steps, another strategy).
+    """
+
+    task: str
+    output_dir: str
+    steps: int
+    eval_every: int
+    seed: int = 0
+    model: str = ""
+    optimizer: str = "rmsprop"
+    learning_rate: float = 1e-3
+    rmsprop_decay: float = 0.9
+    clip_norm: Optional[float] = None
+    jit_compile: str = "auto"
+    strategy: str = "default"
+    tpu: str = ""
+    flags: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    flagfile_text: str = ""
+    resume_neutral: Sequence[str] = ("output_dir", "steps", "jit_compile", "strategy", "tpu")
+    log_every_s: float = 60.0
+
+
+def _versions():
+    found = {"rum_tf": rum_tf.__version__, "keras": keras.__version__}
+    for name in ("tensorflow", "jax"):
+        try:
+            found[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return found
+
+
+def _devices():
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return [d.name.replace("/physical_device:", "") for d in tf.config.list_physical_devices()
+                if d.device_type in ("CPU", "GPU", "TPU")]
+    if backend == "jax":
+        import jax
+
+        return [str(d) for d in jax.devices()]
+    return [backend]
+
+
+def _flag_differences(saved, current, neutral):
+    diffs = []
+    for name in sorted(set(saved) | set(current)):
+        if name in neutral:
+            continue
+        if saved.get(name) != current.get(name):
+            diffs.append(f"--{name}={saved.get(name)} there, {current.get(name)} here")
+    return diffs
+
+
+def _check_same_run(saved_flags, config, where):
+    diffs = _flag_differences(saved_flags or {}, dict(config.flags), set(config.resume_neutral))
+    if diffs:
+        raise RunError(
+            f"--output_dir={config.output_dir} holds a run with other flags ({'; '.join(diffs[:3])}"
+            f"{'; ...' if len(diffs) > 3 else ''}, from its {where}): repeat its flags to resume it, "
+            "or choose another --output_dir")
+
+
+class _FileLog:
+    """Copies absl log lines to output_dir/log.txt while a run is active."""
+
+    def __init__(self, path):
+        self.handler = std_logging.FileHandler(path, encoding="utf-8")
+        self.handler.setFormatter(std_logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        self.handler.setLevel(std_logging.INFO)
+
+    def __enter__(self):
+        logger = logging.get_absl_logger()
+        self.level = logger.level
+        if not logger.isEnabledFor(std_logging.INFO):  # absl logs warnings only until flags are parsed
+            logger.setLevel(std_logging.INFO)
+        logger.addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc):
+        logger = logging.get_absl_logger()
+        logger.removeHandler(self.handler)
+        logger.setLevel(self.level)
+        self.handler.close()
+
+
+def _split_metrics(row):
+    """A curve row -> ({train metric: value}, {validation metric: value})."""
+    train = {k: v for k, v in row.items() if k not in _BOOKKEEPING and not k.startswith("val_")}
+    valid = {k[4:]: v for k, v in row.items() if k.startswith("val_")}
+    return train, valid
+
+
+def _plot_panels(rows, references):
+    """One panel per metric: its training and validation columns, its reference lines."""
+    names = []
+    for row in rows:
+        for key in row:
+            base = key[4:] if key.startswith("val_") else key
+            if base not in _BOOKKEEPING and base not in names:
+                names.append(base)
+    names.sort(key=lambda n: (n != "loss", n))
+    return [(name, [name, f"val_{name}"], dict(references.get(name, {}))) for name in names]
+
+
+def _tensorboard(log_dir):
+    """[the TensorBoard callback], or [] with a warning where tensorboard is not installed."""
+    try:
+        import tensorboard  # noqa: F401  (Keras' callback needs it to write events)
+    except ImportError:
+        logging.warning("tensorboard is not installed: no TensorBoard events (pip install tensorboard)")
+        return []
+    return [keras.callbacks.TensorBoard(log_dir, write_graph=False)]
+
+
+def _format_metrics(metrics):
+    return " ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+
+
+def run(task, config):
+    """Train (or resume, or just report) one run; returns its results dict.
+
+    Raises:
+      RunError: the output folder holds a different run, or one trained past --steps.
+    """
+    session_start = time.monotonic()
+    out = config.output_dir
+    os.makedirs(out, exist_ok=True)
+    if config.steps % config.eval_every:
+        raise RunError(f"--steps={config.steps} is not a multiple of --eval_every={config.eval_every}")
+    with _FileLog(os.path.join(out, results.LOG_FILE)):
+        return _run(task, config, session_start)
+
+
+def _run(task, config, session_start):
+    out = config.output_dir
+    ckpt_dir = os.path.join(out, results.CHECKPOINT_DIR)
+    finished = results.read_results(out)
+    if finished is not None:
+        _check_same_run(finished.get("flags"), config, "results.json")
+        if finished.get("steps") == config.steps:
+            logging.info("%s: already finished (%s steps); results in %s: test %s", task.name, finished["steps"],
+                         os.path.join(out, results.RESULTS_FILE),
+                         _format_metrics(finished.get("metrics", {}).get("test", {})))
+            return finished
+        if config.steps < finished.get("steps", 0):
+            raise RunError(f"--output_dir={out} holds a run finished at {finished['steps']} steps, "
+                           f"more than --steps={config.steps}")
+
+    saved = checkpoints.list_checkpoints(ckpt_dir)
+    resume_state = None
+    if saved:
+        resume_state = checkpoints.read_state(saved[0][1])
+        _check_same_run(resume_state.get("flags"), config, "checkpoint")
+        if resume_state["step"] > config.steps:
+            raise RunError(f"--output_dir={out} holds a run already trained {resume_state['step']} steps, "
+                           f"more than --steps={config.steps}")
+        if resume_state["step"] % config.eval_every:
+            raise RunError(f"--output_dir={out} holds a checkpoint at step {resume_state['step']}, "
+                           f"not a multiple of --eval_every={config.eval_every}")
+    else:  # a new run, or one killed before its first checkpoint: start clean
+        for leftover in (results.CURVE_CSV, results.TENSORBOARD_DIR, results.CHECKPOINT_DIR):
+            path = os.path.join(out, leftover)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+    results.atomic_write_text(os.path.join(out, results.FLAGS_FILE), config.flagfile_text)
+
+    # Fresh layer names (checkpoints name the layers) and one seed for everything.
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(config.seed)
+    strategy = distribute.make_strategy(config.strategy, config.tpu)
+    worker = distribute.worker_id(strategy)
+    if worker is not None:  # only the chief writes the run's outputs
+        out = os.path.join(out, "workers", worker)
+        ckpt_dir = os.path.join(out, results.CHECKPOINT_DIR)
+        os.makedirs(out, exist_ok=True)
+    jit_compile = distribute.resolve_jit_compile(config.jit_compile)
+    with strategy.scope():
+        model = task.build_model()
+        optimizer = optimizers.make_optimizer(config.optimizer, config.learning_rate, config.rmsprop_decay,
+                                              config.clip_norm)
+        model.compile(optimizer=optimizer, loss=task.loss, metrics=list(task.metrics), jit_compile=jit_compile)
+        model.optimizer.build(model.trainable_variables)
+        step, best, state = 0, None, {}
+        if resume_state is not None:
+            state = checkpoints.restore(model, saved[0][1])
+            step, best = state["step"], state.get("best")
+
+    parameters = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    logging.info("%s | model %s, %s trainable parameters | backend %s, strategy %s (%d replica%s), jit_compile %s | %s",
+                 task.name, config.model, f"{parameters:,}", keras.backend.backend(), config.strategy,
+                 strategy.num_replicas_in_sync, "" if strategy.num_replicas_in_sync == 1 else "s", jit_compile, out)
+    curve_path = os.path.join(out, results.CURVE_CSV)
+    results.truncate_curve(curve_path, step)  # rows written after the checkpoint are redone
+
+    clock = callbacks_lib.StepClock(config.eval_every, state.get("train_time_s", 0.0), state.get("wall_time_s", 0.0),
+                                    session_start)
+    monitor, mode = task.keep_best if task.keep_best else (None, "min")
+    checkpointer = callbacks_lib.Checkpointer(ckpt_dir, clock, monitor, mode, best,
+                                              extra_state={"flags": dict(config.flags)})
+    run_callbacks = [
+        *_tensorboard(os.path.join(out, results.TENSORBOARD_DIR)),
+        *task.callbacks,
+        clock,  # adds step and times to the logs of the callbacks after it
+        callbacks_lib.ProgressLogger(clock, config.steps, task.references, config.log_every_s),
+        callbacks_lib.CurveLogger(curve_path),
+        checkpointer,  # last: everything before it has seen this evaluation
+    ]
+    epochs = config.steps // config.eval_every
+    if step < config.steps:
+        logging.info("%s from step %s to %s", "resuming" if step else "training", f"{step:,}", f"{config.steps:,}")
+        model.fit(
+            task.train_data(step),
+            epochs=epochs,
+            initial_epoch=step // config.eval_every,
+            steps_per_epoch=config.eval_every,
+            validation_data=task.valid_data() if task.valid_data else None,
+            callbacks=run_callbacks,
+            shuffle=False,  # the stream's order is part of the run
+            verbose=0,
+        )
+    best = checkpointer.best
+    if best is not None:
+        logging.info("restoring the best weights: step %s, %s %.4g", best["step"], monitor, best["value"])
+        with strategy.scope():
+            checkpoints.restore(model, checkpoints.checkpoint_path(ckpt_dir, best["step"]))
+
+    metrics = {}
+    rows = results.read_curve(curve_path)
+    if rows:
+        train, valid = _split_metrics(rows[-1])
+        metrics["train"] = train
+        if valid:
+            metrics["valid"] = valid
+    if task.test_fn is not None or task.test_data is not None:
+        logging.info("testing (training took %s)", callbacks_lib.format_duration(clock.train_time_s))
+    if task.test_fn is not None:
+        metrics["test"] = {k: float(v) for k, v in task.test_fn(model).items()}
+    elif task.test_data is not None:
+        test = model.evaluate(task.test_data(), return_dict=True, verbose=0)
+        metrics["test"] = {k: float(v) for k, v in test.items()}
+    if "test" in metrics:
+        logging.info("test: %s", _format_metrics(metrics["test"]))
+
+    model_path = os.path.join(out, results.MODEL_FILE)
+    tmp_model = os.path.join(out, f"model.tmp-{os.getpid()}.keras")
+    model.save(tmp_model)
+    os.replace(tmp_model, model_path)
+
+    train_time = clock.train_time_s
+    summary = {
+        "task": task.name,
+        "status": "finished",
+        "flags": dict(config.flags),
+        "model": config.model,
+        "parameters": parameters,
+        "steps": config.steps,
+        "wall_time_s": round(clock.wall_time_s(), 3),
+        "train_time_s": round(train_time, 3),
+        "steps_per_s": round(config.steps / train_time, 3) if train_time > 0 else None,
+        "backend": keras.backend.backend(),
+        "strategy": config.strategy,
+        "replicas": strategy.num_replicas_in_sync,
+        "jit_compile": jit_compile,
+        "devices": _devices(),
+        "versions": _versions(),
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "metrics": metrics,
+        "task_results": dict(task.task_results),
+    }
+    if best is not None:
+        summary["best"] = {"monitor": monitor, "mode": mode, **best}
+    results.plot_curve(curve_path, os.path.join(out, results.CURVE_PNG), _plot_panels(rows, task.references),
+                       title=task.title)
+    if worker is None:
+        results.write_results(out, summary)
+        summary = results.read_results(out)  # exactly what the file says, as a re-run returns
+    logging.info("%s finished: %s steps in %s (%.3g steps/s); results in %s", task.name, f"{config.steps:,}",
+                 callbacks_lib.format_duration(summary["wall_time_s"]), summary["steps_per_s"] or 0,
+                 os.path.join(out, results.RESULTS_FILE))
+    return summary

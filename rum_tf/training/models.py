@@ -1,0 +1,152 @@
+"""Model registry: a name (`--model`) -> a recurrent layer, plus the shared front and heads.
+
+A task builds its own model around `recurrent_layer(...)`: its input front-end
+(`OneHot`, an embedding, ...), the recurrent core chosen by name, and its output head
+(`output_layer`). Adding a model (EUNN, GORU, an FS-RNN, ...) is one registration:
+
+    @models.register("goru", options=("capacity",))
+    def _goru(units, *, seed, **layer_kwargs):
+        return Recurrent(GORUCell(units, ...), **layer_kwargs)
+
+`options` names the model arguments (`RUM_OPTIONS` for RUM) a builder accepts; asking
+another model for them is an error, so a flag meant for RUM cannot silently do nothing.
+"""
+
+import dataclasses
+import math
+
+import keras
+from keras import ops
+
+from rum_tf.layers import RUM
+
+_PACKAGE = "rum_tf"
+
+# RUM's arguments that the shared flags expose, named as in `RUMCell`.
+RUM_OPTIONS = (
+    "lambda_",
+    "eta",
+    "activation",
+    "use_layer_norm",
+    "zoneout_keep_h",
+    "update_gate",
+    "trainable_rot",
+    "track_angle",
+    "use_embedding_bias",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: `builder(units, *, seed, **options, **layer_kwargs)`."""
+
+    name: str
+    builder: object
+    options: tuple
+    description: str
+
+
+_REGISTRY = {}
+
+
+def register(name, *, options=(), description=""):
+    """Decorator registering `builder` as `--model=name`.
+
+    The builder is called as `builder(units, seed=seed, **options, **layer_kwargs)`,
+    where `options` holds only the names listed here and `layer_kwargs` are the usual
+    `keras.layers.RNN` arguments (return_sequences, return_state, stateful, name, ...).
+    It returns a Keras layer mapping [batch, time, features] to the RNN outputs.
+    """
+
+    def decorate(builder):
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = ModelEntry(name, builder, tuple(options), description or (builder.__doc__ or "").strip())
+        return builder
+
+    return decorate
+
+
+def names():
+    """The registered model names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get(name):
+    """The `ModelEntry` of `name`; ValueError naming the choices if unknown."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(names())}")
+    return _REGISTRY[name]
+
+
+def recurrent_layer(model, units, *, seed=None, options=None, **layer_kwargs):
+    """The recurrent layer of `--model=model` with `units` units.
+
+    Args:
+      model: a registered name (`names()`).
+      units: hidden size.
+      seed: seed of the layer's own randomness (zoneout, dropout), so a run repeats.
+      options: {argument: value} of model options (e.g. `RUM_OPTIONS`); every key
+        must be one the model accepts.
+      **layer_kwargs: `keras.layers.RNN` arguments (return_sequences, stateful, name...).
+    """
+    entry = get(model)
+    options = dict(options or {})
+    foreign = sorted(set(options) - set(entry.options))
+    if foreign:
+        raise ValueError(f"--model={model} does not take {', '.join(foreign)}")
+    return entry.builder(units, seed=seed, **options, **layer_kwargs)
+
+
+@register("rum", options=RUM_OPTIONS, description="Rotational Unit of Memory (rum_tf.RUM)")
+def _rum(units, *, seed=None, **kwargs):
+    return RUM(units, seed=seed, **kwargs)
+
+
+@register("lstm", description="keras.layers.LSTM, forget-gate bias starting at 1 (TF1 forget_bias=1)")
+def _lstm(units, *, seed=None, **kwargs):
+    return keras.layers.LSTM(units, unit_forget_bias=True, seed=seed, **kwargs)
+
+
+@register("gru", description="keras.layers.GRU with reset_after=False, the TF1 GRUCell equations")
+def _gru(units, *, seed=None, **kwargs):
+    return keras.layers.GRU(units, reset_after=False, seed=seed, **kwargs)
+
+
+@register("rnn", description="keras.layers.SimpleRNN with tanh (TF1 BasicRNNCell)")
+def _rnn(units, *, seed=None, **kwargs):
+    return keras.layers.SimpleRNN(units, activation="tanh", seed=seed, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class OneHot(keras.layers.Layer):
+    """Integer ids [..] -> float one-hot [.., depth]: the synthetic tasks' input front-end."""
+
+    def __init__(self, depth, **kwargs):
+        super().__init__(**kwargs)
+        self.depth = int(depth)
+
+    def call(self, inputs):
+        return ops.one_hot(ops.cast(inputs, "int32"), self.depth, dtype=self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.depth,)
+
+    def get_config(self):
+        return {**super().get_config(), "depth": self.depth}
+
+
+def output_layer(classes, input_depth, *, seed=None, name="output"):
+    """Dense(classes) logits layer initialised as the official synthetic-task scripts.
+
+    Weights uniform in ±sqrt(6 / (input_depth + classes)), bias 0.01. The official
+    scripts take `input_depth` to be the size of the one-hot *input* vocabulary
+    (n_input), not the hidden size; that is kept here.
+    """
+    limit = math.sqrt(6.0 / (input_depth + classes))
+    return keras.layers.Dense(
+        classes,
+        kernel_initializer=keras.initializers.RandomUniform(-limit, limit, seed=seed),
+        bias_initializer=keras.initializers.Constant(0.01),
+        name=name,
+    )

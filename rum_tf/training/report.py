@@ -1,0 +1,277 @@
+"""The paper's tables from finished runs: targets, verdicts and RESULTS.md.
+
+The targets file (flags/targets.toml) lists every paper-table row once:
+
+    [[rows]]
+    table = "copying"                          # which table of RESULTS.md it belongs to
+    row = "RUM λ=0, T=200"                     # its name in the paper's table
+    task = "copying"                           # python -m tasks.<task>
+    full = "copying/rum_lambda0_T200.cfg"      # flagfile of the paper-scale run
+    quick = "quick/copying/rum_lambda0.cfg"    # flagfile of the CPU-scale run
+    metric = "metrics.test.loss"               # a dotted path into results.json
+    published = "solved (loss -> ~0)"          # the paper's number (text or number)
+    full_check = { max = 0.01 }                # what "reproduced" means at full scale
+    quick_check = { max = 0.5, ref = "task_results.memoryless_baseline" }
+    note = "..."                               # optional: why that check
+    est_minutes = { quick = 1.5, full = 300 }  # optional: expected run time, for the ETA
+
+A check is `{max = x}` (value <= x), `{min = x}` (value >= x), optionally with
+`ref = "path"` to scale x by another results.json value (e.g. the copying
+baseline), or `{}` for rows that are only reported. A row whose check is absent
+for the chosen scale is reported without a verdict.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import tomllib
+from typing import Any, Mapping, Optional
+
+from rum_tf.training import results as results_lib
+
+SCALES = ("quick", "full")
+STATUS_FILE = "reproduce.json"  # written by rum_tf.reproduce next to each run's results.json
+
+PASS, FAIL, MISSING, CRASHED, REPORTED = "pass", "FAIL", "missing", "crashed", "reported"
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    table: str
+    row: str
+    task: str
+    metric: str
+    full: Optional[str] = None
+    quick: Optional[str] = None
+    published: Any = None
+    full_check: Optional[Mapping[str, Any]] = None
+    quick_check: Optional[Mapping[str, Any]] = None
+    note: str = ""
+    est_minutes: Optional[Mapping[str, float]] = None  # {"quick": m, "full": m}, for the ETA
+
+    def flagfile(self, scale):
+        return self.quick if scale == "quick" else self.full
+
+    def check(self, scale):
+        return self.quick_check if scale == "quick" else self.full_check
+
+    def run_id(self, scale):
+        """The run's folder under the output dir: its flagfile path without '.cfg'."""
+        path = self.flagfile(scale)
+        return None if path is None else path[: -len(".cfg")] if path.endswith(".cfg") else path
+
+
+def load_targets(path):
+    """The rows of a targets file, checked for the fields every row needs."""
+    with open(path, "rb") as f:
+        data = tomllib.load(f)
+    rows = []
+    fields = {f.name for f in dataclasses.fields(Row)}
+    for i, raw in enumerate(data.get("rows", [])):
+        unknown = set(raw) - fields
+        missing = {"table", "row", "task", "metric"} - set(raw)
+        if unknown or missing:
+            raise ValueError(f"{path}: row {i + 1} ({raw.get('row')!r}): unknown {sorted(unknown)}, missing {sorted(missing)}")
+        rows.append(Row(**raw))
+    return rows
+
+
+def lookup(results, path):
+    """results["a"]["b"] for path "a.b", or None when any part is absent."""
+    value = results
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+@dataclasses.dataclass
+class Outcome:
+    row: Row
+    scale: str
+    verdict: str
+    value: Optional[float] = None
+    threshold: str = ""
+    detail: str = ""
+    results: Optional[Mapping[str, Any]] = None
+    run_dir: Optional[str] = None
+
+
+def _as_float(value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def judge(row, scale, results, status=None, run_dir=None):
+    """The verdict of one row from its results.json (None if absent) and run status."""
+    outcome = Outcome(row, scale, MISSING, results=results, run_dir=run_dir)
+    if results is None or results.get("status") != "finished":
+        if status is not None and status.get("exit_code", 0) != 0:
+            outcome.verdict = CRASHED
+            outcome.detail = f"exit code {status['exit_code']}; see {status.get('log', 'its log')}"
+        else:
+            outcome.detail = "not run" if status is None else "no results.json"
+        return outcome
+    outcome.value = _as_float(lookup(results, row.metric))
+    check = row.check(scale)
+    if not check:
+        outcome.verdict = REPORTED
+        return outcome
+    bound_key = "max" if "max" in check else "min"
+    bound = float(check[bound_key])
+    label = f"{bound:g}"
+    if check.get("ref"):
+        ref = _as_float(lookup(results, check["ref"]))
+        if ref is None:
+            outcome.verdict, outcome.detail = FAIL, f"reference {check['ref']} absent"
+            return outcome
+        label = f"{bound:g} × {check['ref'].split('.')[-1]} = {bound * ref:.4g}"
+        bound *= ref
+    outcome.threshold = ("≤ " if bound_key == "max" else "≥ ") + label
+    if outcome.value is None:
+        outcome.verdict, outcome.detail = FAIL, f"{row.metric} absent or not finite"
+    elif (outcome.value <= bound) if bound_key == "max" else (outcome.value >= bound):
+        outcome.verdict = PASS
+    else:
+        outcome.verdict = FAIL
+    return outcome
+
+
+def collect(rows, scale, out_dir):
+    """Outcomes of every row that has a flagfile at this scale, reading `out_dir/<run id>/`."""
+    outcomes = []
+    for row in rows:
+        run_id = row.run_id(scale)
+        if run_id is None:
+            continue
+        run_dir = os.path.join(out_dir, run_id)
+        status = read_status(run_dir)
+        results = results_lib.read_results(run_dir) if os.path.isdir(run_dir) else None
+        outcomes.append(judge(row, scale, results, status, run_dir))
+    return outcomes
+
+
+def read_status(run_dir):
+    """The reproduce.json that rum_tf.reproduce left in run_dir, or None."""
+    path = os.path.join(run_dir, STATUS_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _fmt(value):
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _scale_text(outcome):
+    r = outcome.results
+    if not r:
+        return outcome.scale
+    parts = [outcome.scale, f"{r.get('steps', '?')} steps"]
+    if r.get("wall_time_s") is not None:
+        parts.append(f"{float(r['wall_time_s']) / 60:.1f} min")
+    return ", ".join(parts)
+
+
+def render(outcomes, out_dir, plots=(), header=""):
+    """RESULTS.md text: one table per paper table, then the plots (paths relative to out_dir)."""
+    lines = ["# Results", ""]
+    if header:
+        lines += [header, ""]
+    lines += [
+        "Each row: the paper's number, ours, the scale it ran at, and the verdict of the check in",
+        "`flags/targets.toml` (quick scale checks the claim qualitatively; full scale checks the",
+        "number within its tolerance). Verdicts: pass, FAIL, missing (not run), crashed, reported",
+        "(no check at this scale).",
+        "",
+    ]
+    tables = []
+    for o in outcomes:
+        if o.row.table not in tables:
+            tables.append(o.row.table)
+    for table in tables:
+        lines += [f"## {table}", "", "| row | published | ours | metric | check | scale | verdict |",
+                  "|---|---|---|---|---|---|---|"]
+        for o in (o for o in outcomes if o.row.table == table):
+            verdict = o.verdict if not o.detail else f"{o.verdict} ({o.detail})"
+            run_link = f"[{o.row.row}]({os.path.relpath(o.run_dir, out_dir)})" if o.run_dir and o.results else o.row.row
+            lines.append(
+                f"| {run_link} | {_fmt(o.row.published)} | {_fmt(o.value)} | {o.row.metric.split('.', 1)[-1]} "
+                f"| {o.threshold or '—'} | {_scale_text(o)} | {verdict} |"
+            )
+        notes = [f"- {o.row.row}: {o.row.note}" for o in outcomes if o.row.table == table and o.row.note]
+        lines += [""] + notes + ([""] if notes else [])
+    if plots:
+        lines += ["## Learning curves", ""]
+        for title, path in plots:
+            lines += [f"### {title}", "", f"![{title}]({os.path.relpath(path, out_dir)})", ""]
+    counts = {}
+    for o in outcomes:
+        counts[o.verdict] = counts.get(o.verdict, 0) + 1
+    lines += ["## Summary", "", ", ".join(f"{v}: {n}" for v, n in sorted(counts.items())), ""]
+    return "\n".join(lines)
+
+
+def failed(outcomes):
+    """Rows that miss their check (FAIL, missing or crashed); 'reported' rows never fail."""
+    return [o for o in outcomes if o.verdict in (FAIL, MISSING, CRASHED)]
+
+
+# Which curve.csv column each table's combined plot draws, and a reference line from results.json.
+PLOTS = {
+    "copying": ("loss", "cross-entropy (train)", "task_results.memoryless_baseline", "memoryless baseline"),
+    "recall": ("val_accuracy", "validation accuracy", None, None),
+    "babi": ("val_accuracy", "validation accuracy", None, None),
+    "ptb": ("val_bpc", "validation BPC", None, None),
+}
+
+
+def plot_tables(outcomes, out_dir):
+    """One PNG per table overlaying its rows' curves; returns [(title, path)]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    for table, (column, label, ref_path, ref_label) in PLOTS.items():
+        runs = [o for o in outcomes if o.row.table == table and o.run_dir]
+        curves = []
+        for o in runs:
+            rows = results_lib.read_curve(os.path.join(o.run_dir, results_lib.CURVE_CSV))
+            points = [(r["step"], r[column]) for r in rows if column in r]
+            if points:
+                curves.append((o, points))
+        if not curves:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 4))
+        refs = {}
+        for o, points in curves:
+            ax.plot([p[0] for p in points], [p[1] for p in points], label=o.row.row)
+            if ref_path and o.results:
+                value = _as_float(lookup(o.results, ref_path))
+                if value is not None:
+                    refs[f"{ref_label} (T={lookup(o.results, 'task_results.T')})"] = value
+        for text, value in refs.items():
+            ax.axhline(value, color="grey", linestyle="--", linewidth=1, label=f"{text}: {value:.4g}")
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+        ax.set_title(f"{table} ({curves[0][0].scale} scale)")
+        fig.tight_layout()
+        path = os.path.join(out_dir, f"{table}.png")
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        made.append((f"{table}: {label}", path))
+    return made

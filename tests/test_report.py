@@ -1,0 +1,131 @@
+"""The RESULTS.md renderer and verdict logic, on made-up runs (no training)."""
+
+import json
+import os
+
+import pytest
+
+from rum_tf.training import report
+
+TARGETS = """
+[[rows]]
+table = "copying"
+row = "RUM"
+task = "copying"
+quick = "quick/copying/rum.cfg"
+full = "copying/rum.cfg"
+metric = "metrics.test.loss"
+published = "solved"
+quick_check = { max = 0.5, ref = "task_results.memoryless_baseline" }
+full_check = { max = 0.01 }
+
+[[rows]]
+table = "copying"
+row = "LSTM"
+task = "copying"
+quick = "quick/copying/lstm.cfg"
+metric = "metrics.test.loss"
+quick_check = { min = 0.9, ref = "task_results.memoryless_baseline" }
+
+[[rows]]
+table = "recall"
+row = "RUM T=30"
+task = "recall"
+quick = "quick/recall/rum.cfg"
+metric = "metrics.test.accuracy"
+published = 1.0
+quick_check = { min = 0.5 }
+
+[[rows]]
+table = "recall"
+row = "GRU T=30"
+task = "recall"
+quick = "quick/recall/gru.cfg"
+metric = "metrics.test.accuracy"
+
+[[rows]]
+table = "ptb"
+row = "FS-RUM-2"
+task = "ptb"
+quick = "quick/ptb/fs_rum2.cfg"
+metric = "metrics.test.bpc"
+published = 1.189
+quick_check = { max = 3.0 }
+"""
+
+
+def _write_run(out, run_id, metrics=None, task_results=None, status="finished", exit_code=None):
+    run_dir = os.path.join(out, run_id)
+    os.makedirs(run_dir, exist_ok=True)
+    if metrics is not None:
+        with open(os.path.join(run_dir, "results.json"), "w") as f:
+            json.dump({"status": status, "steps": 100, "wall_time_s": 90.0, "metrics": metrics,
+                       "task_results": task_results or {}}, f)
+        with open(os.path.join(run_dir, "curve.csv"), "w") as f:
+            f.write("step,loss,val_accuracy\n10,0.5,0.2\n20,0.3,0.4\n")
+    if exit_code is not None:
+        with open(os.path.join(run_dir, report.STATUS_FILE), "w") as f:
+            json.dump({"exit_code": exit_code, "log": "reproduce.log"}, f)
+
+
+@pytest.fixture
+def targets(tmp_path):
+    path = tmp_path / "targets.toml"
+    path.write_text(TARGETS, encoding="utf-8")
+    return report.load_targets(str(path))
+
+
+def test_verdicts_pass_fail_missing_crashed_reported(targets, tmp_path):
+    out = str(tmp_path / "out")
+    base = {"memoryless_baseline": 0.2}
+    _write_run(out, "quick/copying/rum", {"test": {"loss": 0.05}}, base, exit_code=0)  # 0.05 <= 0.1: pass
+    _write_run(out, "quick/copying/lstm", {"test": {"loss": 0.1}}, base, exit_code=0)  # 0.1 < 0.18: FAIL
+    _write_run(out, "quick/recall/gru", {"test": {"accuracy": 0.3}}, exit_code=0)  # no check: reported
+    _write_run(out, "quick/ptb/fs_rum2", exit_code=1)  # crashed, no results.json
+    outcomes = {o.row.row: o for o in report.collect(targets, "quick", out)}
+    assert outcomes["RUM"].verdict == report.PASS and outcomes["RUM"].value == 0.05
+    assert outcomes["RUM"].threshold == "≤ 0.5 × memoryless_baseline = 0.1"
+    assert outcomes["LSTM"].verdict == report.FAIL
+    assert outcomes["RUM T=30"].verdict == report.MISSING
+    assert outcomes["GRU T=30"].verdict == report.REPORTED
+    assert outcomes["FS-RUM-2"].verdict == report.CRASHED
+    assert [o.row.row for o in report.failed(outcomes.values())] == ["LSTM", "RUM T=30", "FS-RUM-2"]
+
+
+def test_full_scale_uses_full_checks_and_skips_rows_without_full_flagfile(targets, tmp_path):
+    out = str(tmp_path / "out")
+    _write_run(out, "copying/rum", {"test": {"loss": 0.02}}, exit_code=0)
+    outcomes = report.collect(targets, "full", out)
+    assert [o.row.row for o in outcomes] == ["RUM"]
+    assert outcomes[0].verdict == report.FAIL and outcomes[0].threshold == "≤ 0.01"
+
+
+def test_unfinished_or_non_finite_results_do_not_pass(targets, tmp_path):
+    out = str(tmp_path / "out")
+    _write_run(out, "quick/recall/rum", {"test": {"accuracy": "nan"}}, exit_code=0)
+    _write_run(out, "quick/copying/rum", {"test": {"loss": 0.0}}, {"memoryless_baseline": 0.2}, status="running")
+    outcomes = {o.row.row: o for o in report.collect(targets, "quick", out)}
+    assert outcomes["RUM T=30"].verdict == report.FAIL
+    assert outcomes["RUM"].verdict == report.MISSING
+
+
+def test_render_has_a_table_per_paper_table_and_the_plots(targets, tmp_path):
+    out = str(tmp_path / "out")
+    _write_run(out, "quick/copying/rum", {"test": {"loss": 0.05}}, {"memoryless_baseline": 0.2, "T": 10}, exit_code=0)
+    _write_run(out, "quick/ptb/fs_rum2", exit_code=2)
+    outcomes = report.collect(targets, "quick", out)
+    plots = report.plot_tables(outcomes, out)
+    assert [t for t, _ in plots] == ["copying: cross-entropy (train)"]  # the only table with curves
+    text = report.render(outcomes, out, plots, header="Scale: quick.")
+    assert text.count("\n## ") >= 3  # copying, recall, ptb (+ curves, summary)
+    assert "| [RUM](quick/copying/rum) | solved | 0.05 | test.loss | ≤ 0.5 × memoryless_baseline = 0.1 |" in text
+    assert "crashed (exit code 2; see reproduce.log)" in text
+    assert "| RUM T=30 | 1 | — |" in text and "missing (not run)" in text
+    assert os.path.exists(os.path.join(out, "copying.png"))
+
+
+def test_bad_targets_file_is_refused(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[[rows]]\ntable = "x"\nrow = "y"\ntask = "copying"\nmetrc = "a"\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="unknown .*metrc.*missing .*metric"):
+        report.load_targets(str(path))

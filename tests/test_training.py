@@ -1,0 +1,272 @@
+"""The training harness: registry, optimizers, checkpoints, results files, run()."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from rum_tf import RUM
+from rum_tf.training import callbacks, checkpoints, inputs, loop, models, optimizers, results
+
+
+# ---------------------------------------------------------------------------- models
+
+
+def test_registry_builds_every_model():
+    built_in = ("rum", "lstm", "gru", "rnn")  # other modules may register more (e.g. fs_rum)
+    assert set(built_in) <= set(models.names())
+    x = np.eye(10, dtype=np.float32)[np.random.default_rng(0).integers(0, 10, (2, 7))]
+    for name in built_in:
+        layer = models.recurrent_layer(name, 6, seed=1, return_sequences=True)
+        assert tuple(layer(x).shape) == (2, 7, 6), name
+
+
+def test_rum_options_reach_the_layer():
+    layer = models.recurrent_layer("rum", 4, seed=3, options={"lambda_": 1, "eta": 2.0, "zoneout_keep_h": 0.9})
+    assert isinstance(layer, RUM)
+    assert (layer.lambda_, layer.eta, layer.zoneout_keep_h) == (1, 2.0, 0.9)
+
+
+def test_registry_errors():
+    with pytest.raises(ValueError, match="unknown model 'nosuch'; choose from .*gru, lstm, rnn, rum"):
+        models.recurrent_layer("nosuch", 4)
+    with pytest.raises(ValueError, match="--model=lstm does not take eta"):
+        models.recurrent_layer("lstm", 4, options={"eta": 1.0})
+    with pytest.raises(ValueError, match="already registered"):
+        models.register("rum")(lambda units, **kw: None)
+
+
+def test_one_registration_adds_a_model():
+    @models.register("toy_rnn", options=("activation",))
+    def _toy(units, *, seed=None, activation="tanh", **layer_kwargs):
+        return keras.layers.SimpleRNN(units, activation=activation, seed=seed, **layer_kwargs)
+
+    try:
+        assert "toy_rnn" in models.names()
+        layer = models.recurrent_layer("toy_rnn", 3, options={"activation": "relu"})
+        assert layer.cell.activation is keras.activations.relu
+    finally:
+        models._REGISTRY.pop("toy_rnn")
+
+
+def test_one_hot_and_output_layer():
+    layer = models.OneHot(5)
+    out = np.asarray(layer(np.array([[0, 4, 2]])))
+    np.testing.assert_array_equal(out, np.eye(5, dtype=np.float32)[[[0, 4, 2]]])
+    assert models.OneHot.from_config(layer.get_config()).depth == 5
+
+    dense = models.output_layer(9, 10)
+    dense.build((None, 100))
+    limit = np.sqrt(6 / 19)
+    kernel = np.asarray(dense.kernel)
+    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.8 * limit
+    np.testing.assert_allclose(np.asarray(dense.bias), 0.01)
+
+
+# ---------------------------------------------------------------------------- optimizers
+
+
+def test_tf1_rmsprop_first_steps_match_tf1_formula():
+    var = keras.Variable(np.array([1.0, -2.0, 0.5], np.float32))
+    opt = optimizers.make_optimizer("rmsprop", 0.01, rmsprop_decay=0.9)
+    grads = [np.array([0.3, -1.0, 2.0], np.float32), np.array([-0.1, 0.2, 0.0], np.float32)]
+    value, ms = np.array([1.0, -2.0, 0.5]), np.ones(3)  # TF1: mean square starts at 1
+    for g in grads:
+        opt.apply_gradients([(keras.ops.convert_to_tensor(g), var)])
+        ms = 0.9 * ms + 0.1 * g.astype(np.float64) ** 2
+        value = value - 0.01 * g / np.sqrt(ms + 1e-10)
+    np.testing.assert_allclose(np.asarray(var), value, rtol=1e-6)
+
+
+def test_optimizer_settings():
+    adam = optimizers.make_optimizer("adam", 2e-3, clip_norm=1.0)
+    assert isinstance(adam, keras.optimizers.Adam)
+    assert adam.epsilon == 1e-8 and adam.global_clipnorm == 1.0
+    assert optimizers.make_optimizer("rmsprop", 1e-3, clip_norm=0).global_clipnorm is None
+    with pytest.raises(ValueError, match="unknown optimizer 'sgd'"):
+        optimizers.make_optimizer("sgd", 1e-3)
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def test_cyclic_batches_follow_the_official_next_batch():
+    x = np.arange(10)
+    for start in (0, 3, 7):
+        got = [b[0].numpy().tolist() for b in inputs.cyclic_batches((x,), 4, start).take(3)]
+        want = [[(k * 4 + i) % 10 for i in range(4)] for k in range(start, start + 3)]
+        assert got == want
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+def _zoneout_model():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((5, 3))
+    out = keras.layers.Dense(2)(RUM(4, zoneout_keep_h=0.5, seed=1, name="rnn")(inp))
+    model = keras.Model(inp, out)
+    model.compile(optimizer=optimizers.make_optimizer("adam", 1e-2), loss="mse")
+    return model
+
+
+def test_checkpoint_round_trip_includes_optimizer_and_rng_state(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 5, 3)), rng.normal(size=(8, 2))
+    model = _zoneout_model()
+    model.fit(x, y, epochs=2, verbose=0)
+    checkpoints.save(model, str(tmp_path), 7, {"note": "hi"})
+    model.fit(x, y, epochs=1, verbose=0)
+    after = [np.asarray(v) for v in model.variables] + [np.asarray(v) for v in model.optimizer.variables]
+
+    clone = _zoneout_model()
+    state = checkpoints.restore_latest(clone, str(tmp_path))
+    assert state["step"] == 7 and state["note"] == "hi"
+    clone.fit(x, y, epochs=1, verbose=0)  # same weights, moments and zoneout masks
+    again = [np.asarray(v) for v in clone.variables] + [np.asarray(v) for v in clone.optimizer.variables]
+    for a, b in zip(after, again):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_checkpoints_are_atomic_and_pruned(tmp_path):
+    model = _zoneout_model()
+    directory = str(tmp_path)
+    os.makedirs(os.path.join(directory, ".tmp-step-00000009-1"))  # a writer killed mid-way
+    for step in (1, 2, 3):
+        checkpoints.save(model, directory, step, {}, keep=[1])
+    assert [s for s, _ in checkpoints.list_checkpoints(directory)] == [3, 1]
+    assert not [n for n in os.listdir(directory) if n.startswith(".tmp")]
+    assert checkpoints.restore_latest(_zoneout_model(), str(tmp_path / "none")) is None
+
+
+# ---------------------------------------------------------------------------- results files
+
+
+def test_read_curve_drops_torn_and_later_rows(tmp_path):
+    path = str(tmp_path / "curve.csv")
+    with open(path, "w") as f:
+        f.write("step,loss,val_loss\n10,1.5,2.0\n20,1.0,\n30,0.5,0.4\n20,0.9,1.1\n40,0.2")
+    rows = results.read_curve(path)
+    assert [r["step"] for r in rows] == [10, 20, 30]  # the torn row 40 is dropped
+    assert rows[1] == {"step": 20, "loss": 0.9, "val_loss": 1.1}  # a repeated step: the last wins
+    results.truncate_curve(path, 20)
+    assert [r["step"] for r in results.read_curve(path)] == [10, 20]
+    assert open(path).readline().strip() == "step,loss,val_loss"
+
+
+def test_write_results_checks_the_schema(tmp_path):
+    with pytest.raises(ValueError, match="lack"):
+        results.write_results(str(tmp_path), {"task": "x"})
+    summary = {k: 1 for k in results.REQUIRED_KEYS}
+    summary["metrics"] = {"test": {"loss": float("nan")}}
+    results.write_results(str(tmp_path), summary)
+    loaded = results.read_results(str(tmp_path))
+    assert loaded["schema"] == results.SCHEMA_VERSION and loaded["metrics"]["test"]["loss"] == "nan"
+    json.loads(open(tmp_path / "results.json").read())  # standard JSON
+
+
+def test_plot_curve_with_reference_line(tmp_path):
+    csv_path, png = str(tmp_path / "c.csv"), str(tmp_path / "c.png")
+    with open(csv_path, "w") as f:
+        f.write("step,loss,accuracy\n10,1.0,0.5\n20,0.5,0.7\n")
+    assert results.plot_curve(csv_path, png, [("loss", ["loss", "val_loss"], {"baseline": 0.7})], "t") == png
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_format_duration():
+    assert callbacks.format_duration(5) == "5s"
+    assert callbacks.format_duration(125) == "2m05s"
+    assert callbacks.format_duration(3 * 3600 + 60) == "3h01m"
+
+
+# ---------------------------------------------------------------------------- run()
+
+
+def _toy_task(fail_at_step=None, keep_best=None, extra_callbacks=()):
+    """Regression of a fixed linear map through a small RUM; batch k drawn from k."""
+    w = np.random.default_rng(0).normal(size=(3, 2)).astype(np.float32)
+
+    def batch(k):
+        x = np.random.default_rng([1, k]).normal(size=(8, 4, 3)).astype(np.float32)
+        return x, x.sum(1) @ w
+
+    import tensorflow as tf
+
+    spec = (tf.TensorSpec((8, 4, 3), tf.float32), tf.TensorSpec((8, 2), tf.float32))
+    valid = batch(10_000)
+
+    class Fail(keras.callbacks.Callback):
+        def on_train_batch_end(self, b, logs=None):
+            if fail_at_step is not None and self.model.optimizer.iterations.numpy() >= fail_at_step:
+                raise KeyboardInterrupt  # an interruption at an arbitrary step
+
+    def build():
+        inp = keras.Input((4, 3))
+        h = RUM(6, zoneout_keep_h=0.8, seed=0, name="rnn")(inp)
+        return keras.Model(inp, keras.layers.Dense(2, name="out")(h))
+
+    return loop.Task(
+        name="toy",
+        build_model=build,
+        train_data=lambda step: inputs.generated_batches(batch, step, spec),
+        loss="mse",
+        metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
+        valid_data=lambda: inputs.fixed_batches(valid, 8),
+        test_data=lambda: inputs.fixed_batches(valid, 8),
+        keep_best=keep_best,
+        references={"loss": {"zero": 0.0}},
+        callbacks=[Fail(), *extra_callbacks],
+    )
+
+
+def _config(output_dir, steps=30, **kw):
+    flags = {"steps": steps, "units": 6, **kw.pop("flags", {})}
+    return loop.RunConfig(task="toy", output_dir=str(output_dir), steps=steps, eval_every=10, optimizer="adam",
+                          learning_rate=1e-2, flags=flags, flagfile_text="--units=6\n", **kw)
+
+
+def test_run_writes_outputs_and_does_not_retrain(tmp_path):
+    summary = loop.run(_toy_task(), _config(tmp_path))
+    assert summary["steps"] == 30 and set(summary["metrics"]) == {"train", "valid", "test"}
+    assert summary["metrics"]["valid"]["loss"] == pytest.approx(summary["metrics"]["test"]["loss"], rel=1e-5)
+    files = set(os.listdir(tmp_path))
+    assert {"flags.cfg", "results.json", "curve.csv", "curve.png", "model.keras", "log.txt", "checkpoints",
+            "tensorboard"} <= files
+    assert "step 30/30 (100%)" in open(tmp_path / "log.txt").read()
+    assert keras.saving.load_model(str(tmp_path / "model.keras")).count_params() > 0
+    mtime = os.path.getmtime(tmp_path / "results.json")
+    assert loop.run(_toy_task(), _config(tmp_path)) == results.read_results(str(tmp_path))
+    assert os.path.getmtime(tmp_path / "results.json") == mtime
+    with pytest.raises(loop.RunError, match="other flags .--units=6 there, 7 here"):
+        loop.run(_toy_task(), _config(tmp_path, flags={"units": 7}))
+    with pytest.raises(loop.RunError, match="finished at 30 steps"):
+        loop.run(_toy_task(), _config(tmp_path, steps=20))
+
+
+def test_interrupted_run_resumes_to_the_same_numbers(tmp_path):
+    whole = loop.run(_toy_task(), _config(tmp_path / "whole", steps=40))
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(_toy_task(fail_at_step=25), _config(tmp_path / "cut", steps=40))
+    assert [s for s, _ in checkpoints.list_checkpoints(str(tmp_path / "cut" / "checkpoints"))] == [20]
+    resumed = loop.run(_toy_task(), _config(tmp_path / "cut", steps=40))
+    assert resumed["metrics"] == whole["metrics"]
+    assert results.read_curve(str(tmp_path / "cut" / "curve.csv"))[-1]["loss"] == pytest.approx(
+        whole["metrics"]["train"]["loss"], rel=0, abs=0)
+    extended = loop.run(_toy_task(), _config(tmp_path / "cut", steps=50))  # more --steps continue it
+    assert extended["steps"] == 50 and len(results.read_curve(str(tmp_path / "cut" / "curve.csv"))) == 5
+
+
+def test_keep_best_ends_on_the_best_evaluation(tmp_path):
+    class Spoil(keras.callbacks.Callback):  # makes the last evaluations worse than the first
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch >= 2:
+                self.model.get_layer("out").bias.assign(np.full((2,), 50.0, np.float32))
+
+    summary = loop.run(_toy_task(keep_best=("val_loss", "min"), extra_callbacks=[Spoil()]),
+                       _config(tmp_path, steps=40))
+    assert summary["best"]["monitor"] == "val_loss" and summary["best"]["step"] <= 20
+    assert summary["metrics"]["test"]["loss"] == pytest.approx(summary["best"]["value"], rel=1e-5)
+    kept = [s for s, _ in checkpoints.list_checkpoints(str(tmp_path / "checkpoints"))]
+    assert kept == [40, summary["best"]["step"]]
