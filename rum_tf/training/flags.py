@@ -64,6 +64,9 @@ TRAINABLE_ROT = _in("model", flags.DEFINE_boolean("trainable_rot", True, "RUM: t
 TRACK_ANGLE = _in("model", flags.DEFINE_boolean("track_angle", False, "RUM: output [cos θ; h] instead of h."))
 USE_EMBEDDING_BIAS = _in("model", flags.DEFINE_boolean("use_embedding_bias", False, "RUM: bias on the input embedding "
                                                        "(the 2017 code had one)."))
+CAPACITY = _in("model", flags.DEFINE_integer("capacity", 2, "EUNN/GORU: layers of the tunable transition."))
+FFT = _in("model", flags.DEFINE_boolean("fft", False, "EUNN/GORU: FFT-style transition (ceil(log2 N) layers)."))
+COMPLEX = _in("model", flags.DEFINE_boolean("complex", False, "EUNN: unitary (complex) instead of orthogonal."))
 
 def _registered_model(name):
     if name not in models.names():
@@ -75,6 +78,7 @@ _validator("model", _registered_model, "unknown --model")
 _validator("units", lambda v: v is not None and v >= 1, "--units must be >= 1")
 _validator("lambda_", lambda v: v in (0, 1), "--lambda_ must be 0 or 1")
 _validator("eta", lambda v: v is None or v > 0, "--eta must be > 0 (or unset)")
+_validator("capacity", lambda v: v is not None and v >= 1, "--capacity must be >= 1")
 _validator("zoneout_keep_h", lambda v: v is None or 0 < v <= 1, "--zoneout_keep_h must be in (0, 1] (or unset)")
 
 
@@ -206,7 +210,7 @@ class TaskFlags:
 
     def _applicable(self, name):
         """False for a model argument that the chosen model does not take."""
-        if name in models.RUM_OPTIONS:
+        if name in models.MODEL_OPTIONS:
             return name in models.get(FLAGS.model).options
         return True
 
@@ -229,7 +233,7 @@ class TaskFlags:
         for name in _project_flags() - mine:  # e.g. --T given to a binary that has no T
             if FLAGS[name].present:
                 raise UsageError(f"--{name} does not apply to the {self.task} task")
-        for name in models.RUM_OPTIONS:
+        for name in models.MODEL_OPTIONS:
             flag = FLAGS[name]
             if not self._applicable(name) and flag.value != flag.default:
                 raise UsageError(f"--{name} does not apply to --model={FLAGS.model}")
@@ -254,11 +258,11 @@ class TaskFlags:
 
     def model_options(self):
         """{argument: value} of the model arguments the chosen model takes."""
-        return {n: FLAGS[n].value for n in models.RUM_OPTIONS if self._applicable(n)}
+        return {n: FLAGS[n].value for n in models.MODEL_OPTIONS if self._applicable(n)}
 
     def model_label(self):
         """E.g. "rum lambda_=1 eta=0.1": the model and its arguments that differ from defaults."""
-        changed = [f"{n}={FLAGS[n].value}" for n in models.RUM_OPTIONS
+        changed = [f"{n}={FLAGS[n].value}" for n in models.MODEL_OPTIONS
                    if self._applicable(n) and FLAGS[n].value != _BASE_DEFAULTS[n]]
         return " ".join([FLAGS.model] + changed)
 

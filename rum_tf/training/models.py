@@ -18,6 +18,7 @@ import math
 import keras
 from keras import ops
 
+from rum_tf.baselines import EUNNCell, GORUCell
 from rum_tf.layers import RUM
 
 _PACKAGE = "rum_tf"
@@ -34,6 +35,10 @@ RUM_OPTIONS = (
     "track_angle",
     "use_embedding_bias",
 )
+# The EUNN/GORU arguments that the shared flags expose (rum_tf.baselines).
+BASELINE_OPTIONS = ("capacity", "fft", "complex")
+# Every model argument with a flag of its own; a model takes a subset of them.
+MODEL_OPTIONS = RUM_OPTIONS + BASELINE_OPTIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +121,18 @@ def _gru(units, *, seed=None, **kwargs):
 @register("rnn", description="keras.layers.SimpleRNN with tanh (TF1 BasicRNNCell)")
 def _rnn(units, *, seed=None, **kwargs):
     return keras.layers.SimpleRNN(units, activation="tanh", seed=seed, **kwargs)
+
+
+@register("eunn", options=BASELINE_OPTIONS, description="EUNN (Jing et al. 2017), rum_tf.baselines.EUNNCell")
+def _eunn(units, *, seed=None, capacity=2, fft=False, complex=False, **kwargs):
+    del seed  # the cell has no randomness of its own
+    return keras.layers.RNN(EUNNCell(units, capacity=capacity, fft=fft, complex=complex), **kwargs)
+
+
+@register("goru", options=("capacity", "fft"), description="GORU (Jing et al. 2019), rum_tf.baselines.GORUCell")
+def _goru(units, *, seed=None, capacity=2, fft=False, **kwargs):
+    del seed
+    return keras.layers.RNN(GORUCell(units, capacity=capacity, fft=fft), **kwargs)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
