@@ -10,6 +10,7 @@ exit status is non-zero when any row misses its check.
 """
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from rum_tf.training import results as results_lib
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLES = ("copying", "recall", "babi", "ptb")
 DATA_TASKS = ("babi", "ptb")
+_ABSL_PREFIX = re.compile(r"^[IWEF]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] ")  # absl's log-line header
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("quick", False, "CPU scale: the flagfiles under flags/quick/ (the default).")
@@ -62,8 +64,9 @@ def _run(row, scale, run_dir):
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             log.write(line)
-            if "ETA" in line or "test" in line.lower() or "error" in line.lower():
-                print("    " + line.rstrip()[-160:], flush=True)
+            message = _ABSL_PREFIX.sub("", line.rstrip())
+            if "| ETA" in message or message.startswith(("test:", "Traceback")) or "error:" in message:
+                print("    " + message, flush=True)
         code = proc.wait()
     status = {"exit_code": code, "seconds": time.time() - start, "command": cmd, "log": log_path}
     results_lib.atomic_write_text(os.path.join(run_dir, report.STATUS_FILE), _json(status))

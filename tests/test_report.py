@@ -115,7 +115,7 @@ def test_render_has_a_table_per_paper_table_and_the_plots(targets, tmp_path):
     _write_run(out, "quick/ptb/fs_rum2", exit_code=2)
     outcomes = report.collect(targets, "quick", out)
     plots = report.plot_tables(outcomes, out)
-    assert [t for t, _ in plots] == ["copying: cross-entropy (train)"]  # the only table with curves
+    assert [t for t, _ in plots] == ["copying: train cross-entropy / memoryless baseline"]  # the only curves
     text = report.render(outcomes, out, plots, header="Scale: quick.")
     assert text.count("\n## ") >= 3  # copying, recall, ptb (+ curves, summary)
     assert "| [RUM](quick/copying/rum) | solved | 0.05 | test.loss | ≤ 0.5 × memoryless_baseline = 0.1 |" in text

@@ -227,12 +227,14 @@ def failed(outcomes):
     return [o for o in outcomes if o.verdict in (FAIL, MISSING, CRASHED)]
 
 
-# Which curve.csv column each table's combined plot draws, and a reference line from results.json.
+# Per table: the curve.csv column its combined plot draws, the y label, and a results.json
+# value to divide by (the copying rows ran at different T, so their losses are drawn relative
+# to their own memoryless baseline, which is then the line y = 1).
 PLOTS = {
-    "copying": ("loss", "cross-entropy (train)", "task_results.memoryless_baseline", "memoryless baseline"),
-    "recall": ("val_accuracy", "validation accuracy", None, None),
-    "babi": ("val_accuracy", "validation accuracy", None, None),
-    "ptb": ("val_bpc", "validation BPC", None, None),
+    "copying": ("loss", "train cross-entropy / memoryless baseline", "task_results.memoryless_baseline"),
+    "recall": ("val_accuracy", "validation accuracy", None),
+    "babi": ("val_accuracy", "validation accuracy", None),
+    "ptb": ("val_bpc", "validation BPC", None),
 }
 
 
@@ -244,30 +246,27 @@ def plot_tables(outcomes, out_dir):
     import matplotlib.pyplot as plt
 
     made = []
-    for table, (column, label, ref_path, ref_label) in PLOTS.items():
-        runs = [o for o in outcomes if o.row.table == table and o.run_dir]
+    for table, (column, label, divide_by) in PLOTS.items():
         curves = []
-        for o in runs:
+        for o in (o for o in outcomes if o.row.table == table and o.run_dir):
+            scale = _as_float(lookup(o.results or {}, divide_by)) if divide_by else 1.0
             rows = results_lib.read_curve(os.path.join(o.run_dir, results_lib.CURVE_CSV))
-            points = [(r["step"], r[column]) for r in rows if column in r]
+            points = [(r["step"], r[column] / scale) for r in rows if column in r and scale]
             if points:
-                curves.append((o, points))
+                run_t = lookup(o.results or {}, "task_results.T")
+                curves.append((o, points, o.row.row + (f" [run at T={run_t}]" if run_t is not None else "")))
         if not curves:
             continue
-        fig, ax = plt.subplots(figsize=(7, 4))
-        refs = {}
-        for o, points in curves:
-            ax.plot([p[0] for p in points], [p[1] for p in points], label=o.row.row)
-            if ref_path and o.results:
-                value = _as_float(lookup(o.results, ref_path))
-                if value is not None:
-                    refs[f"{ref_label} (T={lookup(o.results, 'task_results.T')})"] = value
-        for text, value in refs.items():
-            ax.axhline(value, color="grey", linestyle="--", linewidth=1, label=f"{text}: {value:.4g}")
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for _, points, name in curves:
+            ax.plot([p[0] for p in points], [p[1] for p in points], label=name)
+        if divide_by:
+            ax.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="memoryless baseline")
+            ax.set_ylim(0, 2.0)
         ax.set_xlabel("step")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="x-small")
         ax.set_title(f"{table} ({curves[0][0].scale} scale)")
         fig.tight_layout()
         path = os.path.join(out_dir, f"{table}.png")
