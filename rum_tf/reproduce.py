@@ -32,6 +32,7 @@ flags.DEFINE_list("only", list(TABLES), f"Tables to run, from {', '.join(TABLES)
 flags.DEFINE_string("data_dir", None, "Folder with the bAbI and PTB files (else RUM_TF_DATA_DIR or download).")
 flags.DEFINE_string("out", None, "Output folder (default results/<quick|full>).")
 flags.DEFINE_string("targets", os.path.join(ROOT, "flags", "targets.toml"), "The targets file.")
+flags.DEFINE_string("rows", None, "Only the rows whose run id (flagfile path) contains this text.")
 flags.DEFINE_string("extra_flags", "", "Flags appended to every row's command (e.g. to shrink a test run).")
 
 flags.register_validator("only", lambda v: set(v) <= set(TABLES), f"--only takes tables from {', '.join(TABLES)}")
@@ -87,7 +88,10 @@ def main(argv):
     scale = "full" if FLAGS.full else "quick"
     out_dir = os.path.abspath(FLAGS.out or os.path.join(ROOT, "results", scale))
     os.makedirs(out_dir, exist_ok=True)
-    rows = [r for r in report.load_targets(FLAGS.targets) if r.table in FLAGS.only and r.flagfile(scale)]
+    selected = [r for r in report.load_targets(FLAGS.targets) if r.table in FLAGS.only]
+    if FLAGS.rows:
+        selected = [r for r in selected if r.flagfile(scale) and FLAGS.rows in r.run_id(scale)]
+    rows = [r for r in selected if r.flagfile(scale)]
     todo = [r for r in rows if not _finished(os.path.join(out_dir, r.run_id(scale)))]
     print(f"{scale} reproduction: {len(rows)} rows in {', '.join(FLAGS.only)}; "
           f"{len(rows) - len(todo)} already finished; output in {out_dir}", flush=True)
@@ -100,7 +104,7 @@ def main(argv):
         durations.append((_estimate(row, scale), time.time() - start))
         print(f"    finished in {_minutes(durations[-1][1])}", flush=True)
 
-    outcomes = report.collect([r for r in report.load_targets(FLAGS.targets) if r.table in FLAGS.only], scale, out_dir)
+    outcomes = report.collect(selected, scale, out_dir)
     plots = report.plot_tables(outcomes, out_dir)
     header = f"Scale: {scale}. Produced by `bash reproduce.sh --{scale} --only {','.join(FLAGS.only)}`."
     path = os.path.join(out_dir, "RESULTS.md")

@@ -1,0 +1,32 @@
+"""reproduce.sh end to end on one copying row shrunk to seconds (no real training)."""
+
+import os
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHRINK = "--steps=2 --eval_every=1 --test_size=8 --batch_size=4 --T=5"
+
+
+def _reproduce(out):
+    cmd = ["bash", "reproduce.sh", "--quick", "--only", "copying", "--rows", "rum_lambda0",
+           "--out", str(out), "--extra_flags", SHRINK]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_reproduce_writes_results_and_skips_finished_rows(tmp_path):
+    first = _reproduce(tmp_path)
+    assert "[1/1] copying: RUM λ=0, T=200" in first.stdout, first.stdout + first.stderr[-2000:]
+    run_dir = tmp_path / "quick" / "copying" / "rum_lambda0_T200"
+    assert (run_dir / "results.json").exists() and (run_dir / "reproduce.json").exists()
+    results_md = (tmp_path / "RESULTS.md").read_text(encoding="utf-8")
+    assert "## copying" in results_md and "RUM λ=0, T=200" in results_md
+    assert "quick, 2 steps" in results_md
+    # Two steps cannot beat the memoryless baseline: the row fails its check, and the exit
+    # status says so.
+    assert "| FAIL |" in results_md and first.returncode == 1
+
+    second = _reproduce(tmp_path)
+    assert "1 already finished" in second.stdout and "[1/" not in second.stdout
+    assert second.returncode == 1
