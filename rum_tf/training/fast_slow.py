@@ -1,0 +1,55 @@
+"""Fast-Slow RNNs (SPEC §3) in the `--model` registry: `fs_rum` and `fs_lstm`.
+
+Importing this module registers them. `--units` is the slow cell's size; the fast cells
+are `fast_layers` LN-LSTMs of `fast_units` (700 in the paper) sharing one state:
+
+    fs_rum   slow cell RUMCell(units, **RUM options): FS-RUM-2 with units=1000,
+             eta=1.0, use_layer_norm=True, zoneout_keep_h=0.9
+    fs_lstm  slow cell LayerNormLSTMCell(units): FS-LSTM-2 with units=400
+
+Both take, besides the usual `keras.layers.RNN` arguments, `fast_units`, `fast_layers`,
+`keep_prob` (the FS-RNN dropout, 0.65) and `zoneout_keep_c` (the LN-LSTMs' c, 0.5);
+`zoneout_keep_h` is every cell's h zoneout. The layer is `rum_tf.Recurrent`, which draws
+the dropout and zoneout noise of all steps before the loop.
+"""
+
+from rum_tf.cells import FastSlowCell, LayerNormLSTMCell, RUMCell
+from rum_tf.layers import Recurrent
+from rum_tf.training import models
+
+# Arguments the fast-slow builders take besides units, seed and the model options.
+FS_ARGUMENTS = ("fast_units", "fast_layers", "keep_prob", "zoneout_keep_c")
+FS_MODELS = ("fs_rum", "fs_lstm")
+
+
+def _fast_cells(fast_units, fast_layers, zoneout_keep_h, zoneout_keep_c, seed):
+    return [LayerNormLSTMCell(fast_units, zoneout_keep_h=zoneout_keep_h, zoneout_keep_c=zoneout_keep_c,
+                              seed=seed, name=f"fast_{i}") for i in range(fast_layers)]
+
+
+def fast_slow_layer(slow_cell, *, fast_units=700, fast_layers=2, keep_prob=0.65, zoneout_keep_h=0.9,
+                    zoneout_keep_c=0.5, seed=None, **layer_kwargs):
+    """`Recurrent(FastSlowCell(fast LN-LSTMs, slow_cell))`."""
+    fast = _fast_cells(fast_units, fast_layers, zoneout_keep_h, zoneout_keep_c, seed)
+    cell = FastSlowCell(fast, slow_cell, keep_prob=keep_prob, seed=seed, name="fast_slow")
+    return Recurrent(cell, **layer_kwargs)
+
+
+@models.register("fs_rum", options=models.RUM_OPTIONS,
+                 description="Fast-Slow RNN, LN-LSTM fast cells (--fast_units), RUM slow cell (--units)")
+def _fs_rum(units, *, seed=None, fast_units=700, fast_layers=2, keep_prob=0.65, zoneout_keep_c=0.5, **kwargs):
+    rum_args = {k: kwargs.pop(k) for k in models.RUM_OPTIONS if k in kwargs}
+    slow = RUMCell(units, seed=seed, name="slow", **rum_args)
+    return fast_slow_layer(slow, fast_units=fast_units, fast_layers=fast_layers, keep_prob=keep_prob,
+                           zoneout_keep_h=rum_args.get("zoneout_keep_h"), zoneout_keep_c=zoneout_keep_c,
+                           seed=seed, **kwargs)
+
+
+@models.register("fs_lstm", options=("zoneout_keep_h",),
+                 description="Fast-Slow RNN, LN-LSTM fast cells (--fast_units) and slow cell (--units)")
+def _fs_lstm(units, *, seed=None, fast_units=700, fast_layers=2, keep_prob=0.65, zoneout_keep_h=None,
+             zoneout_keep_c=0.5, **kwargs):
+    slow = LayerNormLSTMCell(units, zoneout_keep_h=zoneout_keep_h, zoneout_keep_c=zoneout_keep_c, seed=seed,
+                             name="slow")
+    return fast_slow_layer(slow, fast_units=fast_units, fast_layers=fast_layers, keep_prob=keep_prob,
+                           zoneout_keep_h=zoneout_keep_h, zoneout_keep_c=zoneout_keep_c, seed=seed, **kwargs)
