@@ -150,7 +150,7 @@ def test_flagfiles_parse(tmp_path):
     for scale in ("babi", os.path.join("quick", "babi")):
         folder = os.path.join(REPO, "flags", scale)
         names = sorted(os.listdir(folder))
-        assert names == ["gru_en.cfg", "lstm_en.cfg", "rum_en.cfg", "rum_en10k.cfg"], folder
+        assert names == ["goru_en.cfg", "gru_en.cfg", "lstm_en.cfg", "rum_en.cfg", "rum_en10k.cfg"], folder
         for name in names:
             with flagsaver.flagsaver():
                 babi.APP.parse(["babi.py", f"--flagfile={os.path.join(folder, name)}", f"--output_dir={tmp_path}"])
