@@ -23,6 +23,7 @@ from rum_tf.training import results as results_lib
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLES = ("copying", "recall", "babi", "ptb")
 DATA_TASKS = ("babi", "ptb")
+_ERROR_LINE = re.compile(r"^\w+\.py: error: ")  # the binaries' one-line refusals
 _ABSL_PREFIX = re.compile(r"^[IWEF]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] ")  # absl's log-line header
 
 FLAGS = flags.FLAGS
@@ -66,7 +67,7 @@ def _run(row, scale, run_dir):
         for line in proc.stdout:
             log.write(line)
             message = _ABSL_PREFIX.sub("", line.rstrip())
-            if "| ETA" in message or message.startswith(("test:", "Traceback")) or "error:" in message:
+            if "| ETA" in message or message.startswith(("test:", "Traceback")) or _ERROR_LINE.match(message):
                 print("    " + message, flush=True)
         code = proc.wait()
     status = {"exit_code": code, "seconds": time.time() - start, "command": cmd, "log": log_path}

@@ -19,6 +19,7 @@ holding those weights.
     fs_lstm2   FS-LSTM-2: the same with a slow LN-LSTM(400); 200 epochs
     rum2000    one RUM(2000) layer, eta=1.0, layer norm, zoneout 0.9; 100 epochs
     rum1500x2  two RUM(1500) layers, eta=0.3, layer norm, zoneout 0.9; 100 epochs
+    fs_goru    FS-GORU: fast 2 x LN-LSTM(700), slow GORU(1000, capacity 2); 200 epochs
 
 Optimisation as the official code: Adam 2e-3, gradients clipped to global norm 1.0, the
 cost summed over the window and averaged over the batch, the learning rate x0.1 after
@@ -49,6 +50,8 @@ CONFIGS = {
     "fs_lstm2": dict(model="fs_lstm", units=400, **_FS),
     "rum2000": dict(model="rum", units=2000, num_layers=1, eta=1.0, epochs=100, **_RUM),
     "rum1500x2": dict(model="rum", units=1500, num_layers=2, eta=0.3, epochs=100, **_RUM),
+    # The paper's FS-GORU baseline; the slow size is not in SPEC: the FS-RUM-2 slow size is used.
+    "fs_goru": dict(model="fs_goru", units=1000, capacity=2, **_FS),
 }
 # Flags that only some models take.
 _FS_ONLY = ("fast_units", "fast_layers", "keep_prob")

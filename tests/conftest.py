@@ -1,10 +1,12 @@
 """Shared test helpers: backend-neutral gradients and weight extraction."""
 
 import os
+import pathlib
 import sys
 
 import keras
 import numpy as np
+import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -42,3 +44,18 @@ def weights_of(layer):
 def randomize(layer, rng, scale=0.5):
     """Give every weight random values, so tests do not rest on the initializers."""
     layer.set_weights([rng.normal(0, scale, w.shape).astype(np.float32) for w in layer.get_weights()])
+
+
+# The data folder of data-backed tests: RUM_TF_DATA_DIR (CI sets it), else the sibling
+# shared/data. Read at import, before any test edits the environment.
+DATA_DIR = os.environ.get("RUM_TF_DATA_DIR") or os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data"
+)
+
+
+@pytest.fixture
+def data_dir():
+    """The shared data folder; the test is skipped when there is none."""
+    if not os.path.isdir(DATA_DIR):
+        pytest.skip(f"no data folder at {DATA_DIR} (set RUM_TF_DATA_DIR)")
+    return pathlib.Path(DATA_DIR).resolve()

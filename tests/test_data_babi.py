@@ -1,6 +1,5 @@
 """bAbI parsing, vocabulary and vectorisation: a hand-written fixture, then the real files."""
 
-import os
 import pathlib
 import re
 
@@ -10,9 +9,6 @@ import pytest
 from rum_tf.data import babi, files
 
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "babi_tiny.txt"
-REPO = pathlib.Path(__file__).resolve().parents[1]
-# Read before any fixture edits the environment; CI sets it, else the sibling shared/data.
-_DATA_DIR = os.environ.get(files.ENV_DATA_DIR) or str(REPO.parent / "shared" / "data")
 
 
 @pytest.fixture(autouse=True)
@@ -20,13 +16,6 @@ def _offline(monkeypatch, tmp_path):
     monkeypatch.setenv(files.ENV_NO_DOWNLOAD, "1")
     monkeypatch.setenv(files.ENV_CACHE_DIR, str(tmp_path / "cache"))
 
-
-@pytest.fixture
-def data_dir():
-    folder = _DATA_DIR
-    if not os.path.isdir(folder):
-        pytest.skip(f"no data folder at {folder} (set {files.ENV_DATA_DIR})")
-    return str(pathlib.Path(folder))
 
 
 # ---------------------------------------------------------------------------- the fixture

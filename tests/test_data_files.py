@@ -2,7 +2,6 @@
 
 import hashlib
 import io
-import os
 import pathlib
 import shutil
 import tarfile
@@ -12,9 +11,6 @@ import pytest
 
 from rum_tf.data import files
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-# Read before any fixture edits the environment; CI sets it, else the sibling shared/data.
-_DATA_DIR = os.environ.get(files.ENV_DATA_DIR) or str(REPO.parent / "shared" / "data")
 QA1_TEST = "tasks_1-20_v1-2/en/qa1_single-supporting-fact_test.txt"
 
 
@@ -32,13 +28,6 @@ def _offline(monkeypatch, tmp_path):
 
     monkeypatch.setattr(files.urllib.request, "urlopen", urlopen)
 
-
-@pytest.fixture
-def data_dir():
-    folder = _DATA_DIR
-    if not os.path.isdir(folder):
-        pytest.skip(f"no data folder at {folder} (set {files.ENV_DATA_DIR})")
-    return pathlib.Path(folder)
 
 
 def _sha256(path):

@@ -1,17 +1,12 @@
 """Character-level PTB: vocabulary, ids, truncated-BPTT batching, BPC."""
 
 import math
-import os
-import pathlib
 
 import numpy as np
 import pytest
 
 from rum_tf.data import files, ptb
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-# Read before any fixture edits the environment; CI sets it, else the sibling shared/data.
-_DATA_DIR = os.environ.get(files.ENV_DATA_DIR) or str(REPO.parent / "shared" / "data")
 
 
 @pytest.fixture(autouse=True)
@@ -19,13 +14,6 @@ def _offline(monkeypatch, tmp_path):
     monkeypatch.setenv(files.ENV_NO_DOWNLOAD, "1")
     monkeypatch.setenv(files.ENV_CACHE_DIR, str(tmp_path / "cache"))
 
-
-@pytest.fixture
-def data_dir():
-    folder = _DATA_DIR
-    if not os.path.isdir(folder):
-        pytest.skip(f"no data folder at {folder} (set {files.ENV_DATA_DIR})")
-    return str(pathlib.Path(folder))
 
 
 def test_vocab_encode_decode():

@@ -1,7 +1,5 @@
 """The TFDS builders give what the plain loaders give, offline, into a temporary data_dir."""
 
-import os
-import pathlib
 
 import numpy as np
 import pytest
@@ -11,9 +9,6 @@ from rum_tf.data import babi, files, ptb
 tfds = pytest.importorskip("tensorflow_datasets")
 from rum_tf.data import tfds_builders  # noqa: E402  (registers the builders)
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-# Read before any fixture edits the environment; CI sets it, else the sibling shared/data.
-_DATA_DIR = os.environ.get(files.ENV_DATA_DIR) or str(REPO.parent / "shared" / "data")
 
 
 @pytest.fixture(autouse=True)
@@ -22,13 +17,6 @@ def _offline(monkeypatch, tmp_path):
     monkeypatch.setenv(files.ENV_CACHE_DIR, str(tmp_path / "cache"))
     monkeypatch.delenv(files.ENV_DATA_DIR, raising=False)
 
-
-@pytest.fixture
-def data_dir():
-    folder = _DATA_DIR
-    if not os.path.isdir(folder):
-        pytest.skip(f"no data folder at {folder} (set {files.ENV_DATA_DIR})")
-    return str(pathlib.Path(folder))
 
 
 def _kwargs(manual_dir):
@@ -70,7 +58,7 @@ def test_rum_babi_matches_loader(data_dir, tmp_path):
 
 def test_rum_char_ptb_matches_loader(data_dir, tmp_path, monkeypatch):
     # No manual dir this time: the builder falls back to $RUM_TF_DATA_DIR.
-    monkeypatch.setenv(files.ENV_DATA_DIR, data_dir)
+    monkeypatch.setenv(files.ENV_DATA_DIR, str(data_dir))
     ds, info = tfds.load("rum_char_ptb", data_dir=str(tmp_path / "tfds"), with_info=True)
     plain = ptb.load_ptb()
     assert bytes(info.metadata["vocab"]) == plain.vocab

@@ -78,10 +78,10 @@ def targets(tmp_path):
 def test_verdicts_pass_fail_missing_crashed_reported(targets, tmp_path):
     out = str(tmp_path / "out")
     base = {"memoryless_baseline": 0.2}
-    _write_run(out, "quick/copying/rum", {"test": {"loss": 0.05}}, base, exit_code=0)  # 0.05 <= 0.1: pass
-    _write_run(out, "quick/copying/lstm", {"test": {"loss": 0.1}}, base, exit_code=0)  # 0.1 < 0.18: FAIL
-    _write_run(out, "quick/recall/gru", {"test": {"accuracy": 0.3}}, exit_code=0)  # no check: reported
-    _write_run(out, "quick/ptb/fs_rum2", exit_code=1)  # crashed, no results.json
+    _write_run(out, "copying/rum", {"test": {"loss": 0.05}}, base, exit_code=0)  # 0.05 <= 0.1: pass
+    _write_run(out, "copying/lstm", {"test": {"loss": 0.1}}, base, exit_code=0)  # 0.1 < 0.18: FAIL
+    _write_run(out, "recall/gru", {"test": {"accuracy": 0.3}}, exit_code=0)  # no check: reported
+    _write_run(out, "ptb/fs_rum2", exit_code=1)  # crashed, no results.json
     outcomes = {o.row.row: o for o in report.collect(targets, "quick", out)}
     assert outcomes["RUM"].verdict == report.PASS and outcomes["RUM"].value == 0.05
     assert outcomes["RUM"].threshold == "≤ 0.5 × memoryless_baseline = 0.1"
@@ -102,8 +102,8 @@ def test_full_scale_uses_full_checks_and_skips_rows_without_full_flagfile(target
 
 def test_unfinished_or_non_finite_results_do_not_pass(targets, tmp_path):
     out = str(tmp_path / "out")
-    _write_run(out, "quick/recall/rum", {"test": {"accuracy": "nan"}}, exit_code=0)
-    _write_run(out, "quick/copying/rum", {"test": {"loss": 0.0}}, {"memoryless_baseline": 0.2}, status="running")
+    _write_run(out, "recall/rum", {"test": {"accuracy": "nan"}}, exit_code=0)
+    _write_run(out, "copying/rum", {"test": {"loss": 0.0}}, {"memoryless_baseline": 0.2}, status="running")
     outcomes = {o.row.row: o for o in report.collect(targets, "quick", out)}
     assert outcomes["RUM T=30"].verdict == report.FAIL
     assert outcomes["RUM"].verdict == report.MISSING
@@ -111,14 +111,14 @@ def test_unfinished_or_non_finite_results_do_not_pass(targets, tmp_path):
 
 def test_render_has_a_table_per_paper_table_and_the_plots(targets, tmp_path):
     out = str(tmp_path / "out")
-    _write_run(out, "quick/copying/rum", {"test": {"loss": 0.05}}, {"memoryless_baseline": 0.2, "T": 10}, exit_code=0)
-    _write_run(out, "quick/ptb/fs_rum2", exit_code=2)
+    _write_run(out, "copying/rum", {"test": {"loss": 0.05}}, {"memoryless_baseline": 0.2, "T": 10}, exit_code=0)
+    _write_run(out, "ptb/fs_rum2", exit_code=2)
     outcomes = report.collect(targets, "quick", out)
     plots = report.plot_tables(outcomes, out)
     assert [t for t, _ in plots] == ["copying: train cross-entropy / memoryless baseline"]  # the only curves
     text = report.render(outcomes, out, plots, header="Scale: quick.")
     assert text.count("\n## ") >= 3  # copying, recall, ptb (+ curves, summary)
-    assert "| [RUM](quick/copying/rum) | solved | 0.05 | test.loss | ≤ 0.5 × memoryless_baseline = 0.1 |" in text
+    assert "| [RUM](copying/rum) | solved | 0.05 | test.loss | ≤ 0.5 × memoryless_baseline = 0.1 |" in text
     assert "crashed (exit code 2; see reproduce.log)" in text
     assert "| RUM T=30 | 1 | — |" in text and "missing (not run)" in text
     assert os.path.exists(os.path.join(out, "copying.png"))

@@ -18,7 +18,7 @@ def _reproduce(out):
 def test_reproduce_writes_results_and_skips_finished_rows(tmp_path):
     first = _reproduce(tmp_path)
     assert "[1/1] copying: RUM λ=0, T=200" in first.stdout, first.stdout + first.stderr[-2000:]
-    run_dir = tmp_path / "quick" / "copying" / "rum_lambda0_T200"
+    run_dir = tmp_path / "copying" / "rum_lambda0_T200"
     assert (run_dir / "results.json").exists() and (run_dir / "reproduce.json").exists()
     results_md = (tmp_path / "RESULTS.md").read_text(encoding="utf-8")
     assert "## copying" in results_md and "RUM λ=0, T=200" in results_md

@@ -231,7 +231,7 @@ def test_flagfiles_parse(tmp_path):
     for scale in ("ptb", os.path.join("quick", "ptb")):
         folder = os.path.join(REPO, "flags", scale)
         names = sorted(os.listdir(folder))
-        assert names == ["fs_lstm2.cfg", "fs_rum2.cfg", "rum1500x2.cfg", "rum2000.cfg"], folder
+        assert names == ["fs_goru.cfg", "fs_lstm2.cfg", "fs_rum2.cfg", "rum1500x2.cfg", "rum2000.cfg"], folder
         for name in names:
             with flagsaver.flagsaver():
                 _parse([f"--flagfile={os.path.join(folder, name)}"], tmp_path)

@@ -1,4 +1,4 @@
-"""Fast-Slow RNNs (SPEC §3) in the `--model` registry: `fs_rum` and `fs_lstm`.
+"""Fast-Slow RNNs (SPEC §3) in the `--model` registry: `fs_rum`, `fs_lstm` and `fs_goru`.
 
 Importing this module registers them. `--units` is the slow cell's size; the fast cells
 are `fast_layers` LN-LSTMs of `fast_units` (700 in the paper) sharing one state:
@@ -6,6 +6,7 @@ are `fast_layers` LN-LSTMs of `fast_units` (700 in the paper) sharing one state:
     fs_rum   slow cell RUMCell(units, **RUM options): FS-RUM-2 with units=1000,
              eta=1.0, use_layer_norm=True, zoneout_keep_h=0.9
     fs_lstm  slow cell LayerNormLSTMCell(units): FS-LSTM-2 with units=400
+    fs_goru  slow cell GORUCell(units, capacity, fft): the paper's FS-GORU baseline
 
 Both take, besides the usual `keras.layers.RNN` arguments, `fast_units`, `fast_layers`,
 `keep_prob` (the FS-RNN dropout, 0.65) and `zoneout_keep_c` (the LN-LSTMs' c, 0.5);
@@ -13,13 +14,14 @@ Both take, besides the usual `keras.layers.RNN` arguments, `fast_units`, `fast_l
 the dropout and zoneout noise of all steps before the loop.
 """
 
+from rum_tf.baselines import GORUCell
 from rum_tf.cells import FastSlowCell, LayerNormLSTMCell, RUMCell
 from rum_tf.layers import Recurrent
 from rum_tf.training import models
 
 # Arguments the fast-slow builders take besides units, seed and the model options.
 FS_ARGUMENTS = ("fast_units", "fast_layers", "keep_prob", "zoneout_keep_c")
-FS_MODELS = ("fs_rum", "fs_lstm")
+FS_MODELS = ("fs_rum", "fs_lstm", "fs_goru")
 
 
 def _fast_cells(fast_units, fast_layers, zoneout_keep_h, zoneout_keep_c, seed):
@@ -51,5 +53,14 @@ def _fs_lstm(units, *, seed=None, fast_units=700, fast_layers=2, keep_prob=0.65,
              zoneout_keep_c=0.5, **kwargs):
     slow = LayerNormLSTMCell(units, zoneout_keep_h=zoneout_keep_h, zoneout_keep_c=zoneout_keep_c, seed=seed,
                              name="slow")
+    return fast_slow_layer(slow, fast_units=fast_units, fast_layers=fast_layers, keep_prob=keep_prob,
+                           zoneout_keep_h=zoneout_keep_h, zoneout_keep_c=zoneout_keep_c, seed=seed, **kwargs)
+
+
+@models.register("fs_goru", options=("zoneout_keep_h", "capacity", "fft"),
+                 description="Fast-Slow RNN, LN-LSTM fast cells (--fast_units), GORU slow cell (--units)")
+def _fs_goru(units, *, seed=None, fast_units=700, fast_layers=2, keep_prob=0.65, zoneout_keep_h=None,
+             zoneout_keep_c=0.5, capacity=2, fft=False, **kwargs):
+    slow = GORUCell(units, capacity=capacity, fft=fft, name="slow")
     return fast_slow_layer(slow, fast_units=fast_units, fast_layers=fast_layers, keep_prob=keep_prob,
                            zoneout_keep_h=zoneout_keep_h, zoneout_keep_c=zoneout_keep_c, seed=seed, **kwargs)

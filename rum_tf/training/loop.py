@@ -147,7 +147,7 @@ def _check_same_run(saved_flags, config, where):
             "or choose another --output_dir")
 
 
-class _FileLog:
+class FileLog:
     """Copies absl log lines to output_dir/log.txt while a run is active."""
 
     def __init__(self, path):
@@ -214,7 +214,7 @@ def run(task, config):
     os.makedirs(out, exist_ok=True)
     if config.steps % config.eval_every:
         raise RunError(f"--steps={config.steps} is not a multiple of --eval_every={config.eval_every}")
-    with _FileLog(os.path.join(out, results.LOG_FILE)):
+    with FileLog(os.path.join(out, results.LOG_FILE)):
         return _run(task, config, session_start)
 
 

@@ -20,13 +20,13 @@ gets the aggregate:
 import csv
 import dataclasses
 import datetime
-import logging as std_logging
 import os
 from typing import Any, Callable, Sequence
 
 from absl import logging
 
 from rum_tf.training import callbacks as callbacks_lib
+from rum_tf.training import loop
 from rum_tf.training import results
 
 
@@ -43,27 +43,6 @@ class SubRun:
 
 RUNS_CSV = "runs.csv"
 RUNS_PNG = "runs.png"
-
-
-class _FileLog:
-    def __init__(self, path):
-        self.handler = std_logging.FileHandler(path, encoding="utf-8")
-        self.handler.setFormatter(std_logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        self.handler.setLevel(std_logging.INFO)
-
-    def __enter__(self):
-        logger = logging.get_absl_logger()
-        self.level = logger.level
-        if not logger.isEnabledFor(std_logging.INFO):
-            logger.setLevel(std_logging.INFO)
-        logger.addHandler(self.handler)
-        return self
-
-    def __exit__(self, *exc):
-        logger = logging.get_absl_logger()
-        logger.removeHandler(self.handler)
-        logger.setLevel(self.level)
-        self.handler.close()
 
 
 def _mean(values):
@@ -148,7 +127,7 @@ def run_all(sub_runs: Sequence[SubRun], output_dir, *, task, model, flags, flagf
       extra_results: more fields for task_results.
     """
     os.makedirs(output_dir, exist_ok=True)
-    with _FileLog(os.path.join(output_dir, results.LOG_FILE)):
+    with loop.FileLog(os.path.join(output_dir, results.LOG_FILE)):
         flags_path = os.path.join(output_dir, results.FLAGS_FILE)
         if not os.path.exists(flags_path):
             results.atomic_write_text(flags_path, flagfile_text)

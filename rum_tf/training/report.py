@@ -57,9 +57,12 @@ class Row:
         return self.quick_check if scale == "quick" else self.full_check
 
     def run_id(self, scale):
-        """The run's folder under the output dir: its flagfile path without '.cfg'."""
+        """The run's folder under the output dir: its flagfile path without 'quick/' and '.cfg'."""
         path = self.flagfile(scale)
-        return None if path is None else path[: -len(".cfg")] if path.endswith(".cfg") else path
+        if path is None:
+            return None
+        path = path[len("quick/"):] if path.startswith("quick/") else path
+        return path[: -len(".cfg")] if path.endswith(".cfg") else path
 
 
 def load_targets(path):
