@@ -95,7 +95,8 @@ class RUM(Recurrent):
 
     cell_class = cells_lib.RUMCell  # a subclass may swap in a RUMCell variant
 
-    _CELL_ARGS = (
+    # The RUMCell arguments the layer takes and hands to its cell.
+    CELL_ARGS = (
         "lambda_",
         "eta",
         "activation",
@@ -124,7 +125,7 @@ class RUM(Recurrent):
         zero_output_for_mask=False,
         **kwargs,
     ):
-        cell_kwargs = {k: kwargs.pop(k) for k in self._CELL_ARGS if k in kwargs}
+        cell_kwargs = {k: kwargs.pop(k) for k in self.CELL_ARGS if k in kwargs}
         dtype = kwargs.get("dtype")
         cell = self.cell_class(units, dtype=dtype, name="rum_cell", **cell_kwargs)
         kwargs["dtype"] = cells_lib._float32_if_mixed(dtype)
@@ -153,7 +154,7 @@ class RUM(Recurrent):
         del config["cell"]
         cell_config = self.cell.get_config()
         config["units"] = self.cell.units
-        config.update({k: cell_config[k] for k in self._CELL_ARGS})
+        config.update({k: cell_config[k] for k in self.CELL_ARGS})
         return config
 
     @classmethod
@@ -165,6 +166,6 @@ def _cell_property(name):
     return property(lambda self: getattr(self.cell, name), doc=f"The cell's `{name}`.")
 
 
-for _name in RUM._CELL_ARGS + ("units", "gate_kernel", "gate_bias", "embedding_kernel", "embedding_bias"):
+for _name in RUM.CELL_ARGS + ("units", "gate_kernel", "gate_bias", "embedding_kernel", "embedding_bias"):
     if _name != "seed":
         setattr(RUM, _name, _cell_property(_name))

@@ -23,17 +23,10 @@ from rum_tf.layers import RUM
 
 _PACKAGE = "rum_tf"
 
-# RUM's arguments that the shared flags expose, named as in `RUMCell`.
-RUM_OPTIONS = (
-    "lambda_",
-    "eta",
-    "activation",
-    "use_layer_norm",
-    "zoneout_keep_h",
-    "update_gate",
-    "trainable_rot",
-    "track_angle",
-    "use_embedding_bias",
+# RUM's arguments that the shared flags expose, named as in `RUMCell`: all of them but the
+# numerical epsilon, the initializers and the seed (which has a flag of its own).
+RUM_OPTIONS = tuple(
+    a for a in RUM.CELL_ARGS if a not in ("eps", "seed") and not a.endswith("_initializer")
 )
 # The EUNN/GORU arguments that the shared flags expose (rum_tf.baselines).
 BASELINE_OPTIONS = ("capacity", "fft", "complex")
