@@ -22,7 +22,6 @@ for the chosen scale is reported without a verdict.
 """
 
 import dataclasses
-import json
 import math
 import os
 import tomllib
@@ -161,11 +160,7 @@ def collect(rows, scale, out_dir):
 
 def read_status(run_dir):
     """The reproduce.json that rum_tf.reproduce left in run_dir, or None."""
-    path = os.path.join(run_dir, STATUS_FILE)
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return results_lib.read_json(os.path.join(run_dir, STATUS_FILE))
 
 
 def _fmt(value):

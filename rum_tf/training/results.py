@@ -81,13 +81,17 @@ def write_results(output_dir, results):
     return path
 
 
-def read_results(output_dir):
-    """results.json of a run as a dict, or None if the run has not finished."""
-    path = os.path.join(output_dir, RESULTS_FILE)
+def read_json(path):
+    """A JSON file as a dict, or None if it does not exist."""
     if not os.path.exists(path):
         return None
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def read_results(output_dir):
+    """results.json of a run as a dict, or None if the run has not finished."""
+    return read_json(os.path.join(output_dir, RESULTS_FILE))
 
 
 def read_curve(path, max_step=None):
