@@ -29,11 +29,15 @@ SHAPES = {
 }
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("xla", "both", ["both", "on", "off"], "Compile the train step with XLA.")
-flags.DEFINE_list("shapes", list(SHAPES), f"Shapes to time, from {sorted(SHAPES)}.")
-flags.DEFINE_integer("steps", 5, "Timed training steps per round.", lower_bound=1)
-flags.DEFINE_integer("rounds", 3, "Interleaved rounds; the median round is reported.", lower_bound=1)
-flags.DEFINE_string("rows", "", "Comma-separated subset of rows to run (default all).")
+
+
+def define_flags():
+    """The command's flags; defined on demand so importing this module defines none."""
+    flags.DEFINE_enum("xla", "both", ["both", "on", "off"], "Compile the train step with XLA.")
+    flags.DEFINE_list("shapes", list(SHAPES), f"Shapes to time, from {sorted(SHAPES)}.")
+    flags.DEFINE_integer("steps", 5, "Timed training steps per round.", lower_bound=1)
+    flags.DEFINE_integer("rounds", 3, "Interleaved rounds; the median round is reported.", lower_bound=1)
+    flags.DEFINE_string("rows", "", "Comma-separated subset of rows to run (default all).")
 
 
 class _FullProductRUMCell(RUMCell):
@@ -48,10 +52,25 @@ class _FullProductRUM(RUM):
     cell_class = _FullProductRUMCell
 
 
+class _AutodiffRotationRUMCell(RUMCell):
+    """RUMCell whose λ=0 rotation is differentiated automatically, not by hand."""
+
+    def _rotate(self, embedded, target, h):
+        components = rotation.rotation_components(embedded, target, self.eps)
+        return rotation.apply_rotation(components, h), components[2]
+
+
+class _AutodiffRotationRUM(RUM):
+    cell_class = _AutodiffRotationRUMCell
+
+
 ROWS = {
     "Keras GRU": lambda n, seq: keras.layers.GRU(n, return_sequences=seq),
     "Keras LSTM": lambda n, seq: keras.layers.LSTM(n, return_sequences=seq, unit_forget_bias=True),
     "RUM λ=0": lambda n, seq: RUM(n, return_sequences=seq),
+    "RUM λ=0 (all-step projection)": lambda n, seq: RUM(n, input_projection="sequence", return_sequences=seq),
+    "RUM λ=0 (per-step projection)": lambda n, seq: RUM(n, input_projection="step", return_sequences=seq),
+    "RUM λ=0 (autodiff rotation)": lambda n, seq: _AutodiffRotationRUM(n, return_sequences=seq),
     "RUM λ=1 (O(N²) update)": lambda n, seq: RUM(n, lambda_=1, eta=0.1, return_sequences=seq),
     "RUM λ=1 (full product)": lambda n, seq: _FullProductRUM(n, lambda_=1, eta=0.1, return_sequences=seq),
     "EUNN (capacity 2)": lambda n, seq: keras.layers.RNN(EUNNCell(n, capacity=2), return_sequences=seq),
@@ -157,4 +176,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -234,12 +234,34 @@ class RUMCell(NoisyCell):
             self.candidate_ln_gamma = self.add_weight(shape=(n,), initializer="ones", name="candidate_ln_gamma")
             self.candidate_ln_beta = self.add_weight(shape=(n,), initializer="zeros", name="candidate_ln_beta")
 
-    def project_inputs(self, inputs):
+    def input_weights(self):
+        """(kernel [d, 3N], bias [3N]): W_g's input rows beside W_e, and b_g beside b_e.
+
+        One matmul with these gives both input projections; callers that run
+        many steps build them once and pass them to `project_inputs`.
+        """
+        kernel = ops.concatenate([self.gate_kernel[: self.input_dim], self.embedding_kernel], axis=-1)
+        embedding_bias = self.embedding_bias
+        if embedding_bias is None:
+            embedding_bias = ops.zeros((self.units,), dtype=self.gate_bias.dtype)
+        return kernel, ops.concatenate([self.gate_bias, embedding_bias], axis=-1)
+
+    def project_inputs(self, inputs, weights=None):
         """The input half of a step, [..., d] -> ([..., 2N], [..., N]).
 
         Returns (x W_gx + b_g, x W_e (+ b_e)). It does not depend on the state,
-        so `rum_tf.layers.RUM` computes it for all time steps at once.
+        so `rum_tf.layers.RUM` may compute it for all time steps at once.
+
+        Args:
+          inputs: [..., d].
+          weights: `input_weights()`, built once by a caller that runs many
+            steps: then the two projections are one matmul. Without them, two
+            matmuls on the weights as they are (concatenating per call would
+            cost more than it saves).
         """
+        if weights is not None:
+            kernel, bias = weights
+            return ops.split(ops.matmul(inputs, kernel) + bias, [2 * self.units], axis=-1)
         gates = ops.matmul(inputs, self.gate_kernel[: self.input_dim]) + self.gate_bias
         embedded = ops.matmul(inputs, self.embedding_kernel)
         if self.embedding_bias is not None:
@@ -275,9 +297,7 @@ class RUMCell(NoisyCell):
             update = ops.sigmoid(update)
 
         if self.lambda_ == 0:
-            components = rotation.rotation_components(embedded, target, self.eps)
-            rotated = rotation.apply_rotation(components, h)
-            cos = components[2]
+            rotated, cos = self._rotate(embedded, target, h)
             new_states = []
         else:
             memory = ops.reshape(states[1], (-1, n, n))
@@ -295,6 +315,9 @@ class RUMCell(NoisyCell):
         new_h = zoneout(new_h, h, self.zoneout_keep_h, noise)
         output = ops.concatenate([cos, new_h], axis=-1) if self.track_angle else new_h
         return output, [new_h] + new_states
+
+    def _rotate(self, embedded, target, h):
+        return rotation.rotate_with_cos(embedded, target, h, self.eps)
 
     def _associative_rotate(self, memory, embedded, target, h):
         return rotation.associative_rotate(memory, embedded, target, h, self.eps)

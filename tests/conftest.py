@@ -36,6 +36,45 @@ def gradients(fn, *args):
     raise NotImplementedError(backend())
 
 
+def finite_differences(loss, *args, step=1e-6):
+    """Central differences of the float64 scalar loss(*args) with respect to each arg."""
+    args = [np.asarray(x, np.float64).copy() for x in args]
+    grads = []
+    for x in args:
+        g = np.zeros_like(x)
+        for index in np.ndindex(x.shape):
+            keep = x[index]
+            x[index] = keep + step
+            up = loss(*args)
+            x[index] = keep - step
+            down = loss(*args)
+            x[index] = keep
+            g[index] = (up - down) / (2 * step)
+        grads.append(g)
+    return grads
+
+
+def weight_gradients(layer, loss, *args):
+    """{variable name: d loss(layer(*args)) / d variable} for the layer's trainable weights."""
+    variables = layer.trainable_variables
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            total = loss(layer(*args))
+        grads = tape.gradient(total, variables)
+    elif backend() == "jax":
+        import jax
+
+        fixed = [v.value for v in layer.non_trainable_variables]
+        grads = jax.grad(lambda values: loss(layer.stateless_call(values, fixed, *args)[0]))(
+            [v.value for v in variables]
+        )
+    else:
+        raise NotImplementedError(backend())
+    return {v.name: np.asarray(g, np.float64) for v, g in zip(variables, grads)}
+
+
 def weights_of(layer):
     """{variable name: float64 array} of a built layer."""
     return {v.name: np.asarray(v.numpy() if hasattr(v, "numpy") else v, np.float64) for v in layer.weights}

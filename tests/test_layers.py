@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from keras import ops
 
-from conftest import backend, gradients, randomize
+import numpy_reference as ref
+from conftest import backend, finite_differences, gradients, randomize, weight_gradients, weights_of
 from rum_tf import RUM, FastSlowCell, LayerNormLSTMCell, Recurrent, RUMCell
 from rum_tf.cells import NoisyCell
 
@@ -41,8 +42,15 @@ CONFIGS = [
 
 @pytest.mark.parametrize("kwargs", CONFIGS)
 @pytest.mark.parametrize("go_backwards", [False, True])
-def test_fast_path_equals_rnn_of_cell(kwargs, go_backwards):
-    layer = _built_rum(return_sequences=True, return_state=True, go_backwards=go_backwards, **kwargs)
+@pytest.mark.parametrize("input_projection", ["sequence", "step"])
+def test_fast_path_equals_rnn_of_cell(kwargs, go_backwards, input_projection):
+    layer = _built_rum(
+        return_sequences=True,
+        return_state=True,
+        go_backwards=go_backwards,
+        input_projection=input_projection,
+        **kwargs,
+    )
     reference = keras.layers.RNN(layer.cell, return_sequences=True, return_state=True, go_backwards=go_backwards)
     x = _x()
     got = layer(x)
@@ -50,6 +58,40 @@ def test_fast_path_equals_rnn_of_cell(kwargs, go_backwards):
     assert len(got) == len(want) == 1 + len(layer.cell.state_size)
     for g, w in zip(got, want):
         np.testing.assert_allclose(_np(g), _np(w), atol=1e-5)
+
+
+GRADIENT_CONFIGS = [
+    dict(),
+    dict(lambda_=1, eta=0.1, track_angle=True),
+    dict(eta=2.0, use_layer_norm=True, zoneout_keep_h=0.9, use_embedding_bias=True),
+]
+
+
+@pytest.mark.parametrize("kwargs", GRADIENT_CONFIGS)
+@pytest.mark.parametrize("input_projection", ["sequence", "step"])
+def test_weight_gradients_match_finite_differences_of_the_reference(kwargs, input_projection):
+    # The layer's gradients run through the hand-written rotation gradient; the
+    # reference is the float64 NumPy RUM of SPEC, differentiated numerically.
+    layer = _built_rum(return_sequences=True, input_projection=input_projection, **kwargs)
+    x = _x(9, t=4)
+    outputs = _np(layer(x))
+    weigh = np.random.default_rng(10).normal(size=outputs.shape)
+    got = weight_gradients(layer, lambda y: ops.sum(y * ops.cast(weigh, y.dtype)), x)
+    w = weights_of(layer)
+    assert set(got) == set(w)
+    ref_kwargs = dict(kwargs, layer_norm_on=kwargs.get("use_layer_norm", False))
+    ref_kwargs.pop("use_layer_norm", None)
+    ref_kwargs.pop("use_embedding_bias", None)
+
+    def reference_loss(**changed):
+        weights = dict(w, **changed)
+        return sum(np.sum(weigh[i] * ref.rum_sequence(x[i], weights, **ref_kwargs)[0]) for i in range(len(x)))
+
+    np.testing.assert_allclose(reference_loss(), np.sum(weigh * outputs), rtol=1e-5)
+    names = list(got)
+    want = finite_differences(lambda *arrays: reference_loss(**dict(zip(names, arrays))), *[w[n] for n in names])
+    for name, numeric in zip(names, want):
+        np.testing.assert_allclose(got[name], numeric, atol=2e-4, rtol=1e-3, err_msg=name)
 
 
 def test_last_output_and_mask():
@@ -122,6 +164,8 @@ def test_layer_exposes_cell_arguments_and_weights():
     assert layer.gate_kernel is layer.cell.gate_kernel and layer.embedding_bias is None
     with pytest.raises(ValueError):
         RUM(N, lambda_=3)
+    with pytest.raises(ValueError, match="input_projection"):
+        RUM(N, input_projection="hoisted")
 
 
 class _NoiseProbe(NoisyCell):

@@ -5,7 +5,7 @@ import pytest
 from keras import ops
 
 import numpy_reference as ref
-from conftest import backend, gradients
+from conftest import backend, finite_differences, gradients
 from rum_tf import rotation
 
 RNG = np.random.default_rng(0)
@@ -81,6 +81,34 @@ def test_associative_rotate_gives_update_and_rotated_state():
     np.testing.assert_allclose(_np(cos), _np(rotation.associative_update(q.astype(np.float32), a, b)[1]))
 
 
+def _reference_rotation_loss(a, b, h, grad_y, grad_cos):
+    """sum(grad_y * R h) + sum(grad_cos * cos) from the NumPy reference, float64."""
+    total = 0.0
+    for i in range(a.shape[0]):
+        r, cos = ref.rotation_matrix(a[i], b[i])
+        total += grad_y[i] @ (r @ h[i]) + grad_cos[i, 0] * cos
+    return total
+
+
+def test_rotate_with_cos_gradient_matches_finite_differences_of_the_reference():
+    a, b = _pair()
+    h = RNG.normal(size=(B, N)).astype(np.float32)
+    grad_y = RNG.normal(size=(B, N))
+    grad_cos = RNG.normal(size=(B, 1))
+    want = finite_differences(lambda a, b, h: _reference_rotation_loss(a, b, h, grad_y, grad_cos), a, b, h)
+
+    def loss(a, b, h):
+        y, cos = rotation.rotate_with_cos(a, b, h)
+        return ops.sum(y * ops.cast(grad_y, y.dtype)) + ops.sum(cos * ops.cast(grad_cos, cos.dtype))
+
+    y, cos = rotation.rotate_with_cos(a, b, h)
+    r = [ref.rotation_matrix(a[i], b[i]) for i in range(B)]
+    np.testing.assert_allclose(_np(y), np.stack([m @ h[i] for i, (m, _) in enumerate(r)]), atol=3e-6)
+    np.testing.assert_allclose(_np(cos)[:, 0], [c for _, c in r], atol=1e-6)
+    for got, expected in zip(gradients(loss, a, b, h), want):
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+
+
 def _degenerate_cases():
     a = RNG.normal(size=(N,)).astype(np.float32)
     zero = np.zeros(N, np.float32)
@@ -102,12 +130,60 @@ def test_degenerate_inputs_give_finite_values_and_gradients(case):
         assert np.isfinite(_np(rotation.rotate(a, b, hh))).all()
         for g in gradients(lambda a, b, h: rotation.rotate(a, b, h), a, b, hh):
             assert np.isfinite(g).all(), case
+        for g in gradients(lambda a, b, h: rotation.rotate_with_cos(a, b, h)[1], a, b, hh):
+            assert np.isfinite(g).all(), case
     m = np.tile(np.eye(N, dtype=np.float32), (1, 1, 1))
     assert np.isfinite(_np(rotation.associative_update(m, a, b)[0])).all()
     for g in gradients(lambda m, a, b: rotation.associative_update(m, a, b)[0], m, a, b):
         assert np.isfinite(g).all(), case
     for g in gradients(lambda m, a, b, h: rotation.associative_rotate(m, a, b, h)[1], m, a, b, h):
         assert np.isfinite(g).all(), case
+
+
+@pytest.mark.parametrize("case", ["a_zero", "b_zero", "both_zero", "h_zero", "a_tiny", "b_tiny"])
+def test_hand_written_gradient_equals_autodiff_where_a_guard_is_hit(case):
+    # At (near-)zero vectors, where |x|^2 < eps, the official formula is not
+    # differentiable; the guarded autodiff gradient of rotation_components /
+    # apply_rotation is the definition the hand-written one must keep.
+    a, b = _pair()
+    cases = dict(_degenerate_cases(), h_zero=(a, b), a_tiny=(1e-8 * a, b), b_tiny=(a, 1e-8 * b))
+    a, b = (np.asarray(x).reshape(-1, N)[:1] for x in cases[case])
+    h = np.zeros((1, N), np.float32) if case == "h_zero" else RNG.normal(size=(1, N)).astype(np.float32)
+    weights = RNG.normal(size=(1, N + 1)).astype(np.float32)
+
+    def weigh(y, cos):
+        return ops.sum(y * weights[:, :N]) + ops.sum(cos * weights[:, N:])
+
+    hand = gradients(lambda a, b, h: weigh(*rotation.rotate_with_cos(a, b, h)), a, b, h)
+
+    def autodiff(a, b, h):
+        components = rotation.rotation_components(a, b)
+        return weigh(rotation.apply_rotation(components, h), components[2])
+
+    for got, want in zip(hand, gradients(autodiff, a, b, h)):
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.skipif(backend() == "jax", reason="JAX computes in float32 unless x64 is enabled")
+@pytest.mark.parametrize("case", ["parallel", "identical", "antiparallel"])
+def test_hand_written_gradient_equals_autodiff_at_parallel_inputs_in_float64(case):
+    # In float32 these gradients are rounding noise amplified by 1/sin; float64
+    # resolves them, and the sin floor (1 - cos^2 < 1e-14) is hit.
+    import tensorflow as tf
+
+    a, b = (tf.constant(x[None], tf.float64) for x in _degenerate_cases()[case])
+    h = tf.constant(RNG.normal(size=(1, N)))
+    weights = tf.constant(RNG.normal(size=(1, N + 1)))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([a, b, h])
+        y, cos = rotation.rotate_with_cos(a, b, h)
+        hand = tf.reduce_sum(y * weights[:, :N]) + tf.reduce_sum(cos * weights[:, N:])
+        components = rotation.rotation_components(a, b)
+        y = rotation.apply_rotation(components, h)
+        auto = tf.reduce_sum(y * weights[:, :N]) + tf.reduce_sum(components[2] * weights[:, N:])
+    for got, want in zip(tape.gradient(hand, [a, b, h]), tape.gradient(auto, [a, b, h])):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-10)
 
 
 @pytest.mark.skipif(backend() == "jax", reason="JAX computes in float32 unless x64 is enabled")
