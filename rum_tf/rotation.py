@@ -16,6 +16,7 @@ gradient as |cos| -> 1. Here 1 - cos^2 is floored at `SIN_SQUARED_FLOOR`
 1e-7, and only where the official value is already below 1e-7 or NaN.
 """
 
+import collections
 import functools
 
 import keras
@@ -35,6 +36,28 @@ def _dot(x, y):
     return ops.sum(x * y, axis=-1, keepdims=True)
 
 
+class _Plane(collections.namedtuple("_Plane", "aa ra u ub bb rb cos sin_squared sin ww rw v")):
+    """Every intermediate of R(a, b)'s plane and angle; the hand-written gradient needs them."""
+
+
+def _plane(a, b, eps):
+    aa = _dot(a, a)
+    ra = ops.rsqrt(ops.maximum(aa, eps))
+    u = a * ra  # l2_normalize(a)
+    ub = _dot(u, b)
+    bb = _dot(b, b)
+    rb = ops.rsqrt(ops.maximum(bb, eps))
+    # u.l2n(b) written as (u.b)/|b|: the same value with one product fewer,
+    # which matters because every op runs T times inside the recurrence.
+    cos = ub * rb
+    sin_squared = 1.0 - ops.square(cos)
+    sin = ops.sqrt(ops.maximum(sin_squared, SIN_SQUARED_FLOOR))
+    w = b - ub * u
+    ww = _dot(w, w)
+    rw = ops.rsqrt(ops.maximum(ww, eps))
+    return _Plane(aa, ra, u, ub, bb, rb, cos, sin_squared, sin, ww, rw, w * rw)
+
+
 def rotation_components(a, b, eps=EPS):
     """The plane and angle of R(a, b).
 
@@ -46,14 +69,8 @@ def rotation_components(a, b, eps=EPS):
       (u, v, cos, sin): u, v [..., N] orthonormal basis of span{a, b} with u
       along a; cos, sin [..., 1] of the angle from a to b.
     """
-    u = l2_normalize(a, eps)
-    ub = _dot(u, b)
-    # u.l2n(b) written as (u.b)/|b|: the same value with one product fewer,
-    # which matters because every op runs T times inside the recurrence.
-    cos = ub * ops.rsqrt(ops.maximum(ops.sum(ops.square(b), axis=-1, keepdims=True), eps))
-    sin = ops.sqrt(ops.maximum(1.0 - ops.square(cos), SIN_SQUARED_FLOOR))
-    v = l2_normalize(b - ub * u, eps)
-    return u, v, cos, sin
+    plane = _plane(a, b, eps)
+    return plane.u, plane.v, plane.cos, plane.sin
 
 
 def rotate(a, b, h, eps=EPS):
@@ -64,13 +81,14 @@ def rotate(a, b, h, eps=EPS):
 def rotate_with_cos(a, b, h, eps=EPS):
     """(R(a, b) h, cos) in O(N), with a hand-written gradient.
 
-    The values are those of `apply_rotation(rotation_components(a, b), h)`; the
-    gradient is the same as automatic differentiation of that formula gives
-    (guards included), written out so that the backward pass is a few fused
-    lines instead of the reverse of every forward op. Inside a recurrence on
-    CPU the cost of a step is mostly per op, not per FLOP, so this is what
-    makes the RUM step cheaper than a GRU step (docs/BENCHMARKS.md). Backends
-    without `ops.custom_gradient` (torch) use automatic differentiation.
+    The values are those of `apply_rotation(rotation_components(a, b), h)` (the
+    same helpers compute them); the gradient is the one automatic
+    differentiation of that formula gives (guards included), written out so
+    that the backward pass is a few lines instead of the reverse of every
+    forward op. Inside a recurrence on CPU a step costs mostly per op, not per
+    FLOP: this measured 0-10 % faster training steps under TensorFlow and
+    10-20 % under JAX (docs/BENCHMARKS.md). Backends without
+    `ops.custom_gradient` (torch) use automatic differentiation.
 
     Returns:
       (R h [..., N], cos [..., 1]).
@@ -85,26 +103,14 @@ def rotate_with_cos(a, b, h, eps=EPS):
 def _rotate_with_cos_custom_gradient(eps):
     @ops.custom_gradient
     def rotate_with_cos(a, b, h):
-        aa = _dot(a, a)
-        ra = ops.rsqrt(ops.maximum(aa, eps))
-        u = a * ra
-        ub = _dot(u, b)
-        bb = _dot(b, b)
-        rb = ops.rsqrt(ops.maximum(bb, eps))
-        cos = ub * rb
-        sin_squared = 1.0 - ops.square(cos)
-        sin = ops.sqrt(ops.maximum(sin_squared, SIN_SQUARED_FLOOR))
-        w = b - ub * u
-        ww = _dot(w, w)
-        rw = ops.rsqrt(ops.maximum(ww, eps))
-        v = w * rw
-        uh = _dot(u, h)
-        vh = _dot(v, h)
-        alpha = (cos - 1.0) * uh - sin * vh  # R h = h + alpha u + beta v
-        beta = (cos - 1.0) * vh + sin * uh
+        p = _plane(a, b, eps)
+        u, v = p.u, p.v
+        alpha, beta, uh, vh = _in_plane(u, v, p.cos, p.sin, h)
         # The per-example scalars the backward pass needs travel as one tensor:
         # in a loop, every saved tensor costs a push and a pop per step.
-        scalars = ops.concatenate([aa, ra, ub, bb, rb, cos, sin_squared, sin, ww, rw, uh, vh, alpha, beta], -1)
+        scalars = ops.concatenate(
+            [p.aa, p.ra, p.ub, p.bb, p.rb, p.cos, p.sin_squared, p.sin, p.ww, p.rw, uh, vh, alpha, beta], -1
+        )
 
         def grad(*args, upstream=None):
             if upstream is None:
@@ -134,7 +140,7 @@ def _rotate_with_cos_custom_gradient(eps):
             grad_a = ra * (grad_u - ops.where(aa >= eps, u * _dot(u, grad_u), 0.0))
             return grad_a, grad_b, grad_h
 
-        return (h + alpha * u + beta * v, cos), grad
+        return (h + alpha * u + beta * v, p.cos), grad
 
     return rotate_with_cos
 
@@ -142,11 +148,18 @@ def _rotate_with_cos_custom_gradient(eps):
 def apply_rotation(components, h):
     """R h for R given by `rotation_components` (to reuse them, e.g. for cos)."""
     u, v, cos, sin = components
+    alpha, beta, _, _ = _in_plane(u, v, cos, sin, h)
+    return h + alpha * u + beta * v
+
+
+def _in_plane(u, v, cos, sin, h):
+    """(alpha, beta, u.h, v.h) with R h = h + alpha u + beta v.
+
+    Per-example coefficients first: two full-width products instead of six.
+    """
     uh = _dot(u, h)
     vh = _dot(v, h)
-    cos_1 = cos - 1.0
-    # Per-example coefficients first: two full-width products instead of six.
-    return h + (cos_1 * uh - sin * vh) * u + (cos_1 * vh + sin * uh) * v
+    return (cos - 1.0) * uh - sin * vh, (cos - 1.0) * vh + sin * uh, uh, vh
 
 
 def rotation_operator(a, b, eps=EPS):
