@@ -36,6 +36,14 @@ def gradients(fn, *args):
     raise NotImplementedError(backend())
 
 
+def assert_config_round_trip(cell):
+    """from_config and Keras (de)serialisation give back a cell with the same config."""
+    clone = cell.__class__.from_config(cell.get_config())
+    assert clone.get_config() == cell.get_config()
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(cell))
+    assert type(restored) is type(cell) and restored.get_config() == cell.get_config()
+
+
 def finite_differences(loss, *args, step=1e-6):
     """Central differences of the float64 scalar loss(*args) with respect to each arg."""
     args = [np.asarray(x, np.float64).copy() for x in args]

@@ -12,7 +12,7 @@ import pytest
 from keras import ops
 
 import numpy_eunn_reference as ref
-from conftest import gradients, randomize, weights_of
+from conftest import assert_config_round_trip, gradients, randomize, weights_of
 from rum_tf.baselines import EUNNCell, EUNNLayout, GORUCell, eunn_param_count, eunn_transition
 
 B, D = 3, 4
@@ -394,11 +394,7 @@ CONFIG_MAKERS = [
 
 @pytest.mark.parametrize("make", CONFIG_MAKERS)
 def test_config_round_trip(make):
-    cell = make()
-    clone = cell.__class__.from_config(cell.get_config())
-    assert clone.get_config() == cell.get_config()
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(cell))
-    assert type(restored) is type(cell) and restored.get_config() == cell.get_config()
+    assert_config_round_trip(make())
 
 
 @pytest.mark.parametrize("make", [lambda: EUNNCell(6, capacity=3, complex=True), lambda: GORUCell(5, fft=True)])

@@ -8,7 +8,7 @@ import pytest
 from keras import ops
 
 import numpy_reference as ref
-from conftest import gradients, randomize, weights_of
+from conftest import assert_config_round_trip, gradients, randomize, weights_of
 from rum_tf import ARUMCell, FastSlowCell, LayerNormLSTMCell, RUMCell
 
 B, T, D, N = 3, 6, 5, 7
@@ -214,11 +214,7 @@ def test_fast_slow_dropout_only_in_training():
     ],
 )
 def test_config_round_trip(make):
-    cell = make()
-    clone = cell.__class__.from_config(cell.get_config())
-    assert clone.get_config() == cell.get_config()
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(cell))
-    assert type(restored) is type(cell) and restored.get_config() == cell.get_config()
+    assert_config_round_trip(make())
 
 
 def test_mixed_precision_keeps_float32():
