@@ -270,3 +270,55 @@ def test_keep_best_ends_on_the_best_evaluation(tmp_path):
     assert summary["metrics"]["test"]["loss"] == pytest.approx(summary["best"]["value"], rel=1e-5)
     kept = [s for s, _ in checkpoints.list_checkpoints(str(tmp_path / "checkpoints"))]
     assert kept == [40, summary["best"]["step"]]
+
+
+# ---------------------------------------------------------------------------- --stop_when
+
+
+def test_stop_rule_parses_and_counts_evaluations_in_a_row():
+    rule = callbacks.StopRule.parse(" val_accuracy >= 0.99 : 3 ")
+    assert rule == callbacks.StopRule("val_accuracy", ">=", 0.99, 3) and str(rule) == "val_accuracy>=0.99:3"
+    assert callbacks.StopRule.parse("loss<0.5") == callbacks.StopRule("loss", "<", 0.5, 1)
+    rows = [{"step": s, "val_accuracy": a} for s, a in
+            [(10, 0.995), (20, 0.99), (30, 0.5), (40, 1.0), (50, "nan"), (60, 0.999), (70, 0.991), (80, 0.992)]]
+    assert rule.met(rows[:7]) is None  # the streaks are broken at 30 and by the NaN at 50
+    stopped = rule.met(rows)
+    assert stopped["step"] == 80 and stopped["rule"] == "val_accuracy>=0.99:3"
+    assert "(0.999, 0.991, 0.992)" in stopped["reason"]
+    for bad in ("val_accuracy", "loss<=", "loss<=1:x", "loss==1", "loss<=inf", "1loss<2"):
+        with pytest.raises(ValueError, match="--stop_when"):
+            callbacks.StopRule.parse(bad)
+
+
+def test_stop_when_ends_the_run_records_why_and_is_not_rerun(tmp_path):
+    # The toy regression's validation loss falls below 1.0 after a few evaluations, never at the start.
+    first = loop.run(_toy_task(), _config(tmp_path / "plain", steps=100))
+    val = [r["val_loss"] for r in results.read_curve(str(tmp_path / "plain" / "curve.csv"))]
+    assert val[0] > 1.0 and min(val) < 1.0, val
+    expected = next(10 * (i + 2) for i in range(len(val) - 1) if val[i] <= 1.0 and val[i + 1] <= 1.0)
+
+    summary = loop.run(_toy_task(), _config(tmp_path / "stop", steps=100, stop_when="val_loss<=1.0:2"))
+    assert summary["steps"] == expected < 100 and summary["stopped"]["step"] == expected
+    assert summary["stopped"]["rule"] == "val_loss<=1:2" and summary["status"] == "finished"
+    rows = results.read_curve(str(tmp_path / "stop" / "curve.csv"))
+    assert [r["step"] for r in rows] == list(range(10, expected + 1, 10))
+    plain = results.read_curve(str(tmp_path / "plain" / "curve.csv"))[: len(rows)]
+    assert [r["val_loss"] for r in rows] == [r["val_loss"] for r in plain]  # the same training until the stop
+    assert summary["metrics"]["train"]["loss"] == rows[-1]["loss"] and first["steps"] == 100
+    assert "stopping at step" in open(tmp_path / "stop" / "log.txt").read()
+    mtime = os.path.getmtime(tmp_path / "stop" / "results.json")
+    again = loop.run(_toy_task(), _config(tmp_path / "stop", steps=120, stop_when="val_loss<=1.0:2"))
+    assert again == summary and os.path.getmtime(tmp_path / "stop" / "results.json") == mtime
+
+
+def test_stop_when_streak_survives_a_resume(tmp_path):
+    config = dict(steps=80, stop_when="loss<=1e9:3")  # holds at every evaluation: stops at step 30
+    with pytest.raises(KeyboardInterrupt):  # killed at 25: checkpoint 20 holds two of the three
+        loop.run(_toy_task(fail_at_step=25), _config(tmp_path, **config))
+    summary = loop.run(_toy_task(), _config(tmp_path, **config))
+    assert summary["steps"] == 30 and summary["stopped"]["step"] == 30
+
+
+def test_stop_when_names_a_logged_metric(tmp_path):
+    with pytest.raises(loop.RunError, match="the toy task logs no 'val_accuracy' .it logs loss, mae, val_loss"):
+        loop.run(_toy_task(), _config(tmp_path, stop_when="val_accuracy>=0.9"))

@@ -65,6 +65,9 @@ BAD = [
     (recall, ["--valid_size=0"], "--valid_size must be >= 1"),
     (recall, ["--learning_rate=0"], "--learning_rate must be > 0"),
     (recall, ["extra"], "unexpected arguments: extra"),
+    (recall, ["--stop_when=val_accuracy=1"], "is not METRIC OP THRESHOLD[:TIMES]"),
+    (recall, ["--stop_when=val_accuracy>=high"], "threshold 'high' is not a number"),
+    (copying, ["--stop_when=loss<=0.01:0"], "TIMES must be a whole number >= 1"),
 ]
 
 

@@ -5,7 +5,11 @@ epoch e ends at step (e + 1) * eval_every.
 """
 
 import csv
+import dataclasses
+import math
+import operator
 import os
+import re
 import time
 
 import keras
@@ -228,3 +232,91 @@ class Checkpointer(keras.callbacks.Callback):
         state = dict(self.extra_state, **self.clock.state(), best=self.best)
         keep = [self.best["step"]] if self.best else []
         checkpoints.save(self.model, self.directory, step, state, keep=keep)
+
+
+_COMPARISONS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
+_STOP_RULE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|>|<)\s*([^:\s]+)\s*(?::\s*(\S+))?\s*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class StopRule:
+    """Ends a run once `metric op threshold` has held at `times` evaluations in a row.
+
+    Written `METRIC OP THRESHOLD[:TIMES]`, e.g. "val_accuracy>=0.99:3" or
+    "loss<=0.00945:5"; METRIC is a curve.csv column (loss, accuracy, val_loss, ...),
+    OP one of >=, <=, >, <, TIMES 1 when left out.
+    """
+
+    metric: str
+    op: str
+    threshold: float
+    times: int = 1
+
+    @classmethod
+    def parse(cls, text):
+        """The rule written in `text`; ValueError with one line when it is not one."""
+        match = _STOP_RULE.match(text or "")
+        if not match:
+            raise ValueError(f"--stop_when={text!r} is not METRIC OP THRESHOLD[:TIMES] "
+                             "(e.g. val_accuracy>=0.99:3; OP one of >=, <=, >, <)")
+        metric, op, threshold, times = match.groups()
+        try:
+            threshold = float(threshold)
+        except ValueError:
+            raise ValueError(f"--stop_when={text!r}: threshold {threshold!r} is not a number") from None
+        if not math.isfinite(threshold):
+            raise ValueError(f"--stop_when={text!r}: threshold must be finite")
+        try:
+            times = int(times) if times is not None else 1
+        except ValueError:
+            times = 0
+        if times < 1:
+            raise ValueError(f"--stop_when={text!r}: TIMES must be a whole number >= 1")
+        return cls(metric, op, threshold, times)
+
+    def __str__(self):
+        return f"{self.metric}{self.op}{self.threshold:g}:{self.times}"
+
+    def holds(self, value):
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            return False
+        return math.isfinite(value) and _COMPARISONS[self.op](value, self.threshold)
+
+    def met(self, rows):
+        """The first {"step", "reason"} at which `rows` (curve rows, in order) meet the rule, or None."""
+        streak = []
+        for row in rows:
+            value = row.get(self.metric)
+            streak = streak + [value] if self.holds(value) else []
+            if len(streak) >= self.times:
+                values = ", ".join(f"{float(v):.4g}" for v in streak[-self.times:])
+                return {"step": int(float(row["step"])), "rule": str(self),
+                        "reason": f"{self.metric} {self.op} {self.threshold:g} at {self.times} evaluation"
+                                  f"{'s' if self.times > 1 else ''} in a row ({values})"}
+        return None
+
+
+class StopWhen(keras.callbacks.Callback):
+    """Stops `fit` once a `StopRule` holds; `stopped` then says where and why.
+
+    Args:
+      rule: the `StopRule`.
+      clock: the run's `StepClock` (placed before this callback).
+      rows: the curve rows of the earlier sessions, so a resumed run keeps its streak.
+    """
+
+    def __init__(self, rule, clock, rows=()):
+        super().__init__()
+        self.rule = rule
+        self.clock = clock
+        self.rows = [dict(r) for r in rows]
+        self.stopped = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rows.append({**(logs or {}), "step": self.clock.step})
+        self.stopped = self.rule.met(self.rows)
+        if self.stopped is not None:
+            logging.info("stopping at step %s: %s", f"{self.stopped['step']:,}", self.stopped["reason"])
+            self.model.stop_training = True

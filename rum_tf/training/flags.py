@@ -3,8 +3,8 @@
 Groups:
   model      --model and its arguments, named as in `RUMCell` (--lambda_, --eta, ...)
   optimizer  --optimizer, --learning_rate, --rmsprop_decay, --clip_norm
-  run        --batch_size, --eval_batch_size, --steps, --eval_every, --seed,
-             --jit_compile, --strategy, --tpu, --output_dir
+  run        --batch_size, --eval_batch_size, --steps, --eval_every, --stop_when,
+             --seed, --jit_compile, --strategy, --tpu, --output_dir
   synthetic  --T, --test_size (copying memory and associative recall)
 
 A binary describes itself with a `TaskFlags` (its groups, its defaults, its own flags)
@@ -20,7 +20,7 @@ import tempfile
 import keras
 from absl import app, flags
 
-from rum_tf.training import distribute, loop, models, optimizers
+from rum_tf.training import callbacks, distribute, loop, models, optimizers
 
 FLAGS = flags.FLAGS
 
@@ -120,6 +120,9 @@ JIT_COMPILE = _in("run", flags.DEFINE_enum("jit_compile", "auto", ["auto", "true
 STRATEGY = _in("run", flags.DEFINE_enum("strategy", "default", list(distribute.STRATEGIES),
                                         "tf.distribute strategy (TensorFlow backend only)."))
 TPU = _in("run", flags.DEFINE_string("tpu", "", "TPU address for --strategy=tpu (empty = local TPU)."))
+STOP_WHEN = _in("run", flags.DEFINE_string("stop_when", None, "End the run early once METRIC OP THRESHOLD[:TIMES] "
+                                          "holds at TIMES evaluations in a row, e.g. val_accuracy>=0.99:3 (METRIC: a "
+                                          "curve.csv column; --steps stays the upper bound). Unset = run all --steps."))
 OUTPUT_DIR = _in("run", flags.DEFINE_string("output_dir", None, "Folder of the run: flags, checkpoints, curve, "
                                             "results.json. Re-running the same command resumes the run."))
 
@@ -127,6 +130,18 @@ _validator("batch_size", lambda v: v is not None and v >= 1, "--batch_size must 
 _validator("eval_batch_size", lambda v: v is None or v >= 1, "--eval_batch_size must be >= 1 (or unset)")
 _validator("steps", lambda v: v is not None and v >= 1, "--steps must be >= 1")
 _validator("eval_every", lambda v: v is not None and v >= 1, "--eval_every must be >= 1")
+
+
+def _stop_rule_ok(text):
+    if text is not None:
+        try:
+            callbacks.StopRule.parse(text)
+        except ValueError as e:
+            raise flags.ValidationError(str(e)) from None
+    return True
+
+
+_validator("stop_when", _stop_rule_ok, "bad --stop_when")
 flags.register_multi_flags_validator(
     ["steps", "eval_every"], lambda f: not (f["steps"] and f["eval_every"]) or f["steps"] % f["eval_every"] == 0,
     message="--steps must be a multiple of --eval_every")
@@ -294,6 +309,7 @@ class TaskFlags:
             flags=self.values(),
             flagfile_text=self.flagfile_text(),
             resume_neutral=RESUME_NEUTRAL,
+            stop_when=FLAGS.stop_when,
         )
 
     def run(self, main):

@@ -83,6 +83,8 @@ class RunConfig:
 
     `flags` is everything that defines the run; a run resumes only with the same
     values, except those in `resume_neutral` (e.g. more --steps, another strategy).
+    With `stop_when`, `steps` is an upper bound: the run ends at the first evaluation
+    where the rule has held often enough in a row (results.json "stopped" says so).
     """
 
     task: str
@@ -102,6 +104,7 @@ class RunConfig:
     flagfile_text: str = ""
     resume_neutral: Sequence[str] = ("output_dir", "steps", "jit_compile", "strategy", "tpu")
     log_every_s: float = 60.0
+    stop_when: Optional[str] = None  # a `callbacks.StopRule`: end before `steps` once it holds
 
 
 def _versions():
@@ -203,6 +206,22 @@ def _format_metrics(metrics):
     return " ".join(f"{k} {v:.4g}" for k, v in metrics.items())
 
 
+def _stop_rule(config, task):
+    """The run's `StopRule`, or None; RunError when it names a metric the run does not log."""
+    if not config.stop_when:
+        return None
+    try:
+        rule = callbacks_lib.StopRule.parse(config.stop_when)
+    except ValueError as e:
+        raise RunError(str(e)) from None
+    names = ["loss"] + [getattr(m, "name", str(m)) for m in task.metrics]
+    logged = names + ([f"val_{n}" for n in names] if task.valid_data else [])
+    if rule.metric not in logged:
+        raise RunError(f"--stop_when={config.stop_when}: the {task.name} task logs no {rule.metric!r} "
+                       f"(it logs {', '.join(logged)})")
+    return rule
+
+
 def run(task, config):
     """Train (or resume, or just report) one run; returns its results dict.
 
@@ -224,7 +243,7 @@ def _run(task, config, session_start):
     finished = results.read_results(out)
     if finished is not None:
         _check_same_run(finished.get("flags"), config, "results.json")
-        if finished.get("steps") == config.steps:
+        if finished.get("steps") == config.steps or finished.get("stopped"):
             logging.info("%s: already finished (%s steps); results in %s: test %s", task.name, finished["steps"],
                          os.path.join(out, results.RESULTS_FILE),
                          _format_metrics(finished.get("metrics", {}).get("test", {})))
@@ -280,22 +299,29 @@ def _run(task, config, session_start):
                  strategy.num_replicas_in_sync, "" if strategy.num_replicas_in_sync == 1 else "s", jit_compile, out)
     curve_path = os.path.join(out, results.CURVE_CSV)
     results.truncate_curve(curve_path, step)  # rows written after the checkpoint are redone
+    stop_rule, stopped = _stop_rule(config, task), None
+    if stop_rule is not None:
+        # Rebuilt from the curve, so a resumed run keeps its streak (and one killed after
+        # meeting the rule does not train on).
+        stopped = stop_rule.met(results.read_curve(curve_path))
 
     clock = callbacks_lib.StepClock(config.eval_every, state.get("train_time_s", 0.0), state.get("wall_time_s", 0.0),
                                     session_start)
     monitor, mode = task.keep_best if task.keep_best else (None, "min")
     checkpointer = callbacks_lib.Checkpointer(ckpt_dir, clock, monitor, mode, best,
                                               extra_state={"flags": dict(config.flags)})
+    stopper = callbacks_lib.StopWhen(stop_rule, clock, results.read_curve(curve_path)) if stop_rule else None
     run_callbacks = [
         *_tensorboard(os.path.join(out, results.TENSORBOARD_DIR)),
         *task.callbacks,
         clock,  # adds step and times to the logs of the callbacks after it
         callbacks_lib.ProgressLogger(clock, config.steps, task.references, config.log_every_s),
         callbacks_lib.CurveLogger(curve_path),
+        *([stopper] if stopper else []),
         checkpointer,  # last: everything before it has seen this evaluation
     ]
     epochs = config.steps // config.eval_every
-    if step < config.steps:
+    if step < config.steps and stopped is None:
         logging.info("%s from step %s to %s", "resuming" if step else "training", f"{step:,}", f"{config.steps:,}")
         model.fit(
             task.train_data(step),
@@ -307,6 +333,8 @@ def _run(task, config, session_start):
             shuffle=False,  # the stream's order is part of the run
             verbose=0,
         )
+        stopped = stopper.stopped if stopper else None
+    steps_done = stopped["step"] if stopped else config.steps
     best = checkpointer.best
     if best is not None:
         logging.info("restoring the best weights: step %s, %s %.4g", best["step"], monitor, best["value"])
@@ -342,10 +370,10 @@ def _run(task, config, session_start):
         "flags": dict(config.flags),
         "model": config.model,
         "parameters": parameters,
-        "steps": config.steps,
+        "steps": steps_done,
         "wall_time_s": round(clock.wall_time_s(), 3),
         "train_time_s": round(train_time, 3),
-        "steps_per_s": round(config.steps / train_time, 3) if train_time > 0 else None,
+        "steps_per_s": round(steps_done / train_time, 3) if train_time > 0 else None,
         "backend": keras.backend.backend(),
         "strategy": config.strategy,
         "replicas": strategy.num_replicas_in_sync,
@@ -358,12 +386,14 @@ def _run(task, config, session_start):
     }
     if best is not None:
         summary["best"] = {"monitor": monitor, "mode": mode, **best}
+    if stopped is not None:
+        summary["stopped"] = stopped
     results.plot_curve(curve_path, os.path.join(out, results.CURVE_PNG), _plot_panels(rows, task.references),
                        title=task.title)
     if worker is None:
         results.write_results(out, summary)
         summary = results.read_results(out)  # exactly what the file says, as a re-run returns
-    logging.info("%s finished: %s steps in %s (%.3g steps/s); results in %s", task.name, f"{config.steps:,}",
+    logging.info("%s finished: %s steps in %s (%.3g steps/s); results in %s", task.name, f"{steps_done:,}",
                  callbacks_lib.format_duration(summary["wall_time_s"]), summary["steps_per_s"] or 0,
                  os.path.join(out, results.RESULTS_FILE))
     return summary

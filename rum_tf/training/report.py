@@ -175,7 +175,10 @@ def _scale_text(outcome):
     r = outcome.results
     if not r:
         return outcome.scale
-    parts = [outcome.scale, f"{r.get('steps', '?')} steps"]
+    steps = f"{r.get('steps', '?')} steps"
+    if r.get("stopped"):  # --stop_when ended it before --steps
+        steps += f" (stopped: {r['stopped'].get('rule', '?')})"
+    parts = [outcome.scale, steps]
     if r.get("wall_time_s") is not None:
         parts.append(f"{float(r['wall_time_s']) / 60:.1f} min")
     return ", ".join(parts)
