@@ -17,6 +17,7 @@ import dataclasses
 import datetime
 import logging as std_logging
 import os
+import platform
 import shutil
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -129,6 +130,19 @@ def _devices():
 
         return [str(d) for d in jax.devices()]
     return [backend]
+
+
+def _machine():
+    """Where the run trained: CPU model, the cores it could use, the OS and Python."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "cores_used": cores, "os": platform.platform(terse=True),
+            "python": platform.python_version()}
 
 
 def _flag_differences(saved, current, neutral):
@@ -379,6 +393,7 @@ def _run(task, config, session_start):
         "replicas": strategy.num_replicas_in_sync,
         "jit_compile": jit_compile,
         "devices": _devices(),
+        "machine": _machine(),
         "versions": _versions(),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "metrics": metrics,

@@ -170,7 +170,7 @@ def _aggregate(sub_runs, summaries, output_dir, *, task, model, flags, bar_metri
         "wall_time_s": round(sum(float(s.get("wall_time_s") or 0) for s in summaries), 3),
         "train_time_s": round(train_time, 3),
         "steps_per_s": round(total_steps / train_time, 3) if train_time > 0 else None,
-        **{k: first.get(k) for k in ("backend", "strategy", "replicas", "jit_compile", "devices", "versions")},
+        **{k: first.get(k) for k in ("backend", "strategy", "replicas", "jit_compile", "devices", "machine", "versions")},
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "metrics": metrics,
         "task_results": {

@@ -14,7 +14,8 @@ results.json (SCHEMA_VERSION 1) holds:
     steps (trained: --steps, or fewer where --stop_when ended the run), wall_time_s
     (all sessions, setup and test included), train_time_s (inside
     fit), steps_per_s (steps / train_time_s), backend, strategy, replicas,
-    jit_compile, devices, versions {rum_tf, keras, tensorflow, jax}, finished_at,
+    jit_compile, devices, machine {cpu, cores_used, os, python}, versions {rum_tf, keras,
+    tensorflow, jax}, finished_at,
     metrics {"train": {...}, "valid": {...}, "test": {...}} (the last evaluation's
     training-window means, the last validation, the final test; absent parts omitted),
     best (when the task keeps the best weights: {monitor, mode, step, value}),
