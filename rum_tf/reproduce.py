@@ -2,6 +2,8 @@
 
     bash reproduce.sh [--quick | --full] [--only copying,recall,babi,ptb]
                       [--data_dir DIR] [--out DIR]
+    bash reproduce.sh --full --report_only --out docs/results/full   # render only
+    bash reproduce.sh --full --record DIR     # DIR's finished runs become the results of record
 
 Each row runs as `python -m tasks.<task> --flagfile=flags/<file> --output_dir=<out>/<run id>`.
 A row whose results.json is finished is not run again, so an interrupted reproduction
@@ -11,6 +13,7 @@ exit status is non-zero when any row misses its check.
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -35,6 +38,10 @@ flags.DEFINE_string("out", None, "Output folder (default results/<quick|full>)."
 flags.DEFINE_string("targets", os.path.join(ROOT, "flags", "targets.toml"), "The targets file.")
 flags.DEFINE_string("rows", None, "Only the rows whose run id (flagfile path) contains this text.")
 flags.DEFINE_string("extra_flags", "", "Flags appended to every row's command (e.g. to shrink a test run).")
+flags.DEFINE_bool("report_only", False, "Run nothing: write RESULTS.md from the runs already in --out.")
+flags.DEFINE_string("record", None, "Run nothing: copy every finished run under this folder (one <run id> "
+                    "sub-folder per row, as --out holds them) into docs/results/<scale>/<run id>/, replacing "
+                    "that row's folder, then write RESULTS.md there.")
 
 flags.register_validator("only", lambda v: set(v) <= set(TABLES), f"--only takes tables from {', '.join(TABLES)}")
 flags.register_multi_flags_validator(
@@ -77,6 +84,37 @@ def _run(row, scale, run_dir):
     return code
 
 
+# What a recorded run keeps: small files, exactly as the run wrote them (multitask runs add
+# their per-task table). Checkpoints, models, logs and events stay behind.
+RECORD_FILES = (results_lib.FLAGS_FILE, results_lib.RESULTS_FILE, results_lib.CURVE_CSV, results_lib.CURVE_PNG,
+                "runs.csv", "runs.png")
+RECORD_DIR = os.path.join(ROOT, "docs", "results")
+
+
+def record(rows, scale, source, dest):
+    """Copy the finished runs of `rows` from `source`/<run id> to `dest`/<run id>; returns the run ids."""
+    recorded = []
+    for row in rows:
+        run_id = row.run_id(scale)
+        src = os.path.join(source, run_id)
+        if not _finished(src):
+            continue
+        target = os.path.join(dest, run_id)
+        staging = f"{target}.tmp-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        os.makedirs(staging)
+        for name in RECORD_FILES:
+            if os.path.exists(os.path.join(src, name)):
+                shutil.copyfile(os.path.join(src, name), os.path.join(staging, name))
+        if os.path.exists(target):  # a rerun replaces the whole folder
+            shutil.rmtree(target)
+        os.replace(staging, target)
+        recorded.append(run_id)
+        print(f"recorded {run_id}: {row.metric} = {report.lookup(results_lib.read_results(target), row.metric)}",
+              flush=True)
+    return recorded
+
+
 def _json(obj):
     import json
 
@@ -87,13 +125,21 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     scale = "full" if FLAGS.full else "quick"
-    out_dir = os.path.abspath(FLAGS.out or os.path.join(ROOT, "results", scale))
+    default_out = os.path.join(RECORD_DIR, scale) if FLAGS.record else os.path.join(ROOT, "results", scale)
+    out_dir = os.path.abspath(FLAGS.out or default_out)
     os.makedirs(out_dir, exist_ok=True)
     selected = [r for r in report.load_targets(FLAGS.targets) if r.table in FLAGS.only]
     if FLAGS.rows:
         selected = [r for r in selected if r.flagfile(scale) and FLAGS.rows in r.run_id(scale)]
     rows = [r for r in selected if r.flagfile(scale)]
+    if FLAGS.record:
+        if not os.path.isdir(FLAGS.record):
+            raise app.UsageError(f"--record={FLAGS.record} is not a folder")
+        done = record(rows, scale, FLAGS.record, out_dir)
+        print(f"recorded {len(done)} finished run(s) from {FLAGS.record} into {out_dir}", flush=True)
     todo = [r for r in rows if not _finished(os.path.join(out_dir, r.run_id(scale)))]
+    if FLAGS.report_only or FLAGS.record:
+        todo = []
     print(f"{scale} reproduction: {len(rows)} rows in {', '.join(FLAGS.only)}; "
           f"{len(rows) - len(todo)} already finished; output in {out_dir}", flush=True)
     durations = []  # (estimated, measured) seconds of the rows run so far
@@ -108,6 +154,9 @@ def main(argv):
     outcomes = report.collect(selected, scale, out_dir)
     plots = report.plot_tables(outcomes, out_dir)
     header = f"Scale: {scale}. Produced by `bash reproduce.sh --{scale} --only {','.join(FLAGS.only)}`."
+    if FLAGS.record or FLAGS.report_only:
+        header = (f"Scale: {scale}. Rendered by `bash reproduce.sh --{scale} --report_only` from the runs in this "
+                  "folder; each row's folder holds its results.json, curve.csv and flags.cfg as the run wrote them.")
     path = os.path.join(out_dir, "RESULTS.md")
     results_lib.atomic_write_text(path, report.render(outcomes, out_dir, plots, header))
     bad = report.failed(outcomes)

@@ -129,3 +129,20 @@ def test_bad_targets_file_is_refused(tmp_path):
     path.write_text('[[rows]]\ntable = "x"\nrow = "y"\ntask = "copying"\nmetrc = "a"\n', encoding="utf-8")
     with pytest.raises(ValueError, match="unknown .*metrc.*missing .*metric"):
         report.load_targets(str(path))
+
+
+def test_full_scale_table_names_machine_versions_and_early_stops(targets, tmp_path):
+    out = str(tmp_path / "out")
+    _write_run(out, "copying/rum", {"test": {"loss": 0.005}}, {"memoryless_baseline": 0.0945})
+    path = os.path.join(out, "copying/rum", "results.json")
+    with open(path) as f:
+        summary = json.load(f)
+    summary.update(steps=7300, stopped={"step": 7300, "rule": "loss<=0.00945:5"}, backend="tensorflow",
+                   devices=["CPU:0"], machine={"cpu": "AMD EPYC", "cores_used": 1},
+                   versions={"tensorflow": "2.21.0", "keras": "3.15.1", "jax": "0.10.2"})
+    with open(path, "w") as f:
+        json.dump(summary, f)
+    text = report.render(report.collect(targets, "full", out), out)
+    assert "| scale | verdict | trained on |" in text
+    assert ("| full, 7300 steps (stopped: loss<=0.00945:5), 1.5 min | pass | AMD EPYC, 1 core; "
+            "tensorflow 2.21.0, keras 3.15.1 |") in text

@@ -30,3 +30,22 @@ def test_reproduce_writes_results_and_skips_finished_rows(tmp_path):
     second = _reproduce(tmp_path)
     assert "1 already finished" in second.stdout and "[1/" not in second.stdout
     assert second.returncode == 1
+
+
+def test_record_copies_finished_runs_exactly_and_renders_without_running(tmp_path):
+    runs = tmp_path / "runs"
+    assert _reproduce(runs).returncode == 1  # one finished (failing) row to record
+    recorded = tmp_path / "recorded"
+    (recorded / "copying" / "rum_lambda0_T200").mkdir(parents=True)
+    (recorded / "copying" / "rum_lambda0_T200" / "stale.txt").write_text("from an earlier run")
+    cmd = ["bash", "reproduce.sh", "--quick", "--only", "copying", "--rows", "rum_lambda0", "--record", str(runs),
+           "--out", str(recorded)]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert "recorded 1 finished run(s)" in result.stdout, result.stdout + result.stderr[-2000:]
+    assert "[1/" not in result.stdout  # nothing ran
+    src, dst = runs / "copying" / "rum_lambda0_T200", recorded / "copying" / "rum_lambda0_T200"
+    assert sorted(os.listdir(dst)) == ["curve.csv", "curve.png", "flags.cfg", "results.json"]  # stale.txt replaced
+    for name in ("results.json", "curve.csv", "flags.cfg"):
+        assert (dst / name).read_bytes() == (src / name).read_bytes(), name
+    results_md = (recorded / "RESULTS.md").read_text(encoding="utf-8")
+    assert "--report_only" in results_md and "[RUM λ=0, T=200](copying/rum_lambda0_T200)" in results_md

@@ -184,6 +184,24 @@ def _scale_text(outcome):
     return ", ".join(parts)
 
 
+def _trained_on(outcome):
+    """E.g. "AMD EPYC, 1 core; tensorflow 2.21.0, keras 3.15.1": the machine and versions of a run."""
+    r = outcome.results or {}
+    machine, versions = r.get("machine") or {}, r.get("versions") or {}
+    parts = []
+    if machine:
+        cores = machine.get("cores_used")
+        parts.append(f"{machine.get('cpu', '?')}, {cores} core{'' if cores == 1 else 's'}")
+    devices = [d for d in r.get("devices") or [] if not str(d).upper().startswith("CPU")]
+    if devices:
+        parts.append(", ".join(devices))
+    backend = r.get("backend")
+    named = [f"{k} {versions[k]}" for k in (backend, "keras") if k and k in versions]
+    if named:
+        parts.append(", ".join(named))
+    return "; ".join(parts) or "—"
+
+
 def render(outcomes, out_dir, plots=(), header=""):
     """RESULTS.md text: one table per paper table, then the plots (paths relative to out_dir)."""
     lines = ["# Results", ""]
@@ -200,15 +218,18 @@ def render(outcomes, out_dir, plots=(), header=""):
     for o in outcomes:
         if o.row.table not in tables:
             tables.append(o.row.table)
+    # Full-scale rows ran at different times, on machines worth naming; quick rows run together.
+    full = any(o.scale == "full" for o in outcomes)
     for table in tables:
-        lines += [f"## {table}", "", "| row | published | ours | metric | check | scale | verdict |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [f"## {table}", "", "| row | published | ours | metric | check | scale | verdict |"
+                  + (" trained on |" if full else ""), "|---|---|---|---|---|---|---|" + ("---|" if full else "")]
         for o in (o for o in outcomes if o.row.table == table):
             verdict = o.verdict if not o.detail else f"{o.verdict} ({o.detail})"
             run_link = f"[{o.row.row}]({os.path.relpath(o.run_dir, out_dir)})" if o.run_dir and o.results else o.row.row
             lines.append(
                 f"| {run_link} | {_fmt(o.row.published)} | {_fmt(o.value)} | {o.row.metric.split('.', 1)[-1]} "
                 f"| {o.threshold or '—'} | {_scale_text(o)} | {verdict} |"
+                + (f" {_trained_on(o) if o.results else '—'} |" if full else "")
             )
         notes = [f"- {o.row.row}: {o.row.note}" for o in outcomes if o.row.table == table and o.row.note]
         lines += [""] + notes + ([""] if notes else [])
@@ -237,6 +258,8 @@ PLOTS = {
     "babi": ("val_accuracy", "validation accuracy", None),
     "ptb": ("val_bpc", "validation BPC", None),
 }
+# Reference lines of a table's plot (label, y), as the paper draws them.
+PLOT_LINES = {"recall": ("chance (10 values)", 0.1)}
 
 
 def plot_tables(outcomes, out_dir):
@@ -264,6 +287,9 @@ def plot_tables(outcomes, out_dir):
         if divide_by:
             ax.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="memoryless baseline")
             ax.set_ylim(0, 2.0)
+        if table in PLOT_LINES:
+            line_label, y = PLOT_LINES[table]
+            ax.axhline(y, color="grey", linestyle=":", linewidth=1, label=line_label)
         ax.set_xlabel("step")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
