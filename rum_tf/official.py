@@ -245,11 +245,19 @@ def _resolve_scope(variables, scope, layouts, what, checkpoint):
 def _choose_layout(cell, variables, scope):
     if isinstance(cell, cells_lib.RUMCell):
         # The 2017 code computes r and u with one kernel of 2N columns, the later one with
-        # one kernel per gate (N columns).
-        kernel = variables.get(_join(scope, "gates/fully_connected/weights"))
-        if kernel is not None and kernel[-1] == 2 * cell.units:
-            return "rum_2017"
-        return "rum" if cell.update_gate else "rum_no_update_gate"
+        # one kernel per gate (N columns each); N is the width of the embedding kernel.
+        gates = variables.get(_join(scope, "gates/fully_connected/weights"), ())
+        embedding = variables.get(_join(scope, "candidate/fully_connected/weights"), ())
+        if gates and embedding and gates[-1] == 2 * embedding[-1]:
+            layout = "rum_2017"
+        elif _join(scope, "gates/fully_connected_1/weights") in variables:
+            layout = "rum"
+        else:
+            layout = "rum_no_update_gate"
+        if cell.update_gate != (layout != "rum_no_update_gate"):
+            raise ValueError(f"the official cell under {scope!r} has {'no ' if cell.update_gate else 'an '}update "
+                             f"gate: build {cell.name} with update_gate={not cell.update_gate}")
+        return layout
     if isinstance(cell, eunn_lib.EUNNCell):
         return "eunn_complex" if cell.complex else "eunn"
     return _layouts_of(cell)[0]

@@ -388,3 +388,139 @@ def test_restore_works_under_jax():
                             text=True, timeout=600)
     tail = "\n".join(result.stdout.splitlines()[-5:])
     assert result.returncode == 0 and "2 passed" in tail, f"{tail}\n{result.stderr[-2000:]}"
+
+
+# ---------------------------------------------------------------------------- task binaries
+
+def _cross_entropy(logits, labels):
+    logits = logits - logits.max(-1, keepdims=True)
+    return np.log(np.exp(logits).sum(-1)) - np.take_along_axis(logits, labels[..., None], -1)[..., 0]
+
+
+def test_copying_binary_tests_an_official_checkpoint(tmp_path):
+    from rum_tf.data import copying as copying_data
+    from tasks import copying
+    from training_helpers import run_in_process
+
+    t, n, size = 5, 8, 16
+    rng = np.random.default_rng(6)
+    v = official_rum(rng, "2017", d=copying_data.INPUT_DEPTH, n=n)  # ARUMCell of the 2017 copying_task.py
+    names = {f"rnn/arum_cell/{k}": a for k, a in v.items()}
+    names.update({"V_weights": _rand(rng, n, 9), "V_bias": _rand(rng, 9)})
+    prefix = write_checkpoint(tmp_path / "official" / "model", {**_distractors(rng, names), **names})
+    args = [f"--T={t}", f"--units={n}", "--lambda_=1", "--eta=2", f"--test_size={size}", "--batch_size=8"]
+    summary = run_in_process(copying, args + [f"--init_from_official={prefix}", f"--output_dir={tmp_path / 'run'}"])
+    assert summary["steps"] == 0 and summary["flags"]["init_from_official"] == prefix
+    assert set(summary["metrics"]) == {"test"}
+
+    x, y = copying_data.copying_test_set(size, t, seed=0)
+    w = reference_rum_weights(v, "2017")
+    hs = np.stack([ref.rum_sequence(copying_data.one_hot(x[i]), w, lambda_=1, eta=2.0)[0] for i in range(size)])
+    logits = hs @ names["V_weights"] + names["V_bias"]
+    np.testing.assert_allclose(summary["metrics"]["test"]["loss"], _cross_entropy(logits, y).mean(), rtol=1e-5)
+    np.testing.assert_allclose(summary["metrics"]["test"]["accuracy"], (logits.argmax(-1) == y).mean())
+
+    with pytest.raises(loop_error(), match=r"^--init_from_official=.*: official variable "
+                                           r"'rnn/arum_cell/gates/fully_connected/weights' \[18, 16\] does not fit "
+                                           r"rum_cell's gate_kernel \[19, 18\]"):
+        run_in_process(copying, [f"--T={t}", "--units=9", "--lambda_=1", f"--init_from_official={prefix}",
+                                 f"--output_dir={tmp_path / 'bad'}"])
+
+
+def loop_error():
+    from rum_tf.training import loop
+
+    return loop.RunError
+
+
+def test_recall_binary_tests_an_official_goru_checkpoint(tmp_path):
+    from rum_tf.data import recall as recall_data
+    from tasks import recall
+    from training_helpers import run_in_process
+
+    t, n, size = 6, 6, 20
+    d = recall_data.vocab_size(t)
+    rng = np.random.default_rng(7)
+    angles = official_angles(rng, n, 2, False, False)  # GORUCell built at the top: angles "theta_0", "theta_1"
+    v = {"U": _rand(rng, d, 3 * n), "W_r": _rand(rng, n, n), "W_g": _rand(rng, n, n),
+         "bias_r": _rand(rng, n), "bias_g": _rand(rng, n), "bias_c": _rand(rng, n, scale=0.1)}
+    names = {**angles, **{f"rnn/goru_cell/{k}": a for k, a in v.items()},
+             "V_weights": _rand(rng, n, 10), "V_bias": _rand(rng, 10)}
+    prefix = write_checkpoint(tmp_path / "model", {**names, **{k + "/Adam": a for k, a in names.items()}})
+    summary = run_in_process(recall, [f"--T={t}", "--model=goru", f"--units={n}", "--train_size=8", "--valid_size=8",
+                                      f"--test_size={size}", "--batch_size=8", f"--init_from_official={prefix}",
+                                      f"--output_dir={tmp_path / 'run'}"])
+
+    x, y = recall_data.recall_data(t, 8, 8, size, seed=0).test
+    w = dict(angles, input_kernel=v["U"], recurrent_kernel=np.concatenate([v["W_r"], v["W_g"]], 1),
+             reset_bias=v["bias_r"], update_bias=v["bias_g"], modrelu_bias=v["bias_c"])
+    last = []
+    for i in range(size):
+        h = np.zeros(n)
+        for token in x[i]:
+            h = eunn_ref.goru_step(np.eye(d)[token], h, w, n, 2, False)
+        last.append(h)
+    logits = np.stack(last) @ names["V_weights"] + names["V_bias"]
+    np.testing.assert_allclose(summary["metrics"]["test"]["loss"], _cross_entropy(logits, y).mean(), rtol=1e-5)
+    np.testing.assert_allclose(summary["metrics"]["test"]["accuracy"], (logits.argmax(-1) == y).mean())
+
+    del names["V_bias"]
+    prefix = write_checkpoint(tmp_path / "no_bias" / "model", names)
+    with pytest.raises(loop_error(), match=r"no variable 'V_bias' in .* \(for output/bias\)$"):
+        run_in_process(recall, [f"--T={t}", "--model=goru", f"--units={n}", f"--init_from_official={prefix}",
+                                f"--output_dir={tmp_path / 'bad'}"])
+
+
+def test_init_from_official_needs_a_checkpoint(tmp_path):
+    from rum_tf.training import flags as training_flags
+    from tasks import copying
+
+    with pytest.raises(training_flags.UsageError, match="--init_from_official must be a TF1 checkpoint prefix"):
+        copying.APP.parse(["copying.py", f"--init_from_official={tmp_path / 'none'}", f"--output_dir={tmp_path}"])
+
+
+def test_ptb_binary_tests_the_official_fs_rum2(tmp_path, data_dir, monkeypatch):
+    """FS-RUM-2 as the 2017 ptb_task.py saves it (the 1.189 BPC model), at toy sizes."""
+    import collections
+
+    from rum_tf.data import files
+    from rum_tf.data import ptb as ptb_data
+    from tasks import ptb
+    from training_helpers import run_in_process
+
+    monkeypatch.setenv(files.ENV_NO_DOWNLOAD, "1")
+    embed, nf, ns, steps, batch = 5, 4, 6, 10, 3
+    rng = np.random.default_rng(8)
+    cell = "Model/fsrnn_cell/FSRNNCell"
+    fast = [official_ln_lstm(rng, embed if i == 0 else ns, nf) for i in range(2)]
+    slow = official_rum(rng, "2017", d=nf, n=ns, layer_norm=True)
+    names = {f"{cell}/Fast_{i}/ln_lstm_cell/{k}": a for i, f in enumerate(fast) for k, a in f.items()}
+    names.update({f"{cell}/Slow/rum_cell/{k}": a for k, a in slow.items()})
+    names.update({"Model/embedding": _rand(rng, 50, embed), "Model/softmax/softmax_w": _rand(rng, nf, 50),
+                  "Model/softmax/softmax_b": _rand(rng, 50)})
+    prefix = write_checkpoint(tmp_path / "model.ckpt", names)
+    summary = run_in_process(ptb, [
+        "--config=fs_rum2", f"--fast_units={nf}", f"--units={ns}", f"--embed_size={embed}", "--batch_size=4",
+        f"--num_steps={steps}", "--max_chars=1000", "--max_eval_chars=300", f"--test_batch_size={batch}",
+        f"--data_dir={data_dir}", f"--init_from_official={prefix}", f"--output_dir={tmp_path / 'run'}"])
+    assert summary["steps"] == 0
+
+    # The official reader numbers the characters by decreasing count in ptb.train.txt.
+    train = (data_dir / "ptb" / "ptb.train.txt").read_bytes()
+    counts = collections.Counter(train)
+    official_id = {c: i for i, c in enumerate(sorted(counts, key=lambda c: (-counts[c], c)))}
+    test = (data_dir / "ptb" / "ptb.test.txt").read_bytes()[:300]
+    rows = np.frombuffer(test, np.uint8)[: batch * (len(test) // batch)].reshape(batch, -1)
+    span = (rows.shape[1] - 1) // steps * steps
+    fast_w = [reference_ln_lstm_weights(f) for f in fast]
+    slow_w = reference_rum_weights(slow, "2017")
+    losses = []
+    for row in rows:
+        ids = np.array([official_id[c] for c in row])
+        hs = ref.fast_slow_sequence(names["Model/embedding"][ids[:span]], fast_w, slow_w, 2,
+                                    dict(eta=1.0, layer_norm_on=True, zoneout_keep_h=0.9))
+        logits = hs @ names["Model/softmax/softmax_w"] + names["Model/softmax/softmax_b"]
+        losses.append(_cross_entropy(logits, ids[1:span + 1]))
+    # float32 (3 cells, state carried over 9 windows) against float64: 2e-5 apart here.
+    np.testing.assert_allclose(summary["metrics"]["test"]["bpc"], np.mean(losses) / np.log(2), rtol=1e-4)
+    assert ptb_data.official_vocab(train)[0] == ord(" ")  # the space is the most frequent character
