@@ -368,7 +368,7 @@ def test_every_official_name_is_documented():
     for layout, rows in official.OFFICIAL_NAMES.items():
         for weight, names, _ in rows:
             for name in names:
-                assert f"`{name.lstrip('@')}`" in doc, (layout, name)
+                assert f"`{name.lstrip('@').format(i=0)}`" in doc, (layout, name)
             assert f"`{weight}`" in doc, (layout, weight)
 
 
