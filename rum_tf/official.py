@@ -19,6 +19,13 @@ from rum_tf import cells as cells_lib
 from rum_tf.baselines import eunn as eunn_lib
 from rum_tf.baselines import goru as goru_lib
 
+_LATER_CANDIDATE = (  # the candidate rows of the later RUM.py, with and without update gate
+    ("embedding_kernel", ("candidate/fully_connected/weights",), -1),
+    ("embedding_bias", ("candidate/fully_connected/biases",), -1),
+    ("candidate_ln_gamma", ("candidate/ln_c/alpha",), -1),
+    ("candidate_ln_beta", ("candidate/ln_c/bias",), -1),
+)
+
 # The mapping: per layout of an official cell, rows (rum_tf weight, official variable(s),
 # axis). Names are relative to the official cell's variable scope; several official
 # variables are concatenated along `axis` into one rum_tf weight. A name starting with "@"
@@ -43,22 +50,14 @@ OFFICIAL_NAMES = {
         ("gate_bias", ("gates/fully_connected/biases", "gates/fully_connected_1/biases"), -1),
         ("gate_ln_gamma", ("gates/ln_r_u/layer_norm_alpha",), -1),
         ("gate_ln_beta", ("gates/ln_r_u/layer_norm_bias",), -1),
-        ("embedding_kernel", ("candidate/fully_connected/weights",), -1),
-        ("embedding_bias", ("candidate/fully_connected/biases",), -1),
-        ("candidate_ln_gamma", ("candidate/ln_c/alpha",), -1),
-        ("candidate_ln_beta", ("candidate/ln_c/bias",), -1),
-    ),
+    ) + _LATER_CANDIDATE,
     # The same with update_gate=False: the r gate only.
     "rum_no_update_gate": (
         ("gate_kernel", ("gates/fully_connected/weights",), -1),
         ("gate_bias", ("gates/fully_connected/biases",), -1),
         ("gate_ln_gamma", ("gates/ln_r/layer_norm_alpha",), -1),
         ("gate_ln_beta", ("gates/ln_r/layer_norm_bias",), -1),
-        ("embedding_kernel", ("candidate/fully_connected/weights",), -1),
-        ("embedding_bias", ("candidate/fully_connected/biases",), -1),
-        ("candidate_ln_gamma", ("candidate/ln_c/alpha",), -1),
-        ("candidate_ln_beta", ("candidate/ln_c/bias",), -1),
-    ),
+    ) + _LATER_CANDIDATE,
     # baselineModels/LNLSTM.py: W_xh above W_hh is the kernel of [x; h].
     "ln_lstm": (
         ("kernel", ("LN_LSTMCell/W_xh", "LN_LSTMCell/W_hh"), 0),
