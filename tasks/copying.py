@@ -20,7 +20,7 @@ FLAGS = flags.FLAGS
 
 APP = training_flags.TaskFlags(
     "copying",
-    groups=training_flags.SYNTHETIC_GROUPS,
+    groups=training_flags.SYNTHETIC_GROUPS + ("official",),
     defaults=dict(T=200, units=100, batch_size=128, optimizer="rmsprop", learning_rate=1e-3, rmsprop_decay=0.9,
                   steps=20_000, eval_every=100, test_size=10_000),
 )
@@ -57,7 +57,7 @@ def main(argv):
     del argv
     task = make_task(FLAGS.T, FLAGS.batch_size, APP.eval_batch_size, FLAGS.test_size, FLAGS.seed,
                      APP.recurrent_layer, title=f"copying T={FLAGS.T}: {APP.model_label()}")
-    return loop.run(task, APP.run_config())
+    return loop.run(*APP.from_official(task, APP.run_config()))
 
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ def _apply_config():
 
 APP = _PTBFlags(
     "ptb",
-    groups=("model", "optimizer", "run"),
+    groups=("model", "optimizer", "run", "official"),
     defaults=dict(CONFIGS["fs_rum2"], batch_size=128, optimizer="adam", learning_rate=2e-3, clip_norm=1.0,
                   embed_size=128),
     own=(CONFIG, FAST_UNITS, FAST_LAYERS, KEEP_PROB, ZONEOUT_KEEP_C, NUM_LAYERS, NUM_STEPS, EPOCHS, LR_DROP_EPOCH,
@@ -271,7 +271,11 @@ def main(argv):
     config = APP.run_config()
     config = dataclasses.replace(config, steps=FLAGS.epochs * steps_per_epoch, eval_every=steps_per_epoch,
                                  resume_neutral=tuple(config.resume_neutral) + ("epochs", "data_dir"))
-    summary = loop.run(task, config)
+    symbol_order = None
+    if FLAGS.init_from_official:  # the official reader numbers the characters by frequency
+        official_vocab = data.official_vocab(data.read_bytes("train", FLAGS.data_dir))
+        symbol_order = [official_vocab.index(symbol) for symbol in corpus.vocab]
+    summary = loop.run(*APP.from_official(task, config, symbol_order))
     chars = summary["steps"] * FLAGS.batch_size * FLAGS.num_steps
     rate = round(chars / summary["train_time_s"], 1) if summary.get("train_time_s") else None
     if summary["task_results"].get("train_chars_per_s") != rate:

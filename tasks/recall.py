@@ -31,7 +31,7 @@ def _check_T():
 
 APP = training_flags.TaskFlags(
     "recall",
-    groups=training_flags.SYNTHETIC_GROUPS,
+    groups=training_flags.SYNTHETIC_GROUPS + ("official",),
     defaults=dict(T=30, units=50, batch_size=128, optimizer="adam", learning_rate=1e-3, steps=100_000,
                   eval_every=1_000, test_size=20_000),
     own=(TRAIN_SIZE, VALID_SIZE),
@@ -77,7 +77,7 @@ def main(argv):
     sizes = (FLAGS.train_size, FLAGS.valid_size, FLAGS.test_size)
     task = make_task(FLAGS.T, FLAGS.batch_size, APP.eval_batch_size, sizes, FLAGS.seed, APP.recurrent_layer,
                      title=f"associative recall T={FLAGS.T}: {APP.model_label()}")
-    return loop.run(task, APP.run_config())
+    return loop.run(*APP.from_official(task, APP.run_config()))
 
 
 if __name__ == "__main__":

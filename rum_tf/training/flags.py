@@ -6,6 +6,7 @@ Groups:
   run        --batch_size, --eval_batch_size, --steps, --eval_every, --stop_when,
              --seed, --jit_compile, --strategy, --tpu, --output_dir
   synthetic  --T, --test_size (copying memory and associative recall)
+  official   --init_from_official (copying, recall, PTB: test an official checkpoint)
 
 A binary describes itself with a `TaskFlags` (its groups, its defaults, its own flags)
 and runs through `TaskFlags.run(main)`: a bad value, a flag of a group the binary does
@@ -20,11 +21,11 @@ import tempfile
 import keras
 from absl import app, flags
 
-from rum_tf.training import callbacks, distribute, loop, models, optimizers
+from rum_tf.training import callbacks, distribute, loop, models, official_tasks, optimizers
 
 FLAGS = flags.FLAGS
 
-_GROUPS = {"model": [], "optimizer": [], "run": [], "synthetic": []}
+_GROUPS = {"model": [], "optimizer": [], "run": [], "synthetic": [], "official": []}
 ALL_GROUPS = tuple(_GROUPS)
 SYNTHETIC_GROUPS = ("model", "optimizer", "run", "synthetic")
 
@@ -181,6 +182,14 @@ TEST_SIZE = _in("synthetic", flags.DEFINE_integer("test_size", 10_000, "Held-out
 _validator("T", lambda v: v is not None and v >= 1, "--T must be >= 1")
 _validator("test_size", lambda v: v is not None and v >= 1, "--test_size must be >= 1")
 
+# ---------------------------------------------------------------------------- official checkpoints
+
+INIT_FROM_OFFICIAL = _in("official", flags.DEFINE_string(
+    "init_from_official", None, "A TF1 checkpoint (prefix or folder) of this task's official script: load its "
+    "recurrent cell and output layer into the model the model flags describe, then test it; no training."))
+_validator("init_from_official", lambda v: v is None or os.path.exists(v + ".index") or os.path.isdir(v),
+           "--init_from_official must be a TF1 checkpoint prefix (PREFIX.index exists) or its folder")
+
 
 # ---------------------------------------------------------------------------- binaries
 
@@ -311,6 +320,14 @@ class TaskFlags:
             resume_neutral=RESUME_NEUTRAL,
             stop_when=FLAGS.stop_when,
         )
+
+    def from_official(self, task, config, symbol_order=None):
+        """(task, config); with --init_from_official, the pair that tests the official
+        checkpoint's weights instead of training (`official_tasks.evaluate_official`)."""
+        if "official" not in self.groups or not FLAGS.init_from_official:
+            return task, config
+        return official_tasks.evaluate_official(task, config, FLAGS.init_from_official,
+                                                official_tasks.GRAPHS[self.task], symbol_order)
 
     def run(self, main):
         """`app.run(main)` with this binary's flags; usage errors are one line, exit 2."""

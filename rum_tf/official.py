@@ -1,0 +1,330 @@
+"""Load weights trained with the official TF1 code into rum_tf cells.
+
+    import rum_tf
+    layer = rum_tf.RUM(100, lambda_=1, eta=0.1)
+    layer.build((None, None, 10))
+    rum_tf.official.restore(layer, "train_log/recall/model", scope="rnn/arum_cell")
+
+The official scripts (jingli9111/RUM-Tensorflow, 2017, and the authors' later
+rdangovs/rotational-unit-of-memory) save `tf.train.Saver` checkpoints. `restore` reads one
+with `tf.train.load_checkpoint` (a reader only: no TF1 graph, any Keras backend, but
+TensorFlow must be installed), takes the variables of one official cell and assigns them
+to the rum_tf weights, all or none. `OFFICIAL_NAMES` is the whole mapping; docs/OFFICIAL.md
+explains it.
+"""
+
+import numpy as np
+
+from rum_tf import cells as cells_lib
+from rum_tf.baselines import eunn as eunn_lib
+from rum_tf.baselines import goru as goru_lib
+
+_LATER_CANDIDATE = (  # the candidate rows of the later RUM.py, with and without update gate
+    ("embedding_kernel", ("candidate/fully_connected/weights",), -1),
+    ("embedding_bias", ("candidate/fully_connected/biases",), -1),
+    ("candidate_ln_gamma", ("candidate/ln_c/alpha",), -1),
+    ("candidate_ln_beta", ("candidate/ln_c/bias",), -1),
+)
+
+# The mapping: per layout of an official cell, rows (rum_tf weight, official variable(s),
+# axis). Names are relative to the official cell's variable scope; several official
+# variables are concatenated along `axis` into one rum_tf weight. A name starting with "@"
+# is an EUNN/GORU angle: the official cells create their angles when constructed, outside
+# the scope of their call, so "@theta_0" is read as `angle_prefix + "theta_0"`.
+# "fast_slow" lists scopes of sub-cells instead of weights ({i}: index of the fast cell).
+OFFICIAL_NAMES = {
+    # RUM-Tensorflow RUM.py (RUMCell; ARUMCell is λ=1): r and u from one dense layer.
+    "rum_2017": (
+        ("gate_kernel", ("gates/fully_connected/weights",), -1),
+        ("gate_bias", ("gates/fully_connected/biases",), -1),
+        ("gate_ln_gamma", ("gates/LN_r_u/layer_norm_alpha",), -1),
+        ("gate_ln_beta", ("gates/LN_r_u/layer_norm_bias",), -1),
+        ("embedding_kernel", ("candidate/fully_connected/weights",), -1),
+        ("embedding_bias", ("candidate/fully_connected/biases",), -1),
+        ("candidate_ln_gamma", ("candidate/LN_c/alpha",), -1),
+        ("candidate_ln_beta", ("candidate/LN_c/bias",), -1),
+    ),
+    # rotational-unit-of-memory RUM.py: one dense layer per gate (r, then u).
+    "rum": (
+        ("gate_kernel", ("gates/fully_connected/weights", "gates/fully_connected_1/weights"), -1),
+        ("gate_bias", ("gates/fully_connected/biases", "gates/fully_connected_1/biases"), -1),
+        ("gate_ln_gamma", ("gates/ln_r_u/layer_norm_alpha",), -1),
+        ("gate_ln_beta", ("gates/ln_r_u/layer_norm_bias",), -1),
+    ) + _LATER_CANDIDATE,
+    # The same with update_gate=False: the r gate only.
+    "rum_no_update_gate": (
+        ("gate_kernel", ("gates/fully_connected/weights",), -1),
+        ("gate_bias", ("gates/fully_connected/biases",), -1),
+        ("gate_ln_gamma", ("gates/ln_r/layer_norm_alpha",), -1),
+        ("gate_ln_beta", ("gates/ln_r/layer_norm_bias",), -1),
+    ) + _LATER_CANDIDATE,
+    # baselineModels/LNLSTM.py: W_xh above W_hh is the kernel of [x; h].
+    "ln_lstm": (
+        ("kernel", ("LN_LSTMCell/W_xh", "LN_LSTMCell/W_hh"), 0),
+        ("bias", ("LN_LSTMCell/bias",), -1),
+        ("gate_ln_gamma", ("LN_LSTMCell/ln/layer_norm_alpha",), -1),
+        ("gate_ln_beta", ("LN_LSTMCell/ln/layer_norm_bias",), -1),
+        ("cell_ln_gamma", ("LN_LSTMCell/ln_c/alpha",), -1),
+        ("cell_ln_beta", ("LN_LSTMCell/ln_c/bias",), -1),
+    ),
+    # baselineModels/EUNN.py; the angles are named "<name>theta_0", name "eunn" by default.
+    "eunn": (
+        ("modrelu_bias", ("modReLUBias",), -1),
+        ("input_kernel", ("U",), -1),
+        ("theta_0", ("@theta_0",), -1),
+        ("theta_1", ("@theta_1",), -1),
+    ),
+    "eunn_complex": (
+        ("modrelu_bias", ("modReLUBias",), -1),
+        ("input_kernel", ("U_re", "U_im"), -1),
+        ("theta_0", ("@theta_0",), -1),
+        ("theta_1", ("@theta_1",), -1),
+        ("phi_0", ("@phi_0",), -1),
+        ("phi_1", ("@phi_1",), -1),
+        ("omega", ("@omega",), -1),
+    ),
+    # baselineModels/GORU.py (and the older GORU.py of the PTB FS-GORU): U = [U_c, U_r, U_g].
+    "goru": (
+        ("input_kernel", ("U",), -1),
+        ("recurrent_kernel", ("W_r", "W_g"), -1),
+        ("reset_bias", ("bias_r",), -1),
+        ("update_bias", ("bias_g",), -1),
+        ("modrelu_bias", ("bias_c",), -1),
+        ("theta_0", ("@theta_0",), -1),
+        ("theta_1", ("@theta_1",), -1),
+    ),
+    # baselineModels/FSRNN.py: each sub-cell below its own scope (plus its layer's own level).
+    "fast_slow": (
+        ("fast_cells", ("FSRNNCell/Fast_{i}",), None),
+        ("slow_cell", ("FSRNNCell/Slow",), None),
+    ),
+}
+
+# Where the official cells put their angles when the script builds them at the top of the
+# graph (the copying, recall and bAbI scripts): EUNNCell(name="eunn") prefixes its name.
+DEFAULT_ANGLE_PREFIX = {"eunn": "eunn", "goru": ""}
+
+_LAYOUTS = (  # rum_tf class -> the layouts it may load, the first being the usual one
+    (cells_lib.RUMCell, ("rum", "rum_no_update_gate", "rum_2017")),
+    (cells_lib.LayerNormLSTMCell, ("ln_lstm",)),
+    (cells_lib.FastSlowCell, ("fast_slow",)),
+    (goru_lib.GORUCell, ("goru",)),
+    (eunn_lib.EUNNCell, ("eunn", "eunn_complex")),
+)
+_CELL_TYPES = tuple(cls for cls, _ in _LAYOUTS)
+
+
+def restore(target, checkpoint, scope, angle_prefix=None):
+    """Assign the official cell's variables of a TF1 checkpoint to a rum_tf cell.
+
+    Args:
+      target: a built `RUMCell` (or `ARUMCell`), `LayerNormLSTMCell`, `FastSlowCell`,
+        `EUNNCell` or `GORUCell`, or a layer or model holding exactly one of them
+        (`rum_tf.RUM`, `keras.layers.RNN(cell)`, a `keras.Model`, ...).
+      checkpoint: the TF1 checkpoint prefix (`.../model.ckpt`, without `.index`), or
+        its folder (its latest checkpoint).
+      scope: the official cell's variable scope in that graph, e.g. "rnn/rum_cell" for
+        `tf.nn.dynamic_rnn(RUMCell(...))`. The scope just above it also works when
+        exactly one official cell sits one level below it ("rnn"). For a FastSlowCell,
+        the FSRNNCell's scope ("Model/fsrnn_cell").
+      angle_prefix: EUNN/GORU only: the text before "theta_0" in the official angle
+        names (the official cells create their angles outside their scope, where they
+        are constructed). Default: "eunn" for EUNN, "" for GORU (the scripts' top level).
+
+    Returns:
+      {rum_tf weight path: official variable name(s)} of what was assigned.
+
+    Raises:
+      ValueError: one line naming the problem: no checkpoint, no official cell under
+        `scope`, a missing or mis-shaped variable, or an official variable the target
+        has no weight for (the target was built with other options). Nothing is
+        assigned then.
+    """
+    variables, read = _open(checkpoint)
+    cell = _find_cell(target)
+    plan = _plan(cell, variables, read, scope, angle_prefix, checkpoint)
+    for weight, value, _ in plan:
+        weight.assign(value.astype(weight.dtype))
+    return {weight.path: names for weight, _, names in plan}
+
+
+def read_variables(checkpoint):
+    """({name: shape} of a TF1 checkpoint, name -> NumPy value); ValueError if unreadable."""
+    return _open(checkpoint)
+
+
+def _open(checkpoint):
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise ValueError("reading an official TF1 checkpoint needs TensorFlow (pip install tensorflow)") from None
+    try:
+        reader = tf.train.load_checkpoint(checkpoint)
+    except (ValueError, tf.errors.OpError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"cannot read a TF1 checkpoint at {checkpoint!r}: {first}") from None
+    shapes = {name: tuple(shape) for name, shape in reader.get_variable_to_shape_map().items()}
+    return shapes, lambda name: np.asarray(reader.get_tensor(name))
+
+
+def _find_cell(target):
+    """The one rum_tf cell in `target` (itself, a layer's cell, a model's layers...)."""
+    found = []
+
+    def visit(obj, seen):
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, _CELL_TYPES):
+            found.append(obj)
+            return
+        for attr in ("cell", "layer", "forward_layer", "backward_layer"):
+            child = getattr(obj, attr, None)
+            if child is not None:
+                visit(child, seen)
+        for child in getattr(obj, "layers", None) or ():
+            visit(child, seen)
+
+    visit(target, set())
+    name = getattr(target, "name", type(target).__name__)
+    if not found:
+        raise ValueError(f"{name} holds no rum_tf cell (RUMCell, LayerNormLSTMCell, FastSlowCell, EUNNCell, GORUCell)")
+    if len(found) > 1:
+        raise ValueError(f"{name} holds {len(found)} rum_tf cells ({', '.join(c.name for c in found)}): "
+                         "restore each of them, with its own scope")
+    if not found[0].built:
+        raise ValueError(f"{found[0].name} is not built: build it (or call it once) before restoring weights")
+    return found[0]
+
+
+def _join(scope, name):
+    return f"{scope.rstrip('/')}/{name}" if scope else name
+
+
+def _layouts_of(cell):
+    for cls, layouts in _LAYOUTS:
+        if isinstance(cell, cls):
+            return layouts
+    raise ValueError(f"no official layout for {type(cell).__name__}")
+
+
+def _scope_names(layouts):
+    """The official names of `layouts` that live under the cell's scope (not the angles)."""
+    return {n.format(i=0) for layout in layouts for _, names, _ in OFFICIAL_NAMES[layout] for n in names
+            if not n.startswith("@")}
+
+
+def _under(variables, path):
+    return path in variables or any(v.startswith(path + "/") for v in variables)
+
+
+def _resolve_scope(variables, scope, layouts, what, checkpoint):
+    """`scope` if the cell's variables are right below it, else the one scope a level down."""
+    scope = scope.strip("/")
+    names = _scope_names(layouts)
+    if any(_under(variables, _join(scope, n)) for n in names):
+        return scope
+    prefix = scope + "/" if scope else ""
+    below = set()
+    for variable in variables:
+        if variable.startswith(prefix):
+            level, _, rest = variable[len(prefix):].partition("/")
+            if any(rest == n or rest.startswith(n + "/") for n in names):
+                below.add(_join(scope, level))
+    if len(below) == 1:
+        return below.pop()
+    if below:
+        raise ValueError(f"several official {what} cells under scope {scope!r} in {checkpoint}: "
+                         f"{', '.join(sorted(below))}; pass the one to load as scope")
+    tops = sorted({v.split("/")[0] for v in variables})
+    raise ValueError(f"no official {what} variables under scope {scope!r} in {checkpoint} (looked for "
+                     f"{sorted(names)[0]!r} there and one level below); top-level scopes: {', '.join(tops[:8])}")
+
+
+def _choose_layout(cell, variables, scope):
+    if isinstance(cell, cells_lib.RUMCell):
+        # The 2017 code computes r and u with one kernel of 2N columns, the later one with
+        # one kernel per gate (N columns each); N is the width of the embedding kernel.
+        gates = variables.get(_join(scope, "gates/fully_connected/weights"), ())
+        embedding = variables.get(_join(scope, "candidate/fully_connected/weights"), ())
+        if gates and embedding and gates[-1] == 2 * embedding[-1]:
+            layout = "rum_2017"
+        elif _join(scope, "gates/fully_connected_1/weights") in variables:
+            layout = "rum"
+        else:
+            layout = "rum_no_update_gate"
+        if cell.update_gate != (layout != "rum_no_update_gate"):
+            raise ValueError(f"the official cell under {scope!r} has {'no ' if cell.update_gate else 'an '}update "
+                             f"gate: build {cell.name} with update_gate={not cell.update_gate}")
+        return layout
+    if isinstance(cell, eunn_lib.EUNNCell):
+        return "eunn_complex" if cell.complex else "eunn"
+    return _layouts_of(cell)[0]
+
+
+def _plan(cell, variables, read, scope, angle_prefix, checkpoint):
+    """[(rum_tf variable, value, official names)] for `cell`; ValueError on any mismatch."""
+    layouts = _layouts_of(cell)
+    what = type(cell).__name__
+    scope = _resolve_scope(variables, scope, layouts, what, checkpoint)
+    layout = _choose_layout(cell, variables, scope)
+    if layout == "fast_slow":
+        (_, (fast,), _), (_, (slow,), _) = OFFICIAL_NAMES["fast_slow"]
+        parts = [(c, _join(scope, fast.format(i=i))) for i, c in enumerate(cell.fast_cells)]
+        parts.append((cell.slow_cell, _join(scope, slow)))
+        plan = []
+        for sub_cell, sub_scope in parts:
+            plan += _plan(sub_cell, variables, read, sub_scope, angle_prefix, checkpoint)
+        return plan
+
+    if angle_prefix is None:
+        angle_prefix = DEFAULT_ANGLE_PREFIX["goru" if layout == "goru" else "eunn"]
+    weights = {w.name: w for w in cell.weights}
+
+    def full(name):
+        return angle_prefix + name[1:] if name.startswith("@") else _join(scope, name)
+
+    plan = []
+    for weight_name, names, axis in OFFICIAL_NAMES[layout]:
+        paths = [full(n) for n in names]
+        weight = weights.get(weight_name)
+        if weight is None:
+            present = [p for p in paths if p in variables and np.prod(variables[p]) > 0]
+            if present:
+                raise ValueError(f"official variable {present[0]!r} has no counterpart in {cell.name} (no "
+                                 f"{weight_name}): build {what} with the official cell's options")
+            continue
+        missing = [p for p in paths if p not in variables]
+        if missing:
+            raise ValueError(f"no variable {missing[0]!r} in {checkpoint} (for {cell.name}'s {weight_name}): "
+                             f"{_hint(variables, scope)}")
+        shapes = [variables[p] for p in paths]
+        if _concatenated_shape(shapes, axis) != tuple(weight.shape):
+            got = " + ".join(f"{p!r} {list(s)}" for p, s in zip(paths, shapes))
+            raise ValueError(f"official variable {got} does not fit {cell.name}'s {weight_name} "
+                             f"{list(weight.shape)}: build {what} with the official sizes and options")
+        values = [read(p) for p in paths]
+        value = np.concatenate(values, axis=axis) if len(values) > 1 else values[0]
+        plan.append((weight, value, paths if len(paths) > 1 else paths[0]))
+    return plan
+
+
+def _concatenated_shape(shapes, axis):
+    """The shape of `shapes` concatenated along `axis`, or None if they do not concatenate."""
+    first = shapes[0]
+    if any(len(s) != len(first) or len(s) == 0 for s in shapes[1:]):
+        return None
+    if len(shapes) == 1:
+        return first
+    axis %= len(first)
+    if any(s[:axis] + s[axis + 1:] != first[:axis] + first[axis + 1:] for s in shapes):
+        return None
+    return first[:axis] + (sum(s[axis] for s in shapes),) + first[axis + 1:]
+
+
+def _hint(variables, scope):
+    here = sorted(v for v in variables if v.startswith(scope + "/") and "/Adam" not in v and "/RMSProp" not in v)
+    if not here:
+        return f"nothing under {scope!r}"
+    shown = ", ".join(v[len(scope) + 1:] for v in here[:6])
+    return f"under {scope!r} there are {shown}{', ...' if len(here) > 6 else ''}"
