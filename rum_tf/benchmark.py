@@ -43,9 +43,10 @@ def define_flags():
 class _FullProductRUMCell(RUMCell):
     """RUMCell whose λ=1 update is the official O(N³) matrix product."""
 
-    def _associative_rotate(self, memory, embedded, target, h):
-        memory, cos = rotation.associative_update_full(memory, embedded, target, self.eps)
-        return memory, ops.squeeze(ops.matmul(memory, ops.expand_dims(h, -1)), -1), cos
+    def _associative_rotate(self, offset, embedded, target, h):
+        eye = ops.eye(self.units, dtype=offset.dtype)
+        memory, cos = rotation.associative_update_full(offset + eye, embedded, target, self.eps)
+        return memory - eye, ops.squeeze(ops.matmul(memory, ops.expand_dims(h, -1)), -1), cos, None
 
 
 class _FullProductRUM(RUM):

@@ -20,13 +20,6 @@ class Recurrent(keras.layers.RNN):
     return_state, go_backwards, stateful, unroll, zero_output_for_mask).
     """
 
-    def reset_state(self):
-        # Keras resets states to zeros; the λ=1 memory must restart at the identity.
-        if self.states is not None:
-            batch_size = self.states[0].shape[0]
-            for variable, value in zip(self.states, self.get_initial_state(batch_size)):
-                variable.assign(value)
-
     def _step_inputs(self, sequences):
         """What the loop scans over besides the noise; `RUM` may project the inputs here."""
         return sequences

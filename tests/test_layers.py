@@ -116,6 +116,22 @@ def test_stateful_continues_the_sequence():
     np.testing.assert_allclose(_np(parts(x[:, :5])), first, atol=1e-6)
 
 
+def test_plain_keras_rnn_restarts_the_memory_at_the_identity():
+    # Keras' RNN resets every state to zeros and ignores get_initial_state: the
+    # λ=1 memory travels as M - I so that zeros mean M = I in any Keras RNN.
+    cell = RUMCell(N, lambda_=1, eta=1.0)
+    layer = keras.layers.RNN(cell, return_sequences=True, stateful=True)
+    x = _x(11)
+    layer(x)
+    randomize(cell, np.random.default_rng(12))
+    layer(x)  # leaves a non-trivial state behind
+    layer.reset_state()
+    got = _np(layer(x))
+    w = weights_of(cell)
+    for i in range(B):
+        np.testing.assert_allclose(got[i], ref.rum_sequence(x[i], w, lambda_=1, eta=1.0)[0], atol=5e-5, rtol=1e-4)
+
+
 def _model(layer, t=T, d=D):
     inputs = keras.Input((t, d))
     return keras.Model(inputs, keras.layers.Dense(3)(layer(inputs)))
