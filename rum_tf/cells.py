@@ -47,8 +47,10 @@ def layer_norm(x, gamma, beta, blocks=1, epsilon=LN_EPSILON):
     shape = ops.shape(x)
     width = x.shape[-1]
     xb = ops.reshape(x, (-1, blocks, width // blocks))
-    mean = ops.mean(xb, axis=-1, keepdims=True)
-    var = ops.mean(ops.square(xb - mean), axis=-1, keepdims=True)
+    # Sums, not ops.mean: Keras' JAX mean computes in float32 even for float64.
+    scale = 1.0 / (width // blocks)
+    mean = ops.sum(xb, axis=-1, keepdims=True) * scale
+    var = ops.sum(ops.square(xb - mean), axis=-1, keepdims=True) * scale
     xb = (xb - mean) * ops.rsqrt(var + epsilon)
     return ops.reshape(xb, shape) * gamma + beta
 
