@@ -1,14 +1,22 @@
 """Training-step time of RUM against Keras GRU and LSTM of the same size.
 
     python -m rum_tf.benchmark [--xla=both|on|off] [--shapes=copying,recall50,recall100]
+    python -m rum_tf.benchmark --memory [--memory_T=100,400,1600]   # peak RSS per T
+    python -m rum_tf.benchmark --drift [--drift_T=50,200,1000]      # λ=1 float32 drift
 
 Every row is timed in the same run as its reference (Keras GRU at the same
 shape and XLA setting), interleaved over several rounds; the table gives the
-median milliseconds per training step and the ratio to that GRU. Peak memory
-is shown where the backend reports it (GPU), else "n/a". A benchmark, not a
-test: numbers depend on the machine and its load.
+median milliseconds per training step and the ratios to that GRU and to RUM
+λ=0. Peak memory is shown where the backend reports it (GPU), else "n/a";
+`--memory` measures the peak resident memory of a fresh process per row and T
+instead. `--drift` measures the float32 error of λ=1's reversible backward
+pass. A benchmark, not a test: numbers depend on the machine and its load.
 """
 
+import json
+import resource
+import subprocess
+import sys
 import time
 
 import keras
@@ -38,14 +46,21 @@ def define_flags():
     flags.DEFINE_integer("steps", 5, "Timed training steps per round.", lower_bound=1)
     flags.DEFINE_integer("rounds", 3, "Interleaved rounds; the median round is reported.", lower_bound=1)
     flags.DEFINE_string("rows", "", "Comma-separated subset of rows to run (default all).")
+    flags.DEFINE_bool("memory", False, "Measure peak RSS of one process per row and T instead of time.")
+    flags.DEFINE_list("memory_T", ["100", "400", "1600"], "Sequence lengths for --memory.")
+    flags.DEFINE_integer("memory_max_T_autodiff", 400, "Longest T for the λ=1 autodiff row in --memory.")
+    flags.DEFINE_string("_rss_child", "", "Internal: run one --memory measurement (row|T|xla) and print it.")
+    flags.DEFINE_bool("drift", False, "Measure the float32 drift of λ=1's reversible backward pass.")
+    flags.DEFINE_list("drift_T", ["50", "200", "1000"], "Sequence lengths for --drift.")
 
 
 class _FullProductRUMCell(RUMCell):
     """RUMCell whose λ=1 update is the official O(N³) matrix product."""
 
-    def _associative_rotate(self, memory, embedded, target, h):
-        memory, cos = rotation.associative_update_full(memory, embedded, target, self.eps)
-        return memory, ops.squeeze(ops.matmul(memory, ops.expand_dims(h, -1)), -1), cos
+    def _associative_rotate(self, offset, embedded, target, h):
+        eye = ops.eye(self.units, dtype=offset.dtype)
+        memory, cos = rotation.associative_update_full(offset + eye, embedded, target, self.eps)
+        return memory - eye, ops.squeeze(ops.matmul(memory, ops.expand_dims(h, -1)), -1), cos, None
 
 
 class _FullProductRUM(RUM):
@@ -71,15 +86,18 @@ ROWS = {
     "RUM λ=0 (all-step projection)": lambda n, seq: RUM(n, input_projection="sequence", return_sequences=seq),
     "RUM λ=0 (per-step projection)": lambda n, seq: RUM(n, input_projection="step", return_sequences=seq),
     "RUM λ=0 (autodiff rotation)": lambda n, seq: _AutodiffRotationRUM(n, return_sequences=seq),
-    "RUM λ=1 (O(N²) update)": lambda n, seq: RUM(n, lambda_=1, eta=0.1, return_sequences=seq),
-    "RUM λ=1 (full product)": lambda n, seq: _FullProductRUM(n, lambda_=1, eta=0.1, return_sequences=seq),
+    "RUM λ=1": lambda n, seq: RUM(n, lambda_=1, eta=0.1, return_sequences=seq),
+    "RUM λ=1 (autodiff)": lambda n, seq: RUM(n, lambda_=1, eta=0.1, reversible=False, return_sequences=seq),
+    "RUM λ=1 (full product)": lambda n, seq: _FullProductRUM(
+        n, lambda_=1, eta=0.1, reversible=False, return_sequences=seq
+    ),
     "EUNN (capacity 2)": lambda n, seq: keras.layers.RNN(EUNNCell(n, capacity=2), return_sequences=seq),
     "GORU (capacity 2)": lambda n, seq: keras.layers.RNN(GORUCell(n, capacity=2), return_sequences=seq),
 }
 
 
 def _model(row, shape, xla):
-    batch, steps, units, inputs, classes, per_step = SHAPES[shape]
+    batch, steps, units, inputs, classes, per_step = SHAPES[shape] if isinstance(shape, str) else shape
     x = keras.Input((steps, inputs), batch_size=batch)
     y = keras.layers.Dense(classes)(ROWS[row](units, per_step)(x))
     model = keras.Model(x, y)
@@ -140,22 +158,165 @@ def time_shape(shape, xla, rows, steps, rounds, log=print):
 
 
 def format_table(results):
-    """Markdown table from {(shape, xla): {row: (ms, peak)}}; ratios against Keras GRU."""
+    """Markdown table from {(shape, xla): {row: (ms, peak)}}; ratios against Keras GRU and RUM λ=0."""
     lines = [
-        "| shape | XLA | model | ms / step | × Keras GRU | peak MiB |",
-        "|---|---|---|---:|---:|---:|",
+        "| shape | XLA | model | ms / step | × Keras GRU | × RUM λ=0 | peak MiB |",
+        "|---|---|---|---:|---:|---:|---:|",
     ]
     for (shape, xla), rows in results.items():
-        ref = rows.get("Keras GRU", (None,))[0]
+        gru = rows.get("Keras GRU", (None,))[0]
+        rum = rows.get("RUM λ=0", (None,))[0]
         for row, (ms, peak) in rows.items():
-            ratio = f"{ms / ref:.2f}" if ref else "n/a"
+            ratios = [f"{ms / ref:.2f}" if ref else "n/a" for ref in (gru, rum)]
             mem = f"{peak:.0f}" if peak is not None else "n/a"
-            lines.append(f"| {shape} | {'on' if xla else 'off'} | {row} | {ms:.1f} | {ratio} | {mem} |")
+            lines.append(f"| {shape} | {'on' if xla else 'off'} | {row} | {ms:.1f} | {' | '.join(ratios)} | {mem} |")
     return "\n".join(lines)
+
+
+# Peak memory: one fresh process per (row, T), so each peak is that model's own.
+MEMORY_SHAPE = (64, 100, 10)  # batch, units, inputs; copying-like, an output per step
+
+
+def _rss_child(spec):
+    """Trains `row` for two steps at length T; prints {"rss_mib": peak RSS} as JSON."""
+    row, steps, xla = spec.split("|")
+    batch, units, inputs = MEMORY_SHAPE
+    model, x, y = _model(row, (batch, int(steps), units, inputs, 9, True), xla == "on")
+    model.train_on_batch(x, y)
+    model.train_on_batch(x, y)
+    print(json.dumps({"rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def measure_memory(rows, lengths, xla, max_autodiff_steps):
+    """{row: {T: peak RSS MiB of a process that trains it}}; None where skipped or failed."""
+    results = {}
+    for row in rows:
+        results[row] = {}
+        for steps in lengths:
+            if "autodiff" in row or "full product" in row:
+                if steps > max_autodiff_steps:  # T B N² floats: gigabytes
+                    results[row][steps] = None
+                    continue
+            spec = f"{row}|{steps}|{'on' if xla else 'off'}"
+            done = subprocess.run(
+                [sys.executable, "-m", "rum_tf.benchmark", f"--_rss_child={spec}"], capture_output=True, text=True
+            )
+            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+            results[row][steps] = json.loads(lines[-1])["rss_mib"] if done.returncode == 0 and lines else None
+            print(f"  {row} T={steps}: {results[row][steps]}", file=sys.stderr)
+    return results
+
+
+def format_memory_table(results, lengths):
+    batch, units, _ = MEMORY_SHAPE
+    head = " | ".join(f"T={t}" for t in lengths)
+    lines = [
+        f"| model (B={batch}, N={units}) | {head} | growth T={lengths[0]}→{lengths[1]} |",
+        "|---|" + "---:|" * (len(lengths) + 1),
+    ]
+    for row, by_t in results.items():
+        cells = [f"{by_t[t]:.0f}" if by_t[t] is not None else "–" for t in lengths]
+        first, second = by_t[lengths[0]], by_t[lengths[1]]
+        growth = f"{second - first:+.0f}" if first is not None and second is not None else "–"
+        lines.append(f"| {row} | {' | '.join(cells)} | {growth} |")
+    return "\n".join(lines)
+
+
+def measure_drift(lengths, batch=4, units=100, inputs=10, seed=0):
+    """The float32 error of λ=1's reversible backward pass, per T.
+
+    For a RUM(units, lambda_=1, eta=0.1) with its default initialisation on
+    normal inputs: the largest |rebuilt M_0 - I| after undoing all T steps
+    with the stored factors (what the backward pass does), and the relative
+    error of <gradient, v> for random directions v over all weights, against
+    central differences of the float64 NumPy reference
+    (tests/numpy_reference.py), for the reversible and the autodiff path in
+    float32. Returns {T: dict}.
+    """
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "tests"))
+    import numpy_reference as ref  # the tests' float64 reference; only this measurement needs it
+
+    results = {}
+    for steps in lengths:
+        rng = np.random.default_rng(seed)
+        x = rng.normal(size=(batch, steps, inputs)).astype(np.float32)
+        weigh = rng.normal(size=(batch, steps, units))
+        layers = {}
+        for reversible in (True, False):
+            keras.utils.set_random_seed(seed)
+            layers[reversible] = RUM(units, lambda_=1, eta=0.1, reversible=reversible, return_sequences=True)
+            layers[reversible].build((None, None, inputs))
+        layers[False].set_weights(layers[True].get_weights())
+        cell = layers[True].cell
+        # Undo the steps with the stored factors, as the backward pass does.
+        h, d = cell.get_initial_state(batch)
+        factors = []
+        for t in range(steps):
+            _, (h, d), f = cell.recurrent_step(cell.project_inputs(x[:, t]), [h, d], return_memory_factors=True)
+            factors.append(f)
+        d = ops.reshape(d, (batch, units, units))
+        for f in reversed(factors):
+            d = rotation.memory_unstep(d, f)
+        rebuilt = float(np.max(np.abs(ops.convert_to_numpy(d))))
+        weights = {v.name: np.asarray(ops.convert_to_numpy(v), np.float64) for v in cell.weights}
+
+        def reference_loss(w):
+            outs = [ref.rum_sequence(x[i], w, lambda_=1, eta=0.1)[0] for i in range(batch)]
+            return float(np.sum(weigh * np.stack(outs)))
+
+        grads = {r: _weight_gradients(layers[r], x, weigh) for r in (True, False)}
+        errors = {True: [], False: []}
+        for _ in range(2):
+            direction = {k: rng.normal(size=v.shape) for k, v in weights.items()}
+            step = 1e-7
+            up = reference_loss({k: weights[k] + step * direction[k] for k in weights})
+            down = reference_loss({k: weights[k] - step * direction[k] for k in weights})
+            numeric = (up - down) / (2 * step)
+            for r in (True, False):
+                analytic = sum(float(np.sum(grads[r][k] * direction[k])) for k in weights)
+                errors[r].append(abs(analytic - numeric) / abs(numeric))
+        results[steps] = dict(rebuilt=rebuilt, reversible=max(errors[True]), autodiff=max(errors[False]))
+        print(f"  drift T={steps}: {results[steps]}", file=sys.stderr)
+    return results
+
+
+def _weight_gradients(layer, x, weigh):
+    """{name: d sum(weigh * layer(x)) / d weight} as float64 NumPy, on TensorFlow or JAX."""
+    variables = layer.trainable_variables
+    if keras.backend.backend() == "jax":
+        import jax
+
+        def loss(values):
+            return jax.numpy.sum(layer.stateless_call(values, [], x)[0] * weigh)
+
+        grads = jax.jit(jax.grad(loss))([v.value for v in variables])
+    else:
+        import tensorflow as tf
+
+        @tf.function
+        def gradient():
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(layer(x) * tf.constant(weigh, tf.float32))
+            return tape.gradient(loss, variables)
+
+        grads = gradient()
+    return {v.name: np.asarray(g, np.float64) for v, g in zip(variables, grads)}
 
 
 def main(argv):
     del argv
+    if FLAGS._rss_child:
+        _rss_child(FLAGS._rss_child)
+        return
+    if FLAGS.drift:
+        lengths = [int(t) for t in FLAGS.drift_T]
+        results = measure_drift(lengths)
+        print(f"backend: {keras.backend.backend()}")
+        print("| T | max abs(rebuilt M_0 - I) | gradient rel. error, reversible f32 | same, autodiff f32 |")
+        print("|---:|---:|---:|---:|")
+        for t, r in results.items():
+            print(f"| {t} | {r['rebuilt']:.2e} | {r['reversible']:.2e} | {r['autodiff']:.2e} |")
+        return
     unknown = [s for s in FLAGS.shapes if s not in SHAPES]
     if unknown:
         raise app.UsageError(f"unknown shape(s) {unknown}; choose from {sorted(SHAPES)}")
@@ -164,6 +325,13 @@ def main(argv):
         raise app.UsageError(f"unknown row(s) {sorted(set(rows) - set(ROWS))}; choose from {list(ROWS)}")
     if "Keras GRU" not in rows:
         rows.insert(0, "Keras GRU")
+    if FLAGS.memory:
+        lengths = [int(t) for t in FLAGS.memory_T]
+        xla = FLAGS.xla == "on" or keras.backend.backend() == "jax"
+        results = measure_memory(rows, lengths, xla, FLAGS.memory_max_T_autodiff)
+        print(f"backend: {keras.backend.backend()}, XLA {'on' if xla else 'off'}; peak RSS MiB")
+        print(format_memory_table(results, lengths))
+        return
     xla_settings = {"both": [False, True], "on": [True], "off": [False]}[FLAGS.xla]
     if keras.backend.backend() == "jax":
         xla_settings = [True]  # JAX without jit is op-by-op eager: not a fair row

@@ -47,8 +47,10 @@ def layer_norm(x, gamma, beta, blocks=1, epsilon=LN_EPSILON):
     shape = ops.shape(x)
     width = x.shape[-1]
     xb = ops.reshape(x, (-1, blocks, width // blocks))
-    mean = ops.mean(xb, axis=-1, keepdims=True)
-    var = ops.mean(ops.square(xb - mean), axis=-1, keepdims=True)
+    # Sums, not ops.mean: Keras' JAX mean computes in float32 even for float64.
+    scale = 1.0 / (width // blocks)
+    mean = ops.sum(xb, axis=-1, keepdims=True) * scale
+    var = ops.sum(ops.square(xb - mean), axis=-1, keepdims=True) * scale
     xb = (xb - mean) * ops.rsqrt(var + epsilon)
     return ops.reshape(xb, shape) * gamma + beta
 
@@ -143,8 +145,9 @@ class RUMCell(NoisyCell):
       **kwargs: base layer arguments (name, dtype, ...). A mixed-precision
         dtype policy is replaced by float32 (SPEC §6).
 
-    The state is [h] for λ=0 and [h, M] for λ=1, M flattened to N*N and
-    starting at the identity.
+    The state is [h] for λ=0 and [h, M - I] for λ=1: the memory M is carried
+    as its offset from the identity, flattened to N*N, so that the zero state
+    every Keras RNN starts from (and resets to) is M = I.
     """
 
     def __init__(
@@ -268,17 +271,19 @@ class RUMCell(NoisyCell):
             embedded = embedded + self.embedding_bias
         return gates, embedded
 
-    def recurrent_step(self, projected, states, noise=None, recurrent_kernel=None):
+    def recurrent_step(self, projected, states, noise=None, recurrent_kernel=None, return_memory_factors=False):
         """The state half of a step, given `project_inputs` of this step's input.
 
         Args:
           projected: ([B, 2N], [B, N]) from `project_inputs`.
-          states: [h] or [h, M_flat].
+          states: [h] or [h, (M - I) flattened].
           noise: None (inference) or uniforms [B, N] for zoneout.
           recurrent_kernel: W_g's state rows, if already sliced by the caller.
+          return_memory_factors: (λ=1) also return the factors of the memory's
+            rank-2 update (`rotation.memory_step`), which undo the step.
 
         Returns:
-          (output, new_states).
+          (output, new_states), or (output, new_states, factors).
         """
         n = self.units
         h = states[0]
@@ -296,13 +301,14 @@ class RUMCell(NoisyCell):
             target, update = ops.split(gates, 2, axis=-1)
             update = ops.sigmoid(update)
 
+        factors = None
         if self.lambda_ == 0:
             rotated, cos = self._rotate(embedded, target, h)
             new_states = []
         else:
-            memory = ops.reshape(states[1], (-1, n, n))
-            memory, rotated, cos = self._associative_rotate(memory, embedded, target, h)
-            new_states = [ops.reshape(memory, (-1, n * n))]
+            offset = ops.reshape(states[1], (-1, n, n))  # M - I
+            offset, rotated, cos, factors = self._associative_rotate(offset, embedded, target, h)
+            new_states = [ops.reshape(offset, (-1, n * n))]
 
         candidate = embedded + rotated
         if self.use_layer_norm:
@@ -314,13 +320,15 @@ class RUMCell(NoisyCell):
             new_h = self.eta * rotation.l2_normalize(new_h, self.eps)
         new_h = zoneout(new_h, h, self.zoneout_keep_h, noise)
         output = ops.concatenate([cos, new_h], axis=-1) if self.track_angle else new_h
+        if return_memory_factors:
+            return output, [new_h] + new_states, factors
         return output, [new_h] + new_states
 
     def _rotate(self, embedded, target, h):
         return rotation.rotate_with_cos(embedded, target, h, self.eps)
 
-    def _associative_rotate(self, memory, embedded, target, h):
-        return rotation.associative_rotate(memory, embedded, target, h, self.eps)
+    def _associative_rotate(self, offset, embedded, target, h):
+        return rotation.memory_step(offset, embedded, target, h, self.eps)
 
     def call(self, inputs, states, training=False, noise=None):
         if not isinstance(states, (list, tuple)):
@@ -329,11 +337,8 @@ class RUMCell(NoisyCell):
         return self.recurrent_step(self.project_inputs(inputs), list(states), noise)
 
     def get_initial_state(self, batch_size=None):
-        h = ops.zeros((batch_size, self.units), dtype=self.compute_dtype)
-        if self.lambda_ == 0:
-            return [h]
-        eye = ops.reshape(ops.eye(self.units, dtype=self.compute_dtype), (1, self.units * self.units))
-        return [h, ops.tile(eye, (batch_size, 1))]
+        # All zeros, also for λ=1: the memory is carried as M - I, and M_0 = I.
+        return [ops.zeros((batch_size, size), dtype=self.compute_dtype) for size in self.state_size]
 
     def get_config(self):
         config = super().get_config()

@@ -5,6 +5,7 @@ from keras import ops
 from keras.src.backend import rnn as _backend_rnn  # the loop Keras' own RNN layers use
 
 from rum_tf import cells as cells_lib
+from rum_tf import reversible as reversible_lib
 
 _PACKAGE = "rum_tf"
 
@@ -19,13 +20,6 @@ class Recurrent(keras.layers.RNN):
     Takes the arguments of `keras.layers.RNN` (cell, return_sequences,
     return_state, go_backwards, stateful, unroll, zero_output_for_mask).
     """
-
-    def reset_state(self):
-        # Keras resets states to zeros; the λ=1 memory must restart at the identity.
-        if self.states is not None:
-            batch_size = self.states[0].shape[0]
-            for variable, value in zip(self.states, self.get_initial_state(batch_size)):
-                variable.assign(value)
 
     def _step_inputs(self, sequences):
         """What the loop scans over besides the noise; `RUM` may project the inputs here."""
@@ -87,6 +81,10 @@ class RUM(Recurrent):
       gate_kernel_initializer, gate_bias_initializer,
       embedding_kernel_initializer, embedding_bias_initializer, seed:
         as in `RUMCell`.
+      reversible: (λ=1) differentiate the recurrence with the reversible
+        backward pass of `rum_tf.reversible` (default True): training memory
+        O(B N^2 + T B N) instead of T B N^2, same values and gradients. False
+        differentiates the loop automatically (kept for comparison).
       input_projection: "sequence" projects the inputs of all time steps in one
         matmul before the loop; "step" projects each step's input inside the
         loop; "auto" (default) picks "step" on CPU, where it measured faster
@@ -128,6 +126,7 @@ class RUM(Recurrent):
     def __init__(
         self,
         units,
+        reversible=True,
         input_projection="auto",
         return_sequences=False,
         return_state=False,
@@ -140,6 +139,7 @@ class RUM(Recurrent):
         if input_projection not in self.INPUT_PROJECTIONS:
             raise ValueError(f"input_projection must be one of {self.INPUT_PROJECTIONS}, got {input_projection!r}.")
         self.input_projection = input_projection
+        self.reversible = bool(reversible)
         cell_kwargs = {k: kwargs.pop(k) for k in self.CELL_ARGS if k in kwargs}
         dtype = kwargs.get("dtype")
         cell = self.cell_class(units, dtype=dtype, name="rum_cell", **cell_kwargs)
@@ -175,11 +175,67 @@ class RUM(Recurrent):
             cell.project_inputs(x, weights), states, noise, recurrent_kernel
         )
 
+    def _runs_reversible(self):
+        return self.reversible and self.cell.lambda_ == 1 and not self.unroll and reversible_lib.supported()
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        if not self._runs_reversible():
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        cell = self.cell
+        projects_sequence = self._projects_sequence()
+        xs = list(self._step_inputs(sequences)) if projects_sequence else [sequences]
+        consts = []
+        if training and cell.noise_size:
+            consts = [cell.draw_noise(tuple(ops.shape(sequences)[:2]))]
+        if mask is not None:
+            mask = ops.expand_dims(ops.cast(mask, sequences.dtype), -1)
+        time_major = [ops.swapaxes(x, 0, 1) for x in xs + consts + ([mask] if mask is not None else [])]
+        if self.go_backwards:
+            time_major = [ops.flip(x, 0) for x in time_major]
+        xs, consts = time_major[: len(xs)], time_major[len(xs) : len(xs) + len(consts)]
+        mask = time_major[-1] if mask is not None else None
+
+        # Weights enter as tensors: the step reads the cell's variables through
+        # a StatelessScope that maps them to `values`, so the custom gradient
+        # sees no variable and returns a gradient for each of them.
+        variables = list(cell.weights)
+        prepared = [cell.gate_kernel[cell.input_dim :]]
+        if not projects_sequence:
+            prepared += list(cell.input_weights())
+        weights = prepared + [ops.copy(v) for v in variables]  # read as tensors
+
+        def step(weights, x, c, h, d):
+            recurrent_kernel, weights = weights[0], weights[1:]
+            if not projects_sequence:
+                input_weights, weights = weights[:2], weights[2:]
+            with keras.StatelessScope(state_mapping=list(zip(variables, weights))):
+                projected = x if projects_sequence else cell.project_inputs(x[0], input_weights)
+                out, (h, d), factors = cell.recurrent_step(
+                    projected, [h, d], c[0] if c else None, recurrent_kernel, return_memory_factors=True
+                )
+            return out, h, d, factors
+
+        outputs, h, d = reversible_lib.run(
+            step,
+            xs,
+            initial_state[0],
+            initial_state[1],
+            weights,
+            cell.output_size,
+            consts=consts,
+            mask=mask,
+            zero_output_for_mask=self.zero_output_for_mask,
+        )
+        last_output = outputs[-1]
+        outputs = ops.swapaxes(outputs, 0, 1) if self.return_sequences else ops.expand_dims(last_output, 1)
+        return last_output, outputs, [h, d]
+
     def get_config(self):
         config = super().get_config()
         del config["cell"]
         cell_config = self.cell.get_config()
         config["units"] = self.cell.units
+        config["reversible"] = self.reversible
         config["input_projection"] = self.input_projection
         config.update({k: cell_config[k] for k in self.CELL_ARGS})
         return config

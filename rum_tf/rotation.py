@@ -195,7 +195,7 @@ def associative_update(m, a, b, eps=EPS):
       (M R(a, b), cos) with cos [..., 1], the angle's cosine.
     """
     components = rotation_components(a, b, eps)
-    new_m, _ = _rank2_update(m, components)
+    new_m, _, _ = _rank2_update(m, components)
     return new_m, components[2]
 
 
@@ -206,21 +206,52 @@ def associative_rotate(m, a, b, h, eps=EPS):
     update needs, so M is read once and the new M is not read again.
     """
     components = rotation_components(a, b, eps)
-    new_m, new_mh = _rank2_update(m, components, h)
+    new_m, new_mh, _ = _rank2_update(m, components, h)
     return new_m, new_mh, components[2]
 
 
-def _rank2_update(m, components, h=None):
+def memory_step(offset, a, b, h, eps=EPS):
+    """`associative_rotate` on the memory carried as its offset D = M - I.
+
+    The cells carry D, not M, so that a zero state is the identity memory
+    (Keras' RNN layers reset every state to zeros). D' = D + p basis is the
+    same rank-2 update (M x = D x + x); its factors are returned too, so that
+    the step can be undone exactly (`memory_unstep`), also where R(a, b) is
+    not orthogonal (a or b zero, where the guards make R a projection).
+
+    Args:
+      offset: [..., N, N], M - I.
+      a, b, h: [..., N].
+
+    Returns:
+      (D', M' h, cos, (p [..., N, 2], basis [..., 2, N])).
+    """
+    components = rotation_components(a, b, eps)
+    new_offset, new_mh, factors = _rank2_update(offset, components, h, offset=True)
+    return new_offset, new_mh, components[2], factors
+
+
+def memory_unstep(new_offset, factors):
+    """D from D' = D + p basis and the factors (p, basis) of `memory_step`."""
+    p, basis = factors
+    return new_offset - ops.matmul(p, basis)
+
+
+def _rank2_update(m, components, h=None, offset=False):
     u, v, cos, sin = components
-    columns = [u, v] if h is None else [u, v, h]
-    products = ops.unstack(ops.matmul(m, ops.stack(columns, axis=-1)), axis=-1)
+    columns = ops.stack([u, v] if h is None else [u, v, h], axis=-1)
+    products = ops.matmul(m, columns)
+    if offset:  # m is M - I: M x = m x + x
+        products = products + columns
+    products = ops.unstack(products, axis=-1)
     mu, mv = products[0], products[1]
     p_u = (cos - 1.0) * mu + sin * mv
     p_v = (cos - 1.0) * mv - sin * mu
-    new_m = m + ops.matmul(ops.stack([p_u, p_v], axis=-1), ops.stack([u, v], axis=-2))
+    p, basis = ops.stack([p_u, p_v], axis=-1), ops.stack([u, v], axis=-2)
+    new_m = m + ops.matmul(p, basis)
     if h is None:
-        return new_m, None
-    return new_m, products[2] + p_u * _dot(u, h) + p_v * _dot(v, h)
+        return new_m, None, (p, basis)
+    return new_m, products[2] + p_u * _dot(u, h) + p_v * _dot(v, h), (p, basis)
 
 
 def associative_update_full(m, a, b, eps=EPS):

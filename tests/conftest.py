@@ -62,20 +62,20 @@ def finite_differences(loss, *args, step=1e-6):
     return grads
 
 
-def weight_gradients(layer, loss, *args):
-    """{variable name: d loss(layer(*args)) / d variable} for the layer's trainable weights."""
+def weight_gradients(layer, loss, *args, **kwargs):
+    """{variable name: d loss(layer(*args, **kwargs)) / d variable} for the layer's trainable weights."""
     variables = layer.trainable_variables
     if backend() == "tensorflow":
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
-            total = loss(layer(*args))
+            total = loss(layer(*args, **kwargs))
         grads = tape.gradient(total, variables)
     elif backend() == "jax":
         import jax
 
         fixed = [v.value for v in layer.non_trainable_variables]
-        grads = jax.grad(lambda values: loss(layer.stateless_call(values, fixed, *args)[0]))(
+        grads = jax.grad(lambda values: loss(layer.stateless_call(values, fixed, *args, **kwargs)[0]))(
             [v.value for v in variables]
         )
     else:

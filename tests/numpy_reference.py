@@ -51,8 +51,9 @@ ACTIVATIONS = {
 
 
 def rum_step(x, h, m, w, lambda_=0, eta=None, activation="relu", layer_norm_on=False,
-             zoneout_keep_h=None, update_gate=True, eps=EPS):
-    """One RUM step for one example at inference (zoneout expectation).
+             zoneout_keep_h=None, update_gate=True, eps=EPS, zoneout_mask=None):
+    """One RUM step for one example: at inference (zoneout expectation), or in
+    training with the 0/1 `zoneout_mask` [N] (1 keeps the new unit).
 
     w: dict with gate_kernel (d+N, 2N), gate_bias (2N), embedding_kernel (d, N),
     embedding_bias (N or None) and, with layer norm, gate_ln_gamma/beta (2N),
@@ -83,21 +84,30 @@ def rum_step(x, h, m, w, lambda_=0, eta=None, activation="relu", layer_norm_on=F
     if eta is not None:
         new_h = eta * l2n(new_h, eps)
     if zoneout_keep_h is not None:
-        new_h = zoneout_keep_h * new_h + (1 - zoneout_keep_h) * h
+        keep = zoneout_keep_h if zoneout_mask is None else zoneout_mask
+        new_h = keep * new_h + (1 - keep) * h
     return cos, new_h, m
 
 
-def rum_sequence(xs, w, track_angle=False, **kwargs):
+def rum_sequence(xs, w, track_angle=False, zoneout_masks=None, step_mask=None, **kwargs):
     """Run RUM over xs [T, d] for one example from h = 0, M = I.
 
+    zoneout_masks: None, or the training zoneout masks [T, N] (0/1).
+    step_mask: None, or [T] booleans; a False step is skipped as Keras' RNN
+      masks it: h and M stay, and its output repeats the previous one (zeros
+      before the first step).
     Returns (outputs [T, N or N+1], final h, final M).
     """
     n = w["embedding_kernel"].shape[1]
     h, m = np.zeros(n), np.eye(n)
+    output = np.zeros(n + 1 if track_angle else n)
     outputs = []
-    for x in xs:
-        cos, h, m = rum_step(x, h, m, w, **kwargs)
-        outputs.append(np.concatenate([[cos], h]) if track_angle else h)
+    for t, x in enumerate(xs):
+        if step_mask is None or step_mask[t]:
+            mask = None if zoneout_masks is None else zoneout_masks[t]
+            cos, h, m = rum_step(x, h, m, w, zoneout_mask=mask, **kwargs)
+            output = np.concatenate([[cos], h]) if track_angle else h
+        outputs.append(output)
     return np.stack(outputs), h, m
 
 

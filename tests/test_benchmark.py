@@ -10,12 +10,23 @@ def test_every_row_trains_at_a_tiny_shape(monkeypatch):
     assert all(ms > 0 and peak is None for ms, peak in results.values())
 
 
-def test_table_gives_ratios_against_the_gru_of_the_same_group():
+def test_table_gives_ratios_against_the_gru_and_rum_of_the_same_group():
     table = benchmark.format_table(
         {
-            ("copying", False): {"Keras GRU": (100.0, None), "RUM λ=0": (80.0, None)},
+            ("copying", False): {"Keras GRU": (100.0, None), "RUM λ=0": (80.0, None), "RUM λ=1": (160.0, None)},
             ("copying", True): {"Keras GRU": (50.0, None), "RUM λ=0": (75.0, 12.0)},
         }
     )
-    assert "| copying | off | RUM λ=0 | 80.0 | 0.80 | n/a |" in table
-    assert "| copying | on | RUM λ=0 | 75.0 | 1.50 | 12 |" in table
+    assert "| copying | off | RUM λ=0 | 80.0 | 0.80 | 1.00 | n/a |" in table
+    assert "| copying | off | RUM λ=1 | 160.0 | 1.60 | 2.00 | n/a |" in table
+    assert "| copying | on | RUM λ=0 | 75.0 | 1.50 | 1.00 | 12 |" in table
+
+
+def test_memory_table_reports_the_growth_between_the_first_two_lengths():
+    table = benchmark.format_memory_table({"RUM λ=1": {100: 900.0, 400: 950.0, 1600: None}}, [100, 400, 1600])
+    assert "| RUM λ=1 | 900 | 950 | – | +50 |" in table
+
+
+def test_memory_child_prints_its_peak_rss(capsys):
+    benchmark._rss_child("RUM λ=1|3|off")
+    assert '"rss_mib"' in capsys.readouterr().out

@@ -54,7 +54,8 @@ def test_rum_cell_matches_numpy_reference(lambda_, eta, ln, keep, update_gate):
         np.testing.assert_allclose(got[i], want, atol=5e-5, rtol=1e-4)
         np.testing.assert_allclose(states[0][i], h, atol=5e-5, rtol=1e-4)
         if lambda_ == 1:
-            np.testing.assert_allclose(states[1][i].reshape(N, N), m, atol=5e-5, rtol=1e-4)
+            # The memory travels as M - I.
+            np.testing.assert_allclose(states[1][i].reshape(N, N), m - np.eye(N), atol=5e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "softsign"])
@@ -81,7 +82,7 @@ def test_associative_memory_stays_orthogonal():
     cell = _built_rum(lambda_=1)
     xs = np.random.default_rng(4).normal(size=(B, 40, D)).astype(np.float32)
     _, states = _run_cell(cell, xs)
-    m = states[1].reshape(B, N, N).astype(np.float64)
+    m = states[1].reshape(B, N, N).astype(np.float64) + np.eye(N)
     np.testing.assert_allclose(m @ np.swapaxes(m, 1, 2), np.broadcast_to(np.eye(N), m.shape), atol=1e-4)
 
 
@@ -89,7 +90,8 @@ def test_initial_state_and_sizes():
     cell = RUMCell(N, lambda_=1)
     h, m = cell.get_initial_state(batch_size=2)
     assert _np(h).shape == (2, N) and not _np(h).any()
-    np.testing.assert_array_equal(_np(m).reshape(2, N, N), np.broadcast_to(np.eye(N), (2, N, N)))
+    # The memory is carried as M - I: zeros are M_0 = I.
+    assert _np(m).shape == (2, N * N) and not _np(m).any()
     assert cell.state_size == [N, N * N] and RUMCell(N).state_size == [N]
     assert isinstance(ARUMCell(N), RUMCell) and ARUMCell(N).lambda_ == 1
 

@@ -1,5 +1,6 @@
 """The RUM layer's fast path, the Recurrent layer, XLA and saving."""
 
+import contextlib
 import json
 import os
 
@@ -24,10 +25,10 @@ def _x(seed=0, t=T):
     return np.random.default_rng(seed).normal(size=(B, t, D)).astype(np.float32)
 
 
-def _built_rum(**kwargs):
+def _built_rum(seed=1, scale=0.5, **kwargs):
     layer = RUM(N, **kwargs)
     layer.build((None, None, D))
-    randomize(layer, np.random.default_rng(1))
+    randomize(layer, np.random.default_rng(seed), scale=scale)
     return layer
 
 
@@ -114,6 +115,22 @@ def test_stateful_continues_the_sequence():
     np.testing.assert_allclose(np.concatenate([first, second], 1), _np(whole(x)), atol=1e-5)
     parts.reset_state()
     np.testing.assert_allclose(_np(parts(x[:, :5])), first, atol=1e-6)
+
+
+def test_plain_keras_rnn_restarts_the_memory_at_the_identity():
+    # Keras' RNN resets every state to zeros and ignores get_initial_state: the
+    # λ=1 memory travels as M - I so that zeros mean M = I in any Keras RNN.
+    cell = RUMCell(N, lambda_=1, eta=1.0)
+    layer = keras.layers.RNN(cell, return_sequences=True, stateful=True)
+    x = _x(11)
+    layer(x)
+    randomize(cell, np.random.default_rng(12))
+    layer(x)  # leaves a non-trivial state behind
+    layer.reset_state()
+    got = _np(layer(x))
+    w = weights_of(cell)
+    for i in range(B):
+        np.testing.assert_allclose(got[i], ref.rum_sequence(x[i], w, lambda_=1, eta=1.0)[0], atol=5e-5, rtol=1e-4)
 
 
 def _model(layer, t=T, d=D):
@@ -223,3 +240,186 @@ def test_mixed_precision_layer_is_finite():
         assert np.isfinite(grad).all()
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+# λ=1's reversible backward pass (rum_tf.reversible) against the NumPy
+# reference. Gradients are checked along one random direction per weight tensor
+# and one for the inputs: central differences of the float64 reference along a
+# direction v give <grad, v>, so a wrong tensor cannot hide, and a long sequence
+# stays cheap. The long sequences run the layer in float64: a float32 RUM
+# trajectory of 150 steps drifts from the float64 one by itself (without η the
+# state is not normalised), whatever the backward pass; the float32 drift of
+# the reversible pass is measured in docs/BENCHMARKS.md.
+REVERSIBLE_CONFIGS = [
+    dict(),
+    dict(eta=0.1),
+    dict(eta=2.0),
+    dict(eta=0.1, use_layer_norm=True),
+    dict(eta=2.0, use_layer_norm=True, zoneout_keep_h=0.8, use_embedding_bias=True),
+    dict(zoneout_keep_h=0.7),
+]
+
+
+@contextlib.contextmanager
+def _dtype_scope(dtype):
+    if dtype == "float64" and backend() == "jax":
+        import jax
+
+        with jax.enable_x64(True):
+            yield
+    else:
+        yield
+
+
+def _loss_and_gradients(layer, x, weigh, call_kwargs):
+    """(outputs, {weight name: gradient}, input gradient) of sum(weigh * layer(x)), compiled."""
+    variables = layer.trainable_variables
+    x = ops.convert_to_tensor(x, layer.compute_dtype)
+    weigh = ops.convert_to_tensor(weigh, layer.compute_dtype)
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function
+        def run(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                outputs = layer(x, **call_kwargs)
+                total = tf.reduce_sum(outputs * weigh)
+            return outputs, tape.gradient(total, [x] + variables)
+
+        outputs, grads = run(x)
+    else:
+        import jax
+
+        fixed = [v.value for v in layer.non_trainable_variables]
+
+        def total(values, x):
+            outputs = layer.stateless_call(values, fixed, x, **call_kwargs)[0]
+            return jax.numpy.sum(outputs * weigh), outputs
+
+        (_, outputs), (g_w, g_x) = jax.jit(jax.value_and_grad(total, argnums=(0, 1), has_aux=True))(
+            [v.value for v in variables], x
+        )
+        grads = [g_x] + list(g_w)
+    grads = [np.asarray(g, np.float64) for g in grads]
+    return _np(outputs), {v.name: g for v, g in zip(variables, grads[1:])}, grads[0]
+
+
+def _directional_check(layer, x, reference, call_kwargs=None, seed=20, atol=5e-5, rtol=2e-3, step=1e-6):
+    """Compares the layer's outputs and gradients with `reference` and its differences.
+
+    reference(weights, x) -> float64 outputs [B, T, out] of the NumPy RUM.
+    """
+    call_kwargs = call_kwargs or {}
+    w = weights_of(layer)
+    want = reference(w, x)
+    rng = np.random.default_rng(seed)
+    weigh = rng.normal(size=want.shape)
+    outputs, got, got_x = _loss_and_gradients(layer, x, weigh, call_kwargs)
+    np.testing.assert_allclose(outputs, want, atol=atol, rtol=rtol / 20)
+    assert set(got) == set(w)
+    for name in sorted(w) + ["inputs"]:
+        direction = rng.normal(size=x.shape if name == "inputs" else w[name].shape)
+        if name == "inputs":
+            moved = [reference(w, x + sign * step * direction) for sign in (1, -1)]
+            analytic = np.sum(got_x * direction)
+        else:
+            moved = [reference(dict(w, **{name: w[name] + sign * step * direction}), x) for sign in (1, -1)]
+            analytic = np.sum(got[name] * direction)
+        numeric = np.sum(weigh * (moved[0] - moved[1])) / (2 * step)
+        scale = np.sqrt(direction.size) * np.linalg.norm(got_x if name == "inputs" else got[name]) / direction.size
+        assert abs(analytic - numeric) <= rtol * (abs(numeric) + scale), (name, analytic, numeric)
+
+
+def _reference_kwargs(kwargs):
+    out = dict(lambda_=1, **kwargs)
+    out["layer_norm_on"] = out.pop("use_layer_norm", False)
+    out.pop("use_embedding_bias", None)
+    return out
+
+
+@pytest.mark.parametrize("t, dtype", [(40, "float32"), (150, "float64")])
+@pytest.mark.parametrize("kwargs", REVERSIBLE_CONFIGS)
+def test_reversible_gradients_match_the_reference(kwargs, t, dtype):
+    with _dtype_scope(dtype):
+        layer = _built_rum(lambda_=1, return_sequences=True, seed=3, dtype=dtype, **kwargs)
+        assert layer._runs_reversible()
+        x = _x(21, t=t)
+        ref_kwargs = _reference_kwargs(kwargs)
+        call_kwargs = {}
+        masks = None
+        if kwargs.get("zoneout_keep_h"):
+            # Training zoneout with fixed noise, so the reference can use the same masks.
+            noise = np.random.default_rng(22).uniform(size=(B, t, N))
+            layer.cell.draw_noise = lambda shape: ops.convert_to_tensor(noise, dtype)
+            masks = (noise < kwargs["zoneout_keep_h"]).astype(np.float64)
+            call_kwargs = dict(training=True)
+
+        def reference(w, x):
+            return np.stack(
+                [
+                    ref.rum_sequence(x[i], w, zoneout_masks=None if masks is None else masks[i], **ref_kwargs)[0]
+                    for i in range(len(x))
+                ]
+            )
+
+        # 150 random steps make a very curved loss (gradients ~1e4): the float64
+        # differences need a small step to converge.
+        tolerances = dict(atol=5e-5, rtol=2e-3) if dtype == "float32" else dict(atol=1e-9, rtol=1e-4, step=1e-8)
+        _directional_check(layer, x, reference, call_kwargs, **tolerances)
+
+
+@pytest.mark.parametrize("variant", ["mask", "go_backwards", "zero_output_for_mask"])
+def test_reversible_masking_and_direction_match_the_reference(variant):
+    kwargs = dict(eta=1.0, use_layer_norm=True)
+    layer = _built_rum(
+        lambda_=1,
+        return_sequences=True,
+        go_backwards=variant == "go_backwards",
+        zero_output_for_mask=variant == "zero_output_for_mask",
+        seed=4,
+        **kwargs,
+    )
+    t = 30
+    x = _x(23, t=t)
+    mask = np.random.default_rng(24).uniform(size=(B, t)) < 0.7
+    mask[0] = True  # one example without masked steps
+    mask[1, :5] = False  # one that starts masked
+    ref_kwargs = _reference_kwargs(kwargs)
+
+    def reference(w, x):
+        outs = []
+        for i in range(len(x)):
+            if variant == "go_backwards":
+                outs.append(ref.rum_sequence(x[i, ::-1], w, **ref_kwargs)[0])
+                continue
+            out = ref.rum_sequence(x[i], w, step_mask=mask[i], **ref_kwargs)[0]
+            if variant == "zero_output_for_mask":
+                out = out * mask[i][:, None]
+            outs.append(out)
+        return np.stack(outs)
+
+    call_kwargs = {} if variant == "go_backwards" else dict(mask=ops.convert_to_tensor(mask))
+    _directional_check(layer, x, reference, call_kwargs)
+
+
+def test_reversible_equals_autodiff_for_states_and_initial_state_gradients():
+    # return_state, a given initial state (as stateful layers and CarryState
+    # pass it) and the gradients that reach it: the two paths agree.
+    x = _x(25, t=20)
+    layers = [_built_rum(lambda_=1, eta=0.5, return_state=True, reversible=r, seed=5) for r in (True, False)]
+    rng = np.random.default_rng(26)
+    h0 = rng.normal(size=(B, N)).astype(np.float32)
+    q, _ = np.linalg.qr(rng.normal(size=(B, N, N)))
+    d0 = (q - np.eye(N)).reshape(B, N * N).astype(np.float32)  # an orthogonal memory, as M - I
+    weigh = [rng.normal(size=s) for s in [(B, N), (B, N), (B, N * N)]]
+
+    def total(layer, h0, d0):
+        outs = layer(x, initial_state=[h0, d0])
+        return sum(ops.sum(o * ops.cast(w, o.dtype)) for o, w in zip(outs, weigh))
+
+    got, want = (gradients(lambda h0, d0: total(layer, h0, d0), h0, d0) for layer in layers)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, atol=2e-5, rtol=1e-4)
+    for g, w in zip(layers[0](x, initial_state=[h0, d0]), layers[1](x, initial_state=[h0, d0])):
+        np.testing.assert_allclose(_np(g), _np(w), atol=1e-5)

@@ -61,12 +61,13 @@ def test_sigkill_then_rerun_ends_like_an_uninterrupted_run(tmp_path):
 
 
 @pytest.mark.skipif(pytest.importorskip("keras").backend.backend() != "tensorflow", reason="tf.distribute")
-def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+@pytest.mark.parametrize("model_flags", [[], ["--lambda_=1", "--eta=0.1"]])  # λ=1: the reversible pass
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path, model_flags):
     prelude = ("import tensorflow as tf\n"
                "cpu = tf.config.list_physical_devices('CPU')[0]\n"
                "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)")
-    result = run_subprocess("tasks.copying", TINY + ["--strategy=mirrored", "--zoneout_keep_h=0.9",
-                                                     f"--output_dir={tmp_path}"], prelude=prelude)
+    result = run_subprocess("tasks.copying", TINY + model_flags + ["--strategy=mirrored", "--zoneout_keep_h=0.9",
+                                                                   f"--output_dir={tmp_path}"], prelude=prelude)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = assert_complete_outputs(str(tmp_path), "copying")
     assert summary["replicas"] == 2 and summary["strategy"] == "mirrored"

@@ -101,7 +101,7 @@ def _bpc(model, x, y):
 
 @pytest.mark.parametrize("model, options", [("rum", {"lambda_": 1, "eta": 1.0}), ("fs_rum", {"eta": 1.0})])
 def test_evaluation_carries_the_state_across_windows_like_one_long_sequence(model, options):
-    # λ=1 also checks the reset: its memory must restart at the identity (Keras would zero it).
+    # λ=1 also checks the reset: its memory must restart at the identity (it travels as M - I).
     keras.utils.set_random_seed(1)
     B, T, K = 3, 4, 5
     ids = np.random.default_rng(0).integers(0, 50, B * (K * T + 1)).astype(np.int32)

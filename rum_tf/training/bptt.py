@@ -78,7 +78,7 @@ class CarryState(keras.layers.Layer):
     Called on [batch, time, features] with a static batch size; returns the layer's
     output sequence. The state lives in non-trainable weights (`states`) of shape
     [batch, ...], starting from the layer's `get_initial_state` (zeros; the λ=1 RUM
-    memory: the identity), to which `reset_state()` returns it. Gradients stop at the
+    memory travels as M - I, so zeros are M = I), to which `reset_state()` returns it. Gradients stop at the
     window boundary (truncated BPTT).
     """
 
@@ -137,7 +137,7 @@ def stateful_layers(model):
 
 
 def reset_states(model):
-    """Every carried state back to its initial state (`Recurrent`: λ=1 memory = identity)."""
+    """Every carried state back to its initial state (zeros; the λ=1 memory M - I = 0 is M = I)."""
     for layer in stateful_layers(model):
         layer.reset_state()
 
