@@ -39,7 +39,7 @@ def layer_norm(x, gamma, beta, blocks=1):
 
 
 def sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # = 1 / (1 + exp(-x)), without overflow for large |x|
 
 
 ACTIVATIONS = {

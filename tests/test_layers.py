@@ -223,3 +223,32 @@ def test_mixed_precision_layer_is_finite():
         assert np.isfinite(grad).all()
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+# Left padding without a mask, constant, huge and tiny inputs: ten such steps, then data.
+EXTREME_INPUTS = {"zeros": 0.0, "constant": 0.7, "huge": 1e12, "tiny": 1e-20}
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+@pytest.mark.parametrize("eta", [None, 1.0])
+@pytest.mark.parametrize("lambda_", [0, 1])
+def test_values_and_gradients_are_finite_for_any_input(lambda_, eta, policy):
+    keras.config.set_dtype_policy(policy)
+    try:
+        layer = _built_rum(lambda_=lambda_, eta=eta, return_sequences=True)
+        # One example per kind of input (the examples of a batch do not interact).
+        x = np.stack([np.full((13, D), value, np.float32) for value in EXTREME_INPUTS.values()])
+        x[:, 10:] = _x(11, t=3)[0]
+        out = _np(layer(x))
+        assert np.isfinite(out).all(axis=(1, 2)).tolist() == [True] * len(EXTREME_INPUTS)
+        grads = weight_gradients(layer, lambda y: ops.sum(y * ops.cast(out, y.dtype)), x)
+        for name, grad in grads.items():
+            assert np.isfinite(grad).all(), name
+        if policy == "float32":
+            # The forward values stay those of the official formula (eps-floored norm).
+            w = weights_of(layer)
+            for i in range(len(x)):
+                want = ref.rum_sequence(x[i], w, lambda_=lambda_, eta=eta)[0]
+                np.testing.assert_allclose(out[i], want, atol=5e-5, rtol=1e-4)
+    finally:
+        keras.config.set_dtype_policy("float32")
