@@ -12,8 +12,6 @@ time step before the recurrence and pass it in, because a random draw inside
 the loop would repeat the same mask at every step under JAX's `lax.scan`.
 """
 
-import copy
-
 import keras
 from keras import ops
 
@@ -37,6 +35,39 @@ def _float32_if_mixed(dtype):
 def _check_keep(name, value):
     if value is not None and not 0.0 < value <= 1.0:
         raise ValueError(f"{name} must be None or in (0, 1], got {value!r}.")
+
+
+def clone_initializer(initializer, k):
+    """A fresh copy of `initializer` for the k-th weight (or block) it fills.
+
+    A Keras initializer instance repeats its values, so weights of equal shape
+    sharing one would be equal; each gets a copy whose seed is offset by k (or
+    a new random seed when none was given).
+    """
+    config = keras.initializers.serialize(keras.initializers.get(initializer))
+    inner = config.get("config", {}) if isinstance(config, dict) else {}
+    if inner.get("seed") is not None:
+        inner["seed"] = inner["seed"] + k
+    return keras.initializers.deserialize(config)
+
+
+def blockwise_initializer(initializer, sizes, axis):
+    """An initializer that fills consecutive blocks of `sizes` along `axis` with separate draws.
+
+    The official code draws separately some weights that rum_tf keeps in one
+    variable (the r and u halves of RUM's gate kernel; the input and state rows
+    of the LN-LSTM kernel); block k uses `clone_initializer(initializer, k)`.
+    """
+
+    def init(shape, dtype=None):
+        blocks = []
+        for k, size in enumerate(sizes):
+            block_shape = list(shape)
+            block_shape[axis] = size
+            blocks.append(clone_initializer(initializer, k)(tuple(block_shape), dtype))
+        return ops.concatenate(blocks, axis=axis)
+
+    return init
 
 
 def layer_norm(x, gamma, beta, blocks=1, epsilon=LN_EPSILON):
@@ -129,8 +160,11 @@ class RUMCell(NoisyCell):
       activation: activation of the candidate (default "relu").
       use_layer_norm: layer norm on [r; u] (after the sigmoid) and on e + h~.
       zoneout_keep_h: None (off) or the probability of keeping the new h.
-      update_gate: if False, h' = c.
-      trainable_rot: whether the gate kernel W_g is trained.
+      update_gate: if False, h' = c, and the gates are only the r half:
+        W_g (d+N, N), b_g (N,) and, with layer norm, one LN block on r (the
+        official parameter count).
+      trainable_rot: whether the gate kernel W_g and gate bias b_g are trained
+        (False freezes both, as the later official code).
       track_angle: if True the output is [cos θ; h] (size N + 1).
       use_embedding_bias: adds b_e (the 2017 code had it; the current one not).
       eps: epsilon of the normalisations (1e-12, as tf.nn.l2_normalize).
@@ -202,24 +236,17 @@ class RUMCell(NoisyCell):
         n = self.units
         self.input_dim = d
 
-        def blockwise(shape, dtype=None):
-            # Each N-column half is its own draw (orthonormal columns each). An
-            # initializer instance repeats its values, so each half gets a copy
-            # with its own seed (seed + k when one was given).
-            config = keras.initializers.serialize(self.gate_kernel_initializer)
-            blocks = []
-            for k in range(2):
-                block_config = copy.deepcopy(config)
-                seed = block_config.get("config", {}).get("seed")
-                if seed is not None:
-                    block_config["config"]["seed"] = seed + k
-                blocks.append(keras.initializers.deserialize(block_config)((shape[0], n), dtype))
-            return ops.concatenate(blocks, axis=1)
-
+        gate_width = 2 * n if self.update_gate else n  # update_gate=False: only the r half, as official
         self.gate_kernel = self.add_weight(
-            shape=(d + n, 2 * n), initializer=blockwise, name="gate_kernel", trainable=self.trainable_rot
+            shape=(d + n, gate_width),
+            # Each N-column block (r, then u) is its own draw, as in the official code.
+            initializer=blockwise_initializer(self.gate_kernel_initializer, [n] * (gate_width // n), axis=1),
+            name="gate_kernel",
+            trainable=self.trainable_rot,
         )
-        self.gate_bias = self.add_weight(shape=(2 * n,), initializer=self.gate_bias_initializer, name="gate_bias")
+        self.gate_bias = self.add_weight(
+            shape=(gate_width,), initializer=self.gate_bias_initializer, name="gate_bias", trainable=self.trainable_rot
+        )
         self.embedding_kernel = self.add_weight(
             shape=(d, n), initializer=self.embedding_kernel_initializer, name="embedding_kernel"
         )
@@ -229,8 +256,8 @@ class RUMCell(NoisyCell):
                 shape=(n,), initializer=self.embedding_bias_initializer, name="embedding_bias"
             )
         if self.use_layer_norm:
-            self.gate_ln_gamma = self.add_weight(shape=(2 * n,), initializer="ones", name="gate_ln_gamma")
-            self.gate_ln_beta = self.add_weight(shape=(2 * n,), initializer="zeros", name="gate_ln_beta")
+            self.gate_ln_gamma = self.add_weight(shape=(gate_width,), initializer="ones", name="gate_ln_gamma")
+            self.gate_ln_beta = self.add_weight(shape=(gate_width,), initializer="zeros", name="gate_ln_beta")
             self.candidate_ln_gamma = self.add_weight(shape=(n,), initializer="ones", name="candidate_ln_gamma")
             self.candidate_ln_beta = self.add_weight(shape=(n,), initializer="zeros", name="candidate_ln_beta")
 
@@ -261,7 +288,7 @@ class RUMCell(NoisyCell):
         """
         if weights is not None:
             kernel, bias = weights
-            return ops.split(ops.matmul(inputs, kernel) + bias, [2 * self.units], axis=-1)
+            return ops.split(ops.matmul(inputs, kernel) + bias, [kernel.shape[-1] - self.units], axis=-1)
         gates = ops.matmul(inputs, self.gate_kernel[: self.input_dim]) + self.gate_bias
         embedded = ops.matmul(inputs, self.embedding_kernel)
         if self.embedding_bias is not None:
@@ -286,15 +313,18 @@ class RUMCell(NoisyCell):
             recurrent_kernel = self.gate_kernel[self.input_dim :]
         input_gates, embedded = projected
         gates = input_gates + ops.matmul(h, recurrent_kernel)
-        if self.use_layer_norm:
-            # LN acts on [r; sigmoid(u)], per N-block.
-            target, update = ops.split(gates, 2, axis=-1)
-            gates = ops.concatenate([target, ops.sigmoid(update)], axis=-1)
-            gates = layer_norm(gates, self.gate_ln_gamma, self.gate_ln_beta, blocks=2)
-            target, update = ops.split(gates, 2, axis=-1)
-        else:
+        update = None
+        if self.update_gate:
             target, update = ops.split(gates, 2, axis=-1)
             update = ops.sigmoid(update)
+            if self.use_layer_norm:
+                # LN acts on [r; sigmoid(u)], per N-block.
+                gates = layer_norm(ops.concatenate([target, update], axis=-1), self.gate_ln_gamma, self.gate_ln_beta, 2)
+                target, update = ops.split(gates, 2, axis=-1)
+        else:
+            target = gates
+            if self.use_layer_norm:
+                target = layer_norm(target, self.gate_ln_gamma, self.gate_ln_beta)
 
         if self.lambda_ == 0:
             rotated, cos = self._rotate(embedded, target, h)
@@ -384,7 +414,9 @@ class LayerNormLSTMCell(NoisyCell):
       zoneout_keep_h: None (off) or probability of keeping the new h (0.9).
       zoneout_keep_c: None (off) or probability of keeping the new c (0.5).
       forget_bias: added to f before the sigmoid (1.0).
-      kernel_initializer: for W, shape (d + units, 4 units); orthogonal.
+      kernel_initializer: for W, shape (d + units, 4 units), rows [x; h]; the
+        x rows and the h rows are separate draws (W_xh and W_hh of the
+        official code); orthogonal.
       bias_initializer: zeros.
       seed: seed of the zoneout noise.
       **kwargs: base layer arguments.
@@ -424,7 +456,10 @@ class LayerNormLSTMCell(NoisyCell):
     def build(self, input_shape):
         d = input_shape[-1]
         n = self.units
-        self.kernel = self.add_weight(shape=(d + n, 4 * n), initializer=self.kernel_initializer, name="kernel")
+        # W_xh and W_hh are separate draws in the official code; one variable here, rows [x; h].
+        self.kernel = self.add_weight(
+            shape=(d + n, 4 * n), initializer=blockwise_initializer(self.kernel_initializer, [d, n], axis=0), name="kernel"
+        )
         self.bias = self.add_weight(shape=(4 * n,), initializer=self.bias_initializer, name="bias")
         self.gate_ln_gamma = self.add_weight(shape=(4 * n,), initializer="ones", name="gate_ln_gamma")
         self.gate_ln_beta = self.add_weight(shape=(4 * n,), initializer="zeros", name="gate_ln_beta")
