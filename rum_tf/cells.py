@@ -14,6 +14,7 @@ the loop would repeat the same mask at every step under JAX's `lax.scan`.
 
 import keras
 from keras import ops
+from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell  # the hook Keras' RNN calls before its loop
 
 from rum_tf import rotation
 
@@ -105,18 +106,70 @@ def dropout(x, keep, noise):
     return x * ops.cast(noise < keep, x.dtype) / keep
 
 
-class NoisyCell(keras.layers.Layer):
-    """Base of the cells: noise drawing (`noise_size`, `draw_noise`) and the float32 policy."""
+class NoisyCell(keras.layers.Layer, DropoutRNNCell):
+    """Base of the cells: training noise (`noise_size`, `draw_noise`) and the float32 policy.
+
+    Noise for a step comes, in order of preference, from the `noise` argument
+    (`rum_tf.Recurrent` and `RUM` draw all steps before the loop; a
+    `FastSlowCell` hands its sub-cells their slices), from a stateless draw
+    keyed on a per-call seed and a step counter (inside a plain
+    `keras.layers.RNN`), or from the cell's `SeedGenerator` (a cell called by
+    hand). The step counter is why a cell with training noise has one more
+    state, of size 1, in a plain Keras RNN: inside JAX's `lax.scan` a loop-carried
+    value is the only thing that differs between steps. Keras' RNN asks a
+    `DropoutRNNCell` for its masks before the loop (`get_dropout_mask`); that is
+    where the per-call seed is drawn, so that every call (batch) gets fresh masks.
+    """
 
     def __init__(self, seed=None, dtype=None, **kwargs):
         super().__init__(dtype=_float32_if_mixed(dtype), **kwargs)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+        self.dropout = 0.0  # DropoutRNNCell's variational masks; RUMCell sets them
+        self.recurrent_dropout = 0.0
+        self._state_size = []
+        self._noise_passed_in = False
+        self._call_seed = None
 
     @property
     def noise_size(self):
         """Uniforms per example per step that training needs (0 if none)."""
         return 0
+
+    def _uses_step_noise(self):
+        """Whether training draws noise at every step (known before `build`)."""
+        return bool(self.noise_size)
+
+    def take_noise_from_caller(self):
+        """Called by a layer or cell that passes `noise` to every call: no step counter then."""
+        self._noise_passed_in = True
+
+    def _counts_steps(self):
+        return self._uses_step_noise() and not self._noise_passed_in
+
+    @property
+    def state_size(self):
+        return list(self._state_size) + ([1] if self._counts_steps() else [])
+
+    @state_size.setter
+    def state_size(self, value):
+        self._state_size = list(value)
+
+    def _step_counter_state(self, batch_size):
+        """The initial step counter, [] when the cell has none."""
+        return [ops.zeros((batch_size, 1), dtype=self.compute_dtype)] if self._counts_steps() else []
+
+    def _take_step_counter(self, states):
+        """(states without the step counter, counter or None)."""
+        states = list(states)
+        if self._counts_steps() and len(states) == len(self.state_size):
+            return states[:-1], states[-1]
+        return states, None
+
+    @staticmethod
+    def _next_step_counter(counter):
+        # float32 counts exactly up to 2^24; the per-call seed makes wrapping harmless.
+        return [] if counter is None else [ops.mod(counter + 1.0, 2.0**24)]
 
     def draw_noise(self, shape):
         """Uniform noise of shape `shape + (noise_size,)`, or None if none is needed."""
@@ -126,17 +179,46 @@ class NoisyCell(keras.layers.Layer):
             tuple(shape) + (self.noise_size,), seed=self.seed_generator, dtype=self.compute_dtype
         )
 
-    def _noise_for_call(self, inputs, training, noise):
-        if not training:
-            return None
-        if noise is None:
-            noise = self.draw_noise((ops.shape(inputs)[0],))
-        return noise
+    def _noise_for_call(self, inputs, training, noise, counter=None):
+        if not training or noise is not None:
+            return noise if training else None
+        if counter is not None and self._call_seed is not None and self.noise_size:
+            step = ops.cast(counter[0, 0], "int32")
+            seed = self._call_seed + ops.stack([ops.zeros_like(step), step])
+            return _stateless_uniform((ops.shape(inputs)[0], self.noise_size), seed, self.compute_dtype)
+        return self.draw_noise((ops.shape(inputs)[0],))
+
+    def get_dropout_mask(self, step_input):
+        # Keras' RNN calls this before its loop, outside JAX's scan: draw the seed of this call here.
+        if self._counts_steps() and self._call_seed is None and _stateless_uniform_available():
+            self._call_seed = keras.random.randint((2,), 0, 2**30, seed=self.seed_generator, dtype="int32")
+        return super().get_dropout_mask(step_input)
+
+    def reset_dropout_mask(self):
+        super().reset_dropout_mask()
+        self._call_seed = None
 
     def get_config(self):
         config = super().get_config()
         config["seed"] = self.seed
         return config
+
+
+def _stateless_uniform_available():
+    # Other backends (torch, numpy) run Keras' RNN as a Python loop, where the
+    # seed generator gives fresh noise at every step anyway.
+    return keras.backend.backend() in ("tensorflow", "jax")
+
+
+def _stateless_uniform(shape, seed, dtype):
+    """Uniform [0, 1) noise that depends only on `seed` (int32 [2])."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.random.stateless_uniform(shape, seed=seed, dtype=dtype)
+    import jax
+
+    return jax.random.uniform(ops.cast(seed, "uint32"), shape, dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -355,15 +437,18 @@ class RUMCell(NoisyCell):
     def call(self, inputs, states, training=False, noise=None):
         if not isinstance(states, (list, tuple)):
             states = [states]
-        noise = self._noise_for_call(inputs, training, noise)
-        return self.recurrent_step(self.project_inputs(inputs), list(states), noise)
+        states, counter = self._take_step_counter(states)
+        noise = self._noise_for_call(inputs, training, noise, counter)
+        output, new_states = self.recurrent_step(self.project_inputs(inputs), states, noise)
+        return output, new_states + self._next_step_counter(counter)
 
     def get_initial_state(self, batch_size=None):
+        counter = self._step_counter_state(batch_size)
         h = ops.zeros((batch_size, self.units), dtype=self.compute_dtype)
         if self.lambda_ == 0:
-            return [h]
+            return [h] + counter
         eye = ops.reshape(ops.eye(self.units, dtype=self.compute_dtype), (1, self.units * self.units))
-        return [h, ops.tile(eye, (batch_size, 1))]
+        return [h, ops.tile(eye, (batch_size, 1))] + counter
 
     def get_config(self):
         config = super().get_config()
@@ -468,8 +553,8 @@ class LayerNormLSTMCell(NoisyCell):
 
     def call(self, inputs, states, training=False, noise=None):
         n = self.units
-        h, c = states[0], states[1]
-        noise = self._noise_for_call(inputs, training, noise)
+        (h, c), counter = self._take_step_counter(states)
+        noise = self._noise_for_call(inputs, training, noise, counter)
         z = ops.matmul(ops.concatenate([inputs, h], axis=-1), self.kernel) + self.bias
         z = layer_norm(z, self.gate_ln_gamma, self.gate_ln_beta, blocks=4)
         i, j, f, o = z[:, :n], z[:, n : 2 * n], z[:, 2 * n : 3 * n], z[:, 3 * n :]
@@ -481,10 +566,11 @@ class LayerNormLSTMCell(NoisyCell):
             noise_h, noise_c = noise[:, :offset], noise[:, offset:]
         new_h = zoneout(new_h, h, self.zoneout_keep_h, noise_h)
         new_c = zoneout(new_c, c, self.zoneout_keep_c, noise_c)
-        return new_h, [new_h, new_c]
+        return new_h, [new_h, new_c] + self._next_step_counter(counter)
 
     def get_initial_state(self, batch_size=None):
-        return [ops.zeros((batch_size, self.units), dtype=self.compute_dtype) for _ in range(2)]
+        zeros = [ops.zeros((batch_size, self.units), dtype=self.compute_dtype) for _ in range(2)]
+        return zeros + self._step_counter_state(batch_size)
 
     def get_config(self):
         config = super().get_config()
@@ -527,10 +613,13 @@ class FastSlowCell(NoisyCell):
             slow_cell = keras.layers.deserialize(slow_cell)
         if len(fast_cells) < 2:
             raise ValueError(f"FastSlowCell needs at least two fast cells, got {len(fast_cells)}.")
+        _check_keep("keep_prob", keep_prob)
+        for cell in fast_cells + [slow_cell]:
+            if isinstance(cell, NoisyCell):
+                cell.take_noise_from_caller()  # their noise is a slice of this cell's
         sizes = {tuple(_as_list(c.state_size)) for c in fast_cells}
         if len(sizes) != 1:
             raise ValueError(f"The fast cells must share their state sizes, got {sorted(sizes)}.")
-        _check_keep("keep_prob", keep_prob)
         self.fast_cells = fast_cells
         self.slow_cell = slow_cell
         self.keep_prob = keep_prob
@@ -552,6 +641,12 @@ class FastSlowCell(NoisyCell):
     def noise_size(self):
         return sum(self._noise_layout()) if self.input_dim is not None else 0
 
+    def _uses_step_noise(self):
+        cells = self.fast_cells + [self.slow_cell]
+        return (self.keep_prob is not None and self.keep_prob < 1.0) or any(
+            isinstance(c, NoisyCell) and c._uses_step_noise() for c in cells
+        )
+
     def build(self, input_shape):
         self.input_dim = input_shape[-1]
         widths = [self.input_dim, self.slow_cell.output_size] + [1] * (len(self.fast_cells) - 2)
@@ -562,7 +657,8 @@ class FastSlowCell(NoisyCell):
                 cell.build((None, width))
 
     def call(self, inputs, states, training=False, noise=None):
-        noise = self._noise_for_call(inputs, training, noise)
+        states, counter = self._take_step_counter(states)
+        noise = self._noise_for_call(inputs, training, noise, counter)
         slices = iter(_split(noise, self._noise_layout()))
         drop_in, drop_fast, drop_slow, drop_out = (next(slices) for _ in range(4))
         cell_noise = list(slices)
@@ -577,7 +673,8 @@ class FastSlowCell(NoisyCell):
         fast_out, fast_state = self._step(self.fast_cells[1], x, fast_state, training, cell_noise[1])
         for i, cell in enumerate(self.fast_cells[2:], start=2):
             fast_out, fast_state = self._step(cell, fast_out[:, :1] * 0.0, fast_state, training, cell_noise[i])
-        return dropout(fast_out, self.keep_prob, drop_out), fast_state + slow_state
+        output = dropout(fast_out, self.keep_prob, drop_out)
+        return output, fast_state + slow_state + self._next_step_counter(counter)
 
     @staticmethod
     def _step(cell, x, states, training, noise):
@@ -588,7 +685,8 @@ class FastSlowCell(NoisyCell):
         return out, _as_list(new)
 
     def get_initial_state(self, batch_size=None):
-        return _initial_state(self.fast_cells[0], batch_size) + _initial_state(self.slow_cell, batch_size)
+        states = _initial_state(self.fast_cells[0], batch_size) + _initial_state(self.slow_cell, batch_size)
+        return states + self._step_counter_state(batch_size)
 
     def get_config(self):
         config = super().get_config()

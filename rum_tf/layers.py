@@ -20,6 +20,11 @@ class Recurrent(keras.layers.RNN):
     return_state, go_backwards, stateful, unroll, zero_output_for_mask).
     """
 
+    def __init__(self, cell, **kwargs):
+        if isinstance(cell, cells_lib.NoisyCell):
+            cell.take_noise_from_caller()  # so it carries no step counter
+        super().__init__(cell, **kwargs)
+
     def reset_state(self):
         # Keras resets states to zeros; the λ=1 memory must restart at the identity.
         if self.states is not None:

@@ -11,7 +11,7 @@ import keras
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PORTABLE_MODULES = ["test_rotation.py", "test_cells.py", "test_layers.py", "test_baselines.py"]
+PORTABLE_MODULES = ["test_rotation.py", "test_cells.py", "test_layers.py", "test_baselines.py", "test_keras_rnn.py"]
 
 
 @pytest.mark.skipif(keras.backend.backend() == "jax", reason="already running under JAX")

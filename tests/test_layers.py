@@ -9,9 +9,8 @@ import pytest
 from keras import ops
 
 import numpy_reference as ref
-from conftest import backend, finite_differences, gradients, randomize, weight_gradients, weights_of
+from conftest import NoiseProbe, backend, finite_differences, gradients, randomize, weight_gradients, weights_of
 from rum_tf import RUM, FastSlowCell, LayerNormLSTMCell, Recurrent, RUMCell
-from rum_tf.cells import NoisyCell
 
 B, T, D, N = 4, 9, 5, 6
 
@@ -168,24 +167,8 @@ def test_layer_exposes_cell_arguments_and_weights():
         RUM(N, input_projection="hoisted")
 
 
-class _NoiseProbe(NoisyCell):
-    """Outputs the noise it is given, to see what the layer feeds each step."""
-
-    state_size = [3]
-    output_size = 3
-
-    @property
-    def noise_size(self):
-        return 3
-
-    def call(self, inputs, states, training=False, noise=None):
-        noise = self._noise_for_call(inputs, training, noise)
-        out = ops.zeros_like(states[0]) if noise is None else noise
-        return out, [states[0]]
-
-
 def test_training_noise_is_fresh_at_every_step():
-    layer = Recurrent(_NoiseProbe(seed=1), return_sequences=True)
+    layer = Recurrent(NoiseProbe(seed=1), return_sequences=True)
     x = _x(7, t=12)
     inference = _np(layer(x))
     assert not inference.any()
