@@ -71,6 +71,19 @@ def blockwise_initializer(initializer, sizes, axis):
     return init
 
 
+def _by_rows(rows, top, bottom, constraint=False):
+    """A regularizer (or constraint) applying `top` to a weight's first `rows` rows and `bottom` to the rest.
+
+    RUM's gate kernel holds the input rows and the state rows in one variable.
+    """
+    if top is None and bottom is None:
+        return None
+    if constraint:
+        keep = lambda c, w: w if c is None else c(w)
+        return lambda w: ops.concatenate([keep(top, w[:rows]), keep(bottom, w[rows:])], axis=0)
+    return lambda w: sum(r(part) for r, part in ((top, w[:rows]), (bottom, w[rows:])) if r is not None)
+
+
 def layer_norm(x, gamma, beta, blocks=1, epsilon=LN_EPSILON):
     """Layer norm over each of `blocks` equal slices of the last axis.
 
@@ -255,7 +268,20 @@ class RUMCell(NoisyCell):
       gate_bias_initializer: default constant 1.0.
       embedding_kernel_initializer: default orthogonal.
       embedding_bias_initializer: default zeros.
-      seed: seed of the zoneout noise.
+      dropout: fraction of the input units dropped (training only), as in
+        Keras' GRU: one mask per sequence on x, before both of x's products
+        (with W_g's input rows and with W_e).
+      recurrent_dropout: fraction of the state units dropped where h meets W_g's
+        state rows (the gates), one mask per sequence, as Keras' GRU drops h
+        only before its recurrent kernel. The rotation R h, the memory M h and
+        the update u h use the whole h: they carry the state without weights,
+        and the rotation is norm-preserving only on the state itself.
+      kernel_regularizer, kernel_constraint: on the input weights: W_g's input
+        rows (its first d rows) and W_e.
+      recurrent_regularizer, recurrent_constraint: on W_g's state rows (its
+        last N rows).
+      bias_regularizer, bias_constraint: on b_g (and b_e when used).
+      seed: seed of the zoneout and dropout noise.
       **kwargs: base layer arguments (name, dtype, ...). A mixed-precision
         dtype policy is replaced by float32 (SPEC §6).
 
@@ -280,12 +306,23 @@ class RUMCell(NoisyCell):
         gate_bias_initializer=keras.initializers.Constant(1.0),
         embedding_kernel_initializer="orthogonal",
         embedding_bias_initializer="zeros",
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
         seed=None,
         **kwargs,
     ):
         super().__init__(seed=seed, **kwargs)
         if isinstance(units, bool) or not isinstance(units, int) or units < 1:
             raise ValueError(f"units must be a positive integer, got {units!r}.")
+        for name, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+            if not 0.0 <= rate < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {rate!r}.")
         if isinstance(lambda_, bool) or lambda_ not in (0, 1):
             raise ValueError(f"lambda_ must be 0 or 1, got {lambda_!r}.")
         if eta is not None and not eta > 0:
@@ -306,6 +343,14 @@ class RUMCell(NoisyCell):
         self.gate_bias_initializer = keras.initializers.get(gate_bias_initializer)
         self.embedding_kernel_initializer = keras.initializers.get(embedding_kernel_initializer)
         self.embedding_bias_initializer = keras.initializers.get(embedding_bias_initializer)
+        self.dropout = float(dropout)
+        self.recurrent_dropout = float(recurrent_dropout)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = keras.regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.recurrent_constraint = keras.constraints.get(recurrent_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
         self.state_size = [units] if self.lambda_ == 0 else [units, units * units]
         self.output_size = units + 1 if self.track_angle else units
 
@@ -325,17 +370,29 @@ class RUMCell(NoisyCell):
             initializer=blockwise_initializer(self.gate_kernel_initializer, [n] * (gate_width // n), axis=1),
             name="gate_kernel",
             trainable=self.trainable_rot,
+            # W_g's input rows are a kernel, its state rows the recurrent kernel (as in Keras' GRU).
+            regularizer=_by_rows(d, self.kernel_regularizer, self.recurrent_regularizer),
+            constraint=_by_rows(d, self.kernel_constraint, self.recurrent_constraint, constraint=True),
         )
+        bias_args = dict(regularizer=self.bias_regularizer, constraint=self.bias_constraint)
         self.gate_bias = self.add_weight(
-            shape=(gate_width,), initializer=self.gate_bias_initializer, name="gate_bias", trainable=self.trainable_rot
+            shape=(gate_width,),
+            initializer=self.gate_bias_initializer,
+            name="gate_bias",
+            trainable=self.trainable_rot,
+            **bias_args,
         )
         self.embedding_kernel = self.add_weight(
-            shape=(d, n), initializer=self.embedding_kernel_initializer, name="embedding_kernel"
+            shape=(d, n),
+            initializer=self.embedding_kernel_initializer,
+            name="embedding_kernel",
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
         )
         self.embedding_bias = None
         if self.use_embedding_bias:
             self.embedding_bias = self.add_weight(
-                shape=(n,), initializer=self.embedding_bias_initializer, name="embedding_bias"
+                shape=(n,), initializer=self.embedding_bias_initializer, name="embedding_bias", **bias_args
             )
         if self.use_layer_norm:
             self.gate_ln_gamma = self.add_weight(shape=(gate_width,), initializer="ones", name="gate_ln_gamma")
@@ -377,7 +434,7 @@ class RUMCell(NoisyCell):
             embedded = embedded + self.embedding_bias
         return gates, embedded
 
-    def recurrent_step(self, projected, states, noise=None, recurrent_kernel=None):
+    def recurrent_step(self, projected, states, noise=None, recurrent_kernel=None, recurrent_mask=None):
         """The state half of a step, given `project_inputs` of this step's input.
 
         Args:
@@ -385,6 +442,8 @@ class RUMCell(NoisyCell):
           states: [h] or [h, M_flat].
           noise: None (inference) or uniforms [B, N] for zoneout.
           recurrent_kernel: W_g's state rows, if already sliced by the caller.
+          recurrent_mask: None, or the recurrent dropout mask [B, N] (scaled by
+            1 / (1 - rate)) applied to h where it meets W_g's state rows.
 
         Returns:
           (output, new_states).
@@ -394,7 +453,7 @@ class RUMCell(NoisyCell):
         if recurrent_kernel is None:
             recurrent_kernel = self.gate_kernel[self.input_dim :]
         input_gates, embedded = projected
-        gates = input_gates + ops.matmul(h, recurrent_kernel)
+        gates = input_gates + ops.matmul(h if recurrent_mask is None else h * recurrent_mask, recurrent_kernel)
         update = None
         if self.update_gate:
             target, update = ops.split(gates, 2, axis=-1)
@@ -439,8 +498,24 @@ class RUMCell(NoisyCell):
             states = [states]
         states, counter = self._take_step_counter(states)
         noise = self._noise_for_call(inputs, training, noise, counter)
-        output, new_states = self.recurrent_step(self.project_inputs(inputs), states, noise)
+        input_mask, recurrent_mask = self.dropout_masks(inputs, states[0], training)
+        if input_mask is not None:
+            inputs = inputs * input_mask
+        output, new_states = self.recurrent_step(self.project_inputs(inputs), states, noise, None, recurrent_mask)
         return output, new_states + self._next_step_counter(counter)
+
+    def dropout_masks(self, inputs, h, training):
+        """(input mask or None, recurrent mask or None) of `dropout`/`recurrent_dropout`.
+
+        As in Keras' GRU, one mask per sequence (Keras' RNN draws them before the
+        loop; they are cached until it resets them), scaled by 1 / (1 - rate).
+        """
+        if not training:
+            return None, None
+        return (
+            self.get_dropout_mask(inputs) if self.dropout else None,
+            self.get_recurrent_dropout_mask(h) if self.recurrent_dropout else None,
+        )
 
     def get_initial_state(self, batch_size=None):
         counter = self._step_counter_state(batch_size)
@@ -468,6 +543,14 @@ class RUMCell(NoisyCell):
             gate_bias_initializer=keras.initializers.serialize(self.gate_bias_initializer),
             embedding_kernel_initializer=keras.initializers.serialize(self.embedding_kernel_initializer),
             embedding_bias_initializer=keras.initializers.serialize(self.embedding_bias_initializer),
+            dropout=self.dropout,
+            recurrent_dropout=self.recurrent_dropout,
+            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
+            recurrent_regularizer=keras.regularizers.serialize(self.recurrent_regularizer),
+            bias_regularizer=keras.regularizers.serialize(self.bias_regularizer),
+            kernel_constraint=keras.constraints.serialize(self.kernel_constraint),
+            recurrent_constraint=keras.constraints.serialize(self.recurrent_constraint),
+            bias_constraint=keras.constraints.serialize(self.bias_constraint),
         )
         return config
 

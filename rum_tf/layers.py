@@ -90,8 +90,12 @@ class RUM(Recurrent):
       units, lambda_, eta, activation, use_layer_norm, zoneout_keep_h,
       update_gate, trainable_rot, track_angle, use_embedding_bias, eps,
       gate_kernel_initializer, gate_bias_initializer,
-      embedding_kernel_initializer, embedding_bias_initializer, seed:
-        as in `RUMCell`.
+      embedding_kernel_initializer, embedding_bias_initializer, dropout,
+      recurrent_dropout, kernel_regularizer, recurrent_regularizer,
+      bias_regularizer, kernel_constraint, recurrent_constraint,
+      bias_constraint, seed:
+        as in `RUMCell` (the Keras GRU arguments of the same names; the
+        `RUMCell` docstring says which weight each one touches).
       input_projection: "sequence" projects the inputs of all time steps in one
         matmul before the loop; "step" projects each step's input inside the
         loop; "auto" (default) picks "step" on CPU, where it measured faster
@@ -125,6 +129,14 @@ class RUM(Recurrent):
         "gate_bias_initializer",
         "embedding_kernel_initializer",
         "embedding_bias_initializer",
+        "dropout",
+        "recurrent_dropout",
+        "kernel_regularizer",
+        "recurrent_regularizer",
+        "bias_regularizer",
+        "kernel_constraint",
+        "recurrent_constraint",
+        "bias_constraint",
         "seed",
     )
 
@@ -170,14 +182,25 @@ class RUM(Recurrent):
             return self.cell.project_inputs(sequences, self.cell.input_weights())
         return sequences
 
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        states = initial_state if isinstance(initial_state, (list, tuple)) else [initial_state]
+        # The dropout masks are one per sequence: the input mask is applied to the whole sequence here.
+        input_mask, self._recurrent_mask = self.cell.dropout_masks(sequences[:, 0], states[0], training)
+        if input_mask is not None:
+            sequences = sequences * ops.expand_dims(input_mask, 1)
+        return super().inner_loop(sequences, initial_state, mask, training)
+
     def _make_step(self, training):
         cell = self.cell
         recurrent_kernel = cell.gate_kernel[cell.input_dim :]  # sliced once, not per step
+        recurrent_mask = self._recurrent_mask
         if self._projects_sequence():
-            return lambda projected, states, noise: cell.recurrent_step(projected, states, noise, recurrent_kernel)
+            return lambda projected, states, noise: cell.recurrent_step(
+                projected, states, noise, recurrent_kernel, recurrent_mask
+            )
         weights = cell.input_weights()  # built once, outside the loop
         return lambda x, states, noise: cell.recurrent_step(
-            cell.project_inputs(x, weights), states, noise, recurrent_kernel
+            cell.project_inputs(x, weights), states, noise, recurrent_kernel, recurrent_mask
         )
 
     def get_config(self):

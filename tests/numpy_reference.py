@@ -51,7 +51,7 @@ ACTIVATIONS = {
 
 
 def rum_step(x, h, m, w, lambda_=0, eta=None, activation="relu", layer_norm_on=False,
-             zoneout_keep_h=None, update_gate=True, eps=EPS):
+             zoneout_keep_h=None, update_gate=True, eps=EPS, recurrent_mask=None):
     """One RUM step for one example at inference (zoneout expectation).
 
     w: dict with gate_kernel (d+N, 2N), gate_bias (2N), embedding_kernel (d, N),
@@ -62,7 +62,9 @@ def rum_step(x, h, m, w, lambda_=0, eta=None, activation="relu", layer_norm_on=F
     """
     x = np.asarray(x, np.float64)
     n = h.shape[0]
-    g = np.concatenate([x, h]) @ w["gate_kernel"] + w["gate_bias"]
+    # recurrent_mask: dropout on h where it meets the gate kernel's state rows only.
+    h_gates = h if recurrent_mask is None else h * recurrent_mask
+    g = np.concatenate([x, h_gates]) @ w["gate_kernel"] + w["gate_bias"]
     if update_gate:  # without the update gate the official cell has only the r half
         r, u = g[:n], sigmoid(g[n:])
         if layer_norm_on:

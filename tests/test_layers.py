@@ -9,7 +9,7 @@ import pytest
 from keras import ops
 
 import numpy_reference as ref
-from conftest import NoiseProbe, backend, finite_differences, gradients, randomize, weight_gradients, weights_of
+from conftest import NoiseProbe, assert_config_round_trip, backend, finite_differences, gradients, randomize, weight_gradients, weights_of
 from rum_tf import RUM, FastSlowCell, LayerNormLSTMCell, Recurrent, RUMCell
 
 B, T, D, N = 4, 9, 5, 6
@@ -235,3 +235,78 @@ def test_values_and_gradients_are_finite_for_any_input(lambda_, eta, policy):
                 np.testing.assert_allclose(out[i], want, atol=5e-5, rtol=1e-4)
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+def test_gru_arguments_are_accepted_and_serialised():
+    kwargs = dict(
+        dropout=0.2,
+        recurrent_dropout=0.3,
+        kernel_regularizer="l2",
+        recurrent_regularizer="l1",
+        bias_regularizer="l2",
+        kernel_constraint="max_norm",
+        recurrent_constraint="non_neg",
+        bias_constraint="unit_norm",
+    )
+    layer = RUM(N, **kwargs)
+    layer.build((None, None, D))
+    config = layer.get_config()
+    assert config["dropout"] == 0.2 and config["recurrent_dropout"] == 0.3
+    assert RUM.from_config(config).get_config() == config
+    assert_config_round_trip(layer.cell)
+    with pytest.raises(ValueError, match="dropout"):
+        RUM(N, dropout=1.0)
+
+
+def test_regularizers_touch_the_documented_weights():
+    kernel, recurrent, bias = keras.regularizers.L2(0.1), keras.regularizers.L1(0.2), keras.regularizers.L2(0.3)
+    layer = _built_rum(
+        use_embedding_bias=True, kernel_regularizer=kernel, recurrent_regularizer=recurrent, bias_regularizer=bias
+    )
+    w = weights_of(layer)
+    want = (
+        0.1 * (np.sum(w["gate_kernel"][:D] ** 2) + np.sum(w["embedding_kernel"] ** 2))
+        + 0.2 * np.sum(np.abs(w["gate_kernel"][D:]))
+        + 0.3 * (np.sum(w["gate_bias"] ** 2) + np.sum(w["embedding_bias"] ** 2))
+    )
+    layer(_x())
+    np.testing.assert_allclose(sum(float(_np(loss)) for loss in layer.losses), want, rtol=1e-5)
+
+
+def test_constraints_touch_the_documented_weights():
+    non_neg = keras.constraints.NonNeg()
+    inputs = keras.Input((T, D))
+    rum = RUM(N, kernel_constraint=non_neg, bias_constraint=non_neg)
+    model = keras.Model(inputs, keras.layers.Dense(1)(rum(inputs)))
+    model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
+    model.fit(_x(), np.full((B, 1), 5.0, np.float32), epochs=2, verbose=0)
+    w = weights_of(rum)
+    for name in ("embedding_kernel", "gate_bias"):
+        assert w[name].min() >= 0.0, name
+    assert w["gate_kernel"][:D].min() >= 0.0
+    assert w["gate_kernel"][D:].min() < 0.0  # the state rows have no constraint here
+
+
+@pytest.mark.parametrize("input_projection", ["sequence", "step"])
+def test_dropout_masks_the_inputs_and_the_state_before_the_gates(input_projection, monkeypatch):
+    layer = _built_rum(
+        lambda_=1, eta=1.0, dropout=0.5, recurrent_dropout=0.5, return_sequences=True, input_projection=input_projection
+    )
+    rng = np.random.default_rng(12)
+    input_mask = (rng.random((B, D)) < 0.5).astype(np.float32) * 2.0
+    recurrent_mask = (rng.random((B, N)) < 0.5).astype(np.float32) * 2.0
+    # The masks Keras' RNN asks the cell for before its loop, fixed here to compare with the reference.
+    monkeypatch.setattr(layer.cell, "get_dropout_mask", lambda x: ops.convert_to_tensor(input_mask))
+    monkeypatch.setattr(layer.cell, "get_recurrent_dropout_mask", lambda h: ops.convert_to_tensor(recurrent_mask))
+    x = _x(13)
+    got = _np(layer(x, training=True))
+    w = weights_of(layer)
+    for i in range(B):
+        h, m = np.zeros(N), np.eye(N)
+        for t in range(T):
+            _, h, m = ref.rum_step(x[i, t] * input_mask[i], h, m, w, lambda_=1, eta=1.0,
+                                   recurrent_mask=recurrent_mask[i])
+            np.testing.assert_allclose(got[i, t], h, atol=5e-5, rtol=1e-4)
+    plain = keras.layers.RNN(layer.cell, return_sequences=True)
+    np.testing.assert_allclose(_np(plain(x, training=True)), got, atol=1e-5)
+    np.testing.assert_allclose(_np(layer(x)), _np(plain(x)), atol=1e-5)  # inference: no dropout
