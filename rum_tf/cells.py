@@ -9,7 +9,9 @@ Randomness (zoneout, dropout) comes in as uniform noise: `call` takes an
 optional `noise` tensor [batch, cell.noise_size] and draws it itself when
 training without one. The layers of `rum_tf.layers` draw the noise of every
 time step before the recurrence and pass it in, because a random draw inside
-the loop would repeat the same mask at every step under JAX's `lax.scan`.
+the loop would repeat the same mask at every step under JAX's `lax.scan`; in a
+plain `keras.layers.RNN` the cells key each step's draw on a step counter
+carried as an extra state (`NoisyCell`).
 """
 
 import keras
@@ -193,8 +195,10 @@ class NoisyCell(keras.layers.Layer, DropoutRNNCell):
         )
 
     def _noise_for_call(self, inputs, training, noise, counter=None):
-        if not training or noise is not None:
-            return noise if training else None
+        if not training:
+            return None
+        if noise is not None:
+            return noise
         if counter is not None and self._call_seed is not None and self.noise_size:
             step = ops.cast(counter[0, 0], "int32")
             seed = self._call_seed + ops.stack([ops.zeros_like(step), step])
@@ -454,7 +458,6 @@ class RUMCell(NoisyCell):
             recurrent_kernel = self.gate_kernel[self.input_dim :]
         input_gates, embedded = projected
         gates = input_gates + ops.matmul(h if recurrent_mask is None else h * recurrent_mask, recurrent_kernel)
-        update = None
         if self.update_gate:
             target, update = ops.split(gates, 2, axis=-1)
             update = ops.sigmoid(update)

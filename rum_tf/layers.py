@@ -113,6 +113,19 @@ class RUM(Recurrent):
 
     cell_class = cells_lib.RUMCell  # a subclass may swap in a RUMCell variant
 
+    # RUMCell's arguments named as Keras GRU's (no official counterpart; the task binaries have no
+    # flags for them).
+    KERAS_GRU_ARGS = (
+        "dropout",
+        "recurrent_dropout",
+        "kernel_regularizer",
+        "recurrent_regularizer",
+        "bias_regularizer",
+        "kernel_constraint",
+        "recurrent_constraint",
+        "bias_constraint",
+    )
+
     # The RUMCell arguments the layer takes and hands to its cell.
     CELL_ARGS = (
         "lambda_",
@@ -129,16 +142,8 @@ class RUM(Recurrent):
         "gate_bias_initializer",
         "embedding_kernel_initializer",
         "embedding_bias_initializer",
-        "dropout",
-        "recurrent_dropout",
-        "kernel_regularizer",
-        "recurrent_regularizer",
-        "bias_regularizer",
-        "kernel_constraint",
-        "recurrent_constraint",
-        "bias_constraint",
         "seed",
-    )
+    ) + KERAS_GRU_ARGS
 
     INPUT_PROJECTIONS = ("auto", "sequence", "step")
 
