@@ -311,6 +311,17 @@ def test_stop_when_ends_the_run_records_why_and_is_not_rerun(tmp_path):
     assert again == summary and os.path.getmtime(tmp_path / "stop" / "results.json") == mtime
 
 
+def test_a_stricter_stop_when_continues_a_stopped_run(tmp_path):
+    loose = loop.run(_toy_task(), _config(tmp_path, steps=100, stop_when="loss<=1e9:2"))
+    assert loose["steps"] == 20
+    strict = loop.run(_toy_task(), _config(tmp_path, steps=100, stop_when="loss<=1e9:4"))
+    assert strict["steps"] == 40 and strict["stopped"]["rule"] == "loss<=1e+09:4"
+    rows = results.read_curve(str(tmp_path / "curve.csv"))
+    assert [r["step"] for r in rows] == [10, 20, 30, 40]
+    whole = loop.run(_toy_task(), _config(tmp_path / "whole", steps=100, stop_when="loss<=1e9:4"))
+    assert whole["metrics"] == strict["metrics"]  # continued exactly from the checkpoint at 20
+
+
 def test_stop_when_streak_survives_a_resume(tmp_path):
     config = dict(steps=80, stop_when="loss<=1e9:3")  # holds at every evaluation: stops at step 30
     with pytest.raises(KeyboardInterrupt):  # killed at 25: checkpoint 20 holds two of the three

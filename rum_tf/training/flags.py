@@ -30,8 +30,9 @@ ALL_GROUPS = tuple(_GROUPS)
 SYNTHETIC_GROUPS = ("model", "optimizer", "run", "synthetic")
 
 # Flags that may change between the sessions of one run (they do not change what is
-# trained): --steps can extend a finished run, the others are how it is executed.
-RESUME_NEUTRAL = ("output_dir", "steps", "jit_compile", "strategy", "tpu")
+# trained up to a step): --steps and --stop_when can extend a finished run, the others are
+# how it is executed.
+RESUME_NEUTRAL = ("output_dir", "steps", "stop_when", "jit_compile", "strategy", "tpu")
 
 
 class UsageError(Exception):

@@ -103,7 +103,7 @@ class RunConfig:
     tpu: str = ""
     flags: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     flagfile_text: str = ""
-    resume_neutral: Sequence[str] = ("output_dir", "steps", "jit_compile", "strategy", "tpu")
+    resume_neutral: Sequence[str] = ("output_dir", "steps", "stop_when", "jit_compile", "strategy", "tpu")
     log_every_s: float = 60.0
     stop_when: Optional[str] = None  # a `callbacks.StopRule`: end before `steps` once it holds
 
@@ -220,6 +220,22 @@ def _format_metrics(metrics):
     return " ".join(f"{k} {v:.4g}" for k, v in metrics.items())
 
 
+def _already_finished(finished, config):
+    """Whether a finished run is what `config` asks for: trained to --steps, or stopped by the same rule.
+
+    A run that another --stop_when (or none) ended early continues from its last checkpoint, as a
+    larger --steps continues a finished run.
+    """
+    stopped = finished.get("stopped")
+    if stopped:
+        try:
+            rule = str(callbacks_lib.StopRule.parse(config.stop_when)) if config.stop_when else None
+        except ValueError:
+            rule = None  # _stop_rule reports it
+        return stopped.get("rule") == rule or (rule is None and finished.get("steps") == config.steps)
+    return finished.get("steps") == config.steps
+
+
 def _stop_rule(config, task):
     """The run's `StopRule`, or None; RunError when it names a metric the run does not log."""
     if not config.stop_when:
@@ -257,7 +273,7 @@ def _run(task, config, session_start):
     finished = results.read_results(out)
     if finished is not None:
         _check_same_run(finished.get("flags"), config, "results.json")
-        if finished.get("steps") == config.steps or finished.get("stopped"):
+        if _already_finished(finished, config):
             logging.info("%s: already finished (%s steps); results in %s: test %s", task.name, finished["steps"],
                          os.path.join(out, results.RESULTS_FILE),
                          _format_metrics(finished.get("metrics", {}).get("test", {})))
