@@ -3,9 +3,9 @@
 Automatic differentiation of the λ=1 loop keeps the memory M_t of every step
 (T B N^2 floats) and replays every op of the rank-2 update backwards. Here the
 forward pass keeps, per step, only B N-sized tensors: h_{t-1} and the factors
-(p, basis) of the memory's rank-2 update D_t = D_{t-1} + p basis
+(p, basis) of the memory's rank-2 update D_t = D_{t-1} + p^T basis
 (`rotation.memory_step`, D = M - I), plus the final D_T. The backward pass
-walks t = T ... 1: it rebuilds D_{t-1} = D_t - p basis (`rotation.memory_unstep`,
+walks t = T ... 1: it rebuilds D_{t-1} = D_t - p^T basis (`rotation.memory_unstep`,
 O(N^2)), recomputes step t from (x_t, h_{t-1}, D_{t-1}) and back-propagates
 through that one step with the backend's local VJP, accumulating the weight
 gradients. Memory is O(B N^2 + T B N) whatever T is.

@@ -225,7 +225,7 @@ def memory_step(offset, a, b, h, eps=EPS):
     """`associative_rotate` on the memory carried as its offset D = M - I.
 
     The cells carry D, not M, so that a zero state is the identity memory
-    (Keras' RNN layers reset every state to zeros). D' = D + p basis is the
+    (Keras' RNN layers reset every state to zeros). D' = D + p^T basis is the
     same rank-2 update (M x = D x + x, p = M [u v] K); its factors are returned too, so that
     the step can be undone exactly (`memory_unstep`), also where R(a, b) is
     not orthogonal (a or b zero, where the guards make R a projection). The
@@ -318,8 +318,8 @@ def _products(m, rows):
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        # A transposed operand of MatMul: 1.6x faster than this einsum on CPU,
-        # which transposes m first (measured at B=128, N=100).
+        # MatMul with a transposed operand: faster than this einsum on CPU
+        # (an A/B of the whole λ=1 training step is in docs/BENCHMARKS.md).
         return tf.linalg.matmul(rows, m, transpose_b=True)
     return ops.einsum("...ij,...kj->...ki", m, rows)
 
