@@ -17,6 +17,7 @@ the TensorFlow profiler and sums the time of the executed ops by op type. A benc
 
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -365,6 +366,7 @@ def profile_ops(shape, xla, rows, steps):
                         op_type = name.rsplit(":", 1)[-1]
                         total, count = by_type.get(op_type, (0.0, 0))
                         by_type[op_type] = (total + event.duration_ps / 1e9 / steps, count + 1 / steps)
+        shutil.rmtree(logdir, ignore_errors=True)
         results[row] = (wall, by_type)
         print(f"  profiled {shape} xla={xla} {row}", file=sys.stderr)
     return results
