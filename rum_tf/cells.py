@@ -9,13 +9,14 @@ Randomness (zoneout, dropout) comes in as uniform noise: `call` takes an
 optional `noise` tensor [batch, cell.noise_size] and draws it itself when
 training without one. The layers of `rum_tf.layers` draw the noise of every
 time step before the recurrence and pass it in, because a random draw inside
-the loop would repeat the same mask at every step under JAX's `lax.scan`.
+the loop would repeat the same mask at every step under JAX's `lax.scan`; in a
+plain `keras.layers.RNN` the cells key each step's draw on a step counter
+carried as an extra state (`NoisyCell`).
 """
-
-import copy
 
 import keras
 from keras import ops
+from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell  # the hook Keras' RNN calls before its loop
 
 from rum_tf import rotation
 
@@ -37,6 +38,52 @@ def _float32_if_mixed(dtype):
 def _check_keep(name, value):
     if value is not None and not 0.0 < value <= 1.0:
         raise ValueError(f"{name} must be None or in (0, 1], got {value!r}.")
+
+
+def clone_initializer(initializer, k):
+    """A fresh copy of `initializer` for the k-th weight (or block) it fills.
+
+    A Keras initializer instance repeats its values, so weights of equal shape
+    sharing one would be equal; each gets a copy whose seed is offset by k (or
+    a new random seed when none was given).
+    """
+    config = keras.initializers.serialize(keras.initializers.get(initializer))
+    inner = config.get("config", {}) if isinstance(config, dict) else {}
+    if inner.get("seed") is not None:
+        inner["seed"] = inner["seed"] + k
+    return keras.initializers.deserialize(config)
+
+
+def blockwise_initializer(initializer, sizes, axis):
+    """An initializer that fills consecutive blocks of `sizes` along `axis` with separate draws.
+
+    The official code draws separately some weights that rum_tf keeps in one
+    variable (the r and u halves of RUM's gate kernel; the input and state rows
+    of the LN-LSTM kernel); block k uses `clone_initializer(initializer, k)`.
+    """
+
+    def init(shape, dtype=None):
+        blocks = []
+        for k, size in enumerate(sizes):
+            block_shape = list(shape)
+            block_shape[axis] = size
+            blocks.append(clone_initializer(initializer, k)(tuple(block_shape), dtype))
+        return ops.concatenate(blocks, axis=axis)
+
+    return init
+
+
+def _by_rows(rows, top, bottom, constraint=False):
+    """A regularizer (or constraint) applying `top` to a weight's first `rows` rows and `bottom` to the rest.
+
+    RUM's gate kernel holds the input rows and the state rows in one variable.
+    """
+    if top is None and bottom is None:
+        return None
+    if constraint:
+        keep = lambda c, w: w if c is None else c(w)
+        return lambda w: ops.concatenate([keep(top, w[:rows]), keep(bottom, w[rows:])], axis=0)
+    return lambda w: sum(r(part) for r, part in ((top, w[:rows]), (bottom, w[rows:])) if r is not None)
 
 
 def layer_norm(x, gamma, beta, blocks=1, epsilon=LN_EPSILON):
@@ -76,18 +123,70 @@ def dropout(x, keep, noise):
     return x * ops.cast(noise < keep, x.dtype) / keep
 
 
-class NoisyCell(keras.layers.Layer):
-    """Base of the cells: noise drawing (`noise_size`, `draw_noise`) and the float32 policy."""
+class NoisyCell(keras.layers.Layer, DropoutRNNCell):
+    """Base of the cells: training noise (`noise_size`, `draw_noise`) and the float32 policy.
+
+    Noise for a step comes, in order of preference, from the `noise` argument
+    (`rum_tf.Recurrent` and `RUM` draw all steps before the loop; a
+    `FastSlowCell` hands its sub-cells their slices), from a stateless draw
+    keyed on a per-call seed and a step counter (inside a plain
+    `keras.layers.RNN`), or from the cell's `SeedGenerator` (a cell called by
+    hand). The step counter is why a cell with training noise has one more
+    state, of size 1, in a plain Keras RNN: inside JAX's `lax.scan` a loop-carried
+    value is the only thing that differs between steps. Keras' RNN asks a
+    `DropoutRNNCell` for its masks before the loop (`get_dropout_mask`); that is
+    where the per-call seed is drawn, so that every call (batch) gets fresh masks.
+    """
 
     def __init__(self, seed=None, dtype=None, **kwargs):
         super().__init__(dtype=_float32_if_mixed(dtype), **kwargs)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+        self.dropout = 0.0  # DropoutRNNCell's variational masks; RUMCell sets them
+        self.recurrent_dropout = 0.0
+        self._state_size = []
+        self._noise_passed_in = False
+        self._call_seed = None
 
     @property
     def noise_size(self):
         """Uniforms per example per step that training needs (0 if none)."""
         return 0
+
+    def _uses_step_noise(self):
+        """Whether training draws noise at every step (known before `build`)."""
+        return bool(self.noise_size)
+
+    def take_noise_from_caller(self):
+        """Called by a layer or cell that passes `noise` to every call: no step counter then."""
+        self._noise_passed_in = True
+
+    def _counts_steps(self):
+        return self._uses_step_noise() and not self._noise_passed_in
+
+    @property
+    def state_size(self):
+        return list(self._state_size) + ([1] if self._counts_steps() else [])
+
+    @state_size.setter
+    def state_size(self, value):
+        self._state_size = list(value)
+
+    def _step_counter_state(self, batch_size):
+        """The initial step counter, [] when the cell has none."""
+        return [ops.zeros((batch_size, 1), dtype=self.compute_dtype)] if self._counts_steps() else []
+
+    def _take_step_counter(self, states):
+        """(states without the step counter, counter or None)."""
+        states = list(states)
+        if self._counts_steps() and len(states) == len(self.state_size):
+            return states[:-1], states[-1]
+        return states, None
+
+    @staticmethod
+    def _next_step_counter(counter):
+        # float32 counts exactly up to 2^24; the per-call seed makes wrapping harmless.
+        return [] if counter is None else [ops.mod(counter + 1.0, 2.0**24)]
 
     def draw_noise(self, shape):
         """Uniform noise of shape `shape + (noise_size,)`, or None if none is needed."""
@@ -97,17 +196,48 @@ class NoisyCell(keras.layers.Layer):
             tuple(shape) + (self.noise_size,), seed=self.seed_generator, dtype=self.compute_dtype
         )
 
-    def _noise_for_call(self, inputs, training, noise):
+    def _noise_for_call(self, inputs, training, noise, counter=None):
         if not training:
             return None
-        if noise is None:
-            noise = self.draw_noise((ops.shape(inputs)[0],))
-        return noise
+        if noise is not None:
+            return noise
+        if counter is not None and self._call_seed is not None and self.noise_size:
+            step = ops.cast(counter[0, 0], "int32")
+            seed = self._call_seed + ops.stack([ops.zeros_like(step), step])
+            return _stateless_uniform((ops.shape(inputs)[0], self.noise_size), seed, self.compute_dtype)
+        return self.draw_noise((ops.shape(inputs)[0],))
+
+    def get_dropout_mask(self, step_input):
+        # Keras' RNN calls this before its loop, outside JAX's scan: draw the seed of this call here.
+        if self._counts_steps() and self._call_seed is None and _stateless_uniform_available():
+            self._call_seed = keras.random.randint((2,), 0, 2**30, seed=self.seed_generator, dtype="int32")
+        return super().get_dropout_mask(step_input)
+
+    def reset_dropout_mask(self):
+        super().reset_dropout_mask()
+        self._call_seed = None
 
     def get_config(self):
         config = super().get_config()
         config["seed"] = self.seed
         return config
+
+
+def _stateless_uniform_available():
+    # Other backends (torch, numpy) run Keras' RNN as a Python loop, where the
+    # seed generator gives fresh noise at every step anyway.
+    return keras.backend.backend() in ("tensorflow", "jax")
+
+
+def _stateless_uniform(shape, seed, dtype):
+    """Uniform [0, 1) noise that depends only on `seed` (int32 [2])."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.random.stateless_uniform(shape, seed=seed, dtype=dtype)
+    import jax
+
+    return jax.random.uniform(ops.cast(seed, "uint32"), shape, dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -131,8 +261,11 @@ class RUMCell(NoisyCell):
       activation: activation of the candidate (default "relu").
       use_layer_norm: layer norm on [r; u] (after the sigmoid) and on e + h~.
       zoneout_keep_h: None (off) or the probability of keeping the new h.
-      update_gate: if False, h' = c.
-      trainable_rot: whether the gate kernel W_g is trained.
+      update_gate: if False, h' = c, and the gates are only the r half:
+        W_g (d+N, N), b_g (N,) and, with layer norm, one LN block on r (the
+        official parameter count).
+      trainable_rot: whether the gate kernel W_g and gate bias b_g are trained
+        (False freezes both, as the later official code).
       track_angle: if True the output is [cos θ; h] (size N + 1).
       use_embedding_bias: adds b_e (the 2017 code had it; the current one not).
       eps: epsilon of the normalisations (1e-12, as tf.nn.l2_normalize).
@@ -141,7 +274,20 @@ class RUMCell(NoisyCell):
       gate_bias_initializer: default constant 1.0.
       embedding_kernel_initializer: default orthogonal.
       embedding_bias_initializer: default zeros.
-      seed: seed of the zoneout noise.
+      dropout: fraction of the input units dropped (training only), as in
+        Keras' GRU: one mask per sequence on x, before both of x's products
+        (with W_g's input rows and with W_e).
+      recurrent_dropout: fraction of the state units dropped where h meets W_g's
+        state rows (the gates), one mask per sequence, as Keras' GRU drops h
+        only before its recurrent kernel. The rotation R h, the memory M h and
+        the update u h use the whole h: they carry the state without weights,
+        and the rotation is norm-preserving only on the state itself.
+      kernel_regularizer, kernel_constraint: on the input weights: W_g's input
+        rows (its first d rows) and W_e.
+      recurrent_regularizer, recurrent_constraint: on W_g's state rows (its
+        last N rows).
+      bias_regularizer, bias_constraint: on b_g (and b_e when used).
+      seed: seed of the zoneout and dropout noise.
       **kwargs: base layer arguments (name, dtype, ...). A mixed-precision
         dtype policy is replaced by float32 (SPEC §6).
 
@@ -167,12 +313,23 @@ class RUMCell(NoisyCell):
         gate_bias_initializer=keras.initializers.Constant(1.0),
         embedding_kernel_initializer="orthogonal",
         embedding_bias_initializer="zeros",
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
         seed=None,
         **kwargs,
     ):
         super().__init__(seed=seed, **kwargs)
         if isinstance(units, bool) or not isinstance(units, int) or units < 1:
             raise ValueError(f"units must be a positive integer, got {units!r}.")
+        for name, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+            if not 0.0 <= rate < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {rate!r}.")
         if isinstance(lambda_, bool) or lambda_ not in (0, 1):
             raise ValueError(f"lambda_ must be 0 or 1, got {lambda_!r}.")
         if eta is not None and not eta > 0:
@@ -193,6 +350,14 @@ class RUMCell(NoisyCell):
         self.gate_bias_initializer = keras.initializers.get(gate_bias_initializer)
         self.embedding_kernel_initializer = keras.initializers.get(embedding_kernel_initializer)
         self.embedding_bias_initializer = keras.initializers.get(embedding_bias_initializer)
+        self.dropout = float(dropout)
+        self.recurrent_dropout = float(recurrent_dropout)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = keras.regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.recurrent_constraint = keras.constraints.get(recurrent_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
         self.state_size = [units] if self.lambda_ == 0 else [units, units * units]
         self.output_size = units + 1 if self.track_angle else units
 
@@ -205,35 +370,40 @@ class RUMCell(NoisyCell):
         n = self.units
         self.input_dim = d
 
-        def blockwise(shape, dtype=None):
-            # Each N-column half is its own draw (orthonormal columns each). An
-            # initializer instance repeats its values, so each half gets a copy
-            # with its own seed (seed + k when one was given).
-            config = keras.initializers.serialize(self.gate_kernel_initializer)
-            blocks = []
-            for k in range(2):
-                block_config = copy.deepcopy(config)
-                seed = block_config.get("config", {}).get("seed")
-                if seed is not None:
-                    block_config["config"]["seed"] = seed + k
-                blocks.append(keras.initializers.deserialize(block_config)((shape[0], n), dtype))
-            return ops.concatenate(blocks, axis=1)
-
+        gate_width = 2 * n if self.update_gate else n  # update_gate=False: only the r half, as official
         self.gate_kernel = self.add_weight(
-            shape=(d + n, 2 * n), initializer=blockwise, name="gate_kernel", trainable=self.trainable_rot
+            shape=(d + n, gate_width),
+            # Each N-column block (r, then u) is its own draw, as in the official code.
+            initializer=blockwise_initializer(self.gate_kernel_initializer, [n] * (gate_width // n), axis=1),
+            name="gate_kernel",
+            trainable=self.trainable_rot,
+            # W_g's input rows are a kernel, its state rows the recurrent kernel (as in Keras' GRU).
+            regularizer=_by_rows(d, self.kernel_regularizer, self.recurrent_regularizer),
+            constraint=_by_rows(d, self.kernel_constraint, self.recurrent_constraint, constraint=True),
         )
-        self.gate_bias = self.add_weight(shape=(2 * n,), initializer=self.gate_bias_initializer, name="gate_bias")
+        bias_args = dict(regularizer=self.bias_regularizer, constraint=self.bias_constraint)
+        self.gate_bias = self.add_weight(
+            shape=(gate_width,),
+            initializer=self.gate_bias_initializer,
+            name="gate_bias",
+            trainable=self.trainable_rot,
+            **bias_args,
+        )
         self.embedding_kernel = self.add_weight(
-            shape=(d, n), initializer=self.embedding_kernel_initializer, name="embedding_kernel"
+            shape=(d, n),
+            initializer=self.embedding_kernel_initializer,
+            name="embedding_kernel",
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
         )
         self.embedding_bias = None
         if self.use_embedding_bias:
             self.embedding_bias = self.add_weight(
-                shape=(n,), initializer=self.embedding_bias_initializer, name="embedding_bias"
+                shape=(n,), initializer=self.embedding_bias_initializer, name="embedding_bias", **bias_args
             )
         if self.use_layer_norm:
-            self.gate_ln_gamma = self.add_weight(shape=(2 * n,), initializer="ones", name="gate_ln_gamma")
-            self.gate_ln_beta = self.add_weight(shape=(2 * n,), initializer="zeros", name="gate_ln_beta")
+            self.gate_ln_gamma = self.add_weight(shape=(gate_width,), initializer="ones", name="gate_ln_gamma")
+            self.gate_ln_beta = self.add_weight(shape=(gate_width,), initializer="zeros", name="gate_ln_beta")
             self.candidate_ln_gamma = self.add_weight(shape=(n,), initializer="ones", name="candidate_ln_gamma")
             self.candidate_ln_beta = self.add_weight(shape=(n,), initializer="zeros", name="candidate_ln_beta")
 
@@ -264,14 +434,15 @@ class RUMCell(NoisyCell):
         """
         if weights is not None:
             kernel, bias = weights
-            return ops.split(ops.matmul(inputs, kernel) + bias, [2 * self.units], axis=-1)
+            return ops.split(ops.matmul(inputs, kernel) + bias, [kernel.shape[-1] - self.units], axis=-1)
         gates = ops.matmul(inputs, self.gate_kernel[: self.input_dim]) + self.gate_bias
         embedded = ops.matmul(inputs, self.embedding_kernel)
         if self.embedding_bias is not None:
             embedded = embedded + self.embedding_bias
         return gates, embedded
 
-    def recurrent_step(self, projected, states, noise=None, recurrent_kernel=None, return_memory_factors=False):
+    def recurrent_step(self, projected, states, noise=None, recurrent_kernel=None, recurrent_mask=None,
+                       return_memory_factors=False):
         """The state half of a step, given `project_inputs` of this step's input.
 
         Args:
@@ -279,6 +450,8 @@ class RUMCell(NoisyCell):
           states: [h] or [h, (M - I) flattened].
           noise: None (inference) or uniforms [B, N] for zoneout.
           recurrent_kernel: W_g's state rows, if already sliced by the caller.
+          recurrent_mask: None, or the recurrent dropout mask [B, N] (scaled by
+            1 / (1 - rate)) applied to h where it meets W_g's state rows.
           return_memory_factors: (λ=1) also return the factors of the memory's
             rank-2 update (`rotation.memory_step`), which undo the step.
 
@@ -290,16 +463,18 @@ class RUMCell(NoisyCell):
         if recurrent_kernel is None:
             recurrent_kernel = self.gate_kernel[self.input_dim :]
         input_gates, embedded = projected
-        gates = input_gates + ops.matmul(h, recurrent_kernel)
-        if self.use_layer_norm:
-            # LN acts on [r; sigmoid(u)], per N-block.
-            target, update = ops.split(gates, 2, axis=-1)
-            gates = ops.concatenate([target, ops.sigmoid(update)], axis=-1)
-            gates = layer_norm(gates, self.gate_ln_gamma, self.gate_ln_beta, blocks=2)
-            target, update = ops.split(gates, 2, axis=-1)
-        else:
+        gates = input_gates + ops.matmul(h if recurrent_mask is None else h * recurrent_mask, recurrent_kernel)
+        if self.update_gate:
             target, update = ops.split(gates, 2, axis=-1)
             update = ops.sigmoid(update)
+            if self.use_layer_norm:
+                # LN acts on [r; sigmoid(u)], per N-block.
+                gates = layer_norm(ops.concatenate([target, update], axis=-1), self.gate_ln_gamma, self.gate_ln_beta, 2)
+                target, update = ops.split(gates, 2, axis=-1)
+        else:
+            target = gates
+            if self.use_layer_norm:
+                target = layer_norm(target, self.gate_ln_gamma, self.gate_ln_beta)
 
         factors = None
         if self.lambda_ == 0:
@@ -333,12 +508,32 @@ class RUMCell(NoisyCell):
     def call(self, inputs, states, training=False, noise=None):
         if not isinstance(states, (list, tuple)):
             states = [states]
-        noise = self._noise_for_call(inputs, training, noise)
-        return self.recurrent_step(self.project_inputs(inputs), list(states), noise)
+        states, counter = self._take_step_counter(states)
+        noise = self._noise_for_call(inputs, training, noise, counter)
+        input_mask, recurrent_mask = self.dropout_masks(inputs, states[0], training)
+        if input_mask is not None:
+            inputs = inputs * input_mask
+        output, new_states = self.recurrent_step(self.project_inputs(inputs), states, noise, None, recurrent_mask)
+        return output, new_states + self._next_step_counter(counter)
+
+    def dropout_masks(self, inputs, h, training):
+        """(input mask or None, recurrent mask or None) of `dropout`/`recurrent_dropout`.
+
+        As in Keras' GRU, one mask per sequence (Keras' RNN draws them before the
+        loop; they are cached until it resets them), scaled by 1 / (1 - rate).
+        """
+        if not training:
+            return None, None
+        return (
+            self.get_dropout_mask(inputs) if self.dropout else None,
+            self.get_recurrent_dropout_mask(h) if self.recurrent_dropout else None,
+        )
 
     def get_initial_state(self, batch_size=None):
         # All zeros, also for λ=1: the memory is carried as M - I, and M_0 = I.
-        return [ops.zeros((batch_size, size), dtype=self.compute_dtype) for size in self.state_size]
+        sizes = [self.units] if self.lambda_ == 0 else [self.units, self.units * self.units]
+        zeros = [ops.zeros((batch_size, size), dtype=self.compute_dtype) for size in sizes]
+        return zeros + self._step_counter_state(batch_size)
 
     def get_config(self):
         config = super().get_config()
@@ -358,6 +553,14 @@ class RUMCell(NoisyCell):
             gate_bias_initializer=keras.initializers.serialize(self.gate_bias_initializer),
             embedding_kernel_initializer=keras.initializers.serialize(self.embedding_kernel_initializer),
             embedding_bias_initializer=keras.initializers.serialize(self.embedding_bias_initializer),
+            dropout=self.dropout,
+            recurrent_dropout=self.recurrent_dropout,
+            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
+            recurrent_regularizer=keras.regularizers.serialize(self.recurrent_regularizer),
+            bias_regularizer=keras.regularizers.serialize(self.bias_regularizer),
+            kernel_constraint=keras.constraints.serialize(self.kernel_constraint),
+            recurrent_constraint=keras.constraints.serialize(self.recurrent_constraint),
+            bias_constraint=keras.constraints.serialize(self.bias_constraint),
         )
         return config
 
@@ -389,7 +592,9 @@ class LayerNormLSTMCell(NoisyCell):
       zoneout_keep_h: None (off) or probability of keeping the new h (0.9).
       zoneout_keep_c: None (off) or probability of keeping the new c (0.5).
       forget_bias: added to f before the sigmoid (1.0).
-      kernel_initializer: for W, shape (d + units, 4 units); orthogonal.
+      kernel_initializer: for W, shape (d + units, 4 units), rows [x; h]; the
+        x rows and the h rows are separate draws (W_xh and W_hh of the
+        official code); orthogonal.
       bias_initializer: zeros.
       seed: seed of the zoneout noise.
       **kwargs: base layer arguments.
@@ -429,7 +634,10 @@ class LayerNormLSTMCell(NoisyCell):
     def build(self, input_shape):
         d = input_shape[-1]
         n = self.units
-        self.kernel = self.add_weight(shape=(d + n, 4 * n), initializer=self.kernel_initializer, name="kernel")
+        # W_xh and W_hh are separate draws in the official code; one variable here, rows [x; h].
+        self.kernel = self.add_weight(
+            shape=(d + n, 4 * n), initializer=blockwise_initializer(self.kernel_initializer, [d, n], axis=0), name="kernel"
+        )
         self.bias = self.add_weight(shape=(4 * n,), initializer=self.bias_initializer, name="bias")
         self.gate_ln_gamma = self.add_weight(shape=(4 * n,), initializer="ones", name="gate_ln_gamma")
         self.gate_ln_beta = self.add_weight(shape=(4 * n,), initializer="zeros", name="gate_ln_beta")
@@ -438,8 +646,8 @@ class LayerNormLSTMCell(NoisyCell):
 
     def call(self, inputs, states, training=False, noise=None):
         n = self.units
-        h, c = states[0], states[1]
-        noise = self._noise_for_call(inputs, training, noise)
+        (h, c), counter = self._take_step_counter(states)
+        noise = self._noise_for_call(inputs, training, noise, counter)
         z = ops.matmul(ops.concatenate([inputs, h], axis=-1), self.kernel) + self.bias
         z = layer_norm(z, self.gate_ln_gamma, self.gate_ln_beta, blocks=4)
         i, j, f, o = z[:, :n], z[:, n : 2 * n], z[:, 2 * n : 3 * n], z[:, 3 * n :]
@@ -451,10 +659,11 @@ class LayerNormLSTMCell(NoisyCell):
             noise_h, noise_c = noise[:, :offset], noise[:, offset:]
         new_h = zoneout(new_h, h, self.zoneout_keep_h, noise_h)
         new_c = zoneout(new_c, c, self.zoneout_keep_c, noise_c)
-        return new_h, [new_h, new_c]
+        return new_h, [new_h, new_c] + self._next_step_counter(counter)
 
     def get_initial_state(self, batch_size=None):
-        return [ops.zeros((batch_size, self.units), dtype=self.compute_dtype) for _ in range(2)]
+        zeros = [ops.zeros((batch_size, self.units), dtype=self.compute_dtype) for _ in range(2)]
+        return zeros + self._step_counter_state(batch_size)
 
     def get_config(self):
         config = super().get_config()
@@ -497,10 +706,13 @@ class FastSlowCell(NoisyCell):
             slow_cell = keras.layers.deserialize(slow_cell)
         if len(fast_cells) < 2:
             raise ValueError(f"FastSlowCell needs at least two fast cells, got {len(fast_cells)}.")
+        _check_keep("keep_prob", keep_prob)
+        for cell in fast_cells + [slow_cell]:
+            if isinstance(cell, NoisyCell):
+                cell.take_noise_from_caller()  # their noise is a slice of this cell's
         sizes = {tuple(_as_list(c.state_size)) for c in fast_cells}
         if len(sizes) != 1:
             raise ValueError(f"The fast cells must share their state sizes, got {sorted(sizes)}.")
-        _check_keep("keep_prob", keep_prob)
         self.fast_cells = fast_cells
         self.slow_cell = slow_cell
         self.keep_prob = keep_prob
@@ -522,6 +734,12 @@ class FastSlowCell(NoisyCell):
     def noise_size(self):
         return sum(self._noise_layout()) if self.input_dim is not None else 0
 
+    def _uses_step_noise(self):
+        cells = self.fast_cells + [self.slow_cell]
+        return (self.keep_prob is not None and self.keep_prob < 1.0) or any(
+            isinstance(c, NoisyCell) and c._uses_step_noise() for c in cells
+        )
+
     def build(self, input_shape):
         self.input_dim = input_shape[-1]
         widths = [self.input_dim, self.slow_cell.output_size] + [1] * (len(self.fast_cells) - 2)
@@ -532,7 +750,8 @@ class FastSlowCell(NoisyCell):
                 cell.build((None, width))
 
     def call(self, inputs, states, training=False, noise=None):
-        noise = self._noise_for_call(inputs, training, noise)
+        states, counter = self._take_step_counter(states)
+        noise = self._noise_for_call(inputs, training, noise, counter)
         slices = iter(_split(noise, self._noise_layout()))
         drop_in, drop_fast, drop_slow, drop_out = (next(slices) for _ in range(4))
         cell_noise = list(slices)
@@ -547,7 +766,8 @@ class FastSlowCell(NoisyCell):
         fast_out, fast_state = self._step(self.fast_cells[1], x, fast_state, training, cell_noise[1])
         for i, cell in enumerate(self.fast_cells[2:], start=2):
             fast_out, fast_state = self._step(cell, fast_out[:, :1] * 0.0, fast_state, training, cell_noise[i])
-        return dropout(fast_out, self.keep_prob, drop_out), fast_state + slow_state
+        output = dropout(fast_out, self.keep_prob, drop_out)
+        return output, fast_state + slow_state + self._next_step_counter(counter)
 
     @staticmethod
     def _step(cell, x, states, training, noise):
@@ -558,7 +778,8 @@ class FastSlowCell(NoisyCell):
         return out, _as_list(new)
 
     def get_initial_state(self, batch_size=None):
-        return _initial_state(self.fast_cells[0], batch_size) + _initial_state(self.slow_cell, batch_size)
+        states = _initial_state(self.fast_cells[0], batch_size) + _initial_state(self.slow_cell, batch_size)
+        return states + self._step_counter_state(batch_size)
 
     def get_config(self):
         config = super().get_config()

@@ -21,6 +21,11 @@ class Recurrent(keras.layers.RNN):
     return_state, go_backwards, stateful, unroll, zero_output_for_mask).
     """
 
+    def __init__(self, cell, **kwargs):
+        if isinstance(cell, cells_lib.NoisyCell):
+            cell.take_noise_from_caller()  # so it carries no step counter
+        super().__init__(cell, **kwargs)
+
     def _step_inputs(self, sequences):
         """What the loop scans over besides the noise; `RUM` may project the inputs here."""
         return sequences
@@ -79,12 +84,17 @@ class RUM(Recurrent):
       units, lambda_, eta, activation, use_layer_norm, zoneout_keep_h,
       update_gate, trainable_rot, track_angle, use_embedding_bias, eps,
       gate_kernel_initializer, gate_bias_initializer,
-      embedding_kernel_initializer, embedding_bias_initializer, seed:
-        as in `RUMCell`.
+      embedding_kernel_initializer, embedding_bias_initializer, dropout,
+      recurrent_dropout, kernel_regularizer, recurrent_regularizer,
+      bias_regularizer, kernel_constraint, recurrent_constraint,
+      bias_constraint, seed:
+        as in `RUMCell` (the Keras GRU arguments of the same names; the
+        `RUMCell` docstring says which weight each one touches).
       reversible: (λ=1) differentiate the recurrence with the reversible
         backward pass of `rum_tf.reversible` (default True): training memory
         O(B N^2 + T B N) instead of T B N^2, same values and gradients. False
-        differentiates the loop automatically (kept for comparison).
+        differentiates the loop automatically (kept for comparison). Training
+        with `recurrent_dropout` also takes the automatic path.
       input_projection: "sequence" projects the inputs of all time steps in one
         matmul before the loop; "step" projects each step's input inside the
         loop; "auto" (default) picks "step" on CPU, where it measured faster
@@ -101,6 +111,19 @@ class RUM(Recurrent):
     """
 
     cell_class = cells_lib.RUMCell  # a subclass may swap in a RUMCell variant
+
+    # RUMCell's arguments named as Keras GRU's (no official counterpart; the task binaries have no
+    # flags for them).
+    KERAS_GRU_ARGS = (
+        "dropout",
+        "recurrent_dropout",
+        "kernel_regularizer",
+        "recurrent_regularizer",
+        "bias_regularizer",
+        "kernel_constraint",
+        "recurrent_constraint",
+        "bias_constraint",
+    )
 
     # The RUMCell arguments the layer takes and hands to its cell.
     CELL_ARGS = (
@@ -119,7 +142,7 @@ class RUM(Recurrent):
         "embedding_kernel_initializer",
         "embedding_bias_initializer",
         "seed",
-    )
+    ) + KERAS_GRU_ARGS
 
     INPUT_PROJECTIONS = ("auto", "sequence", "step")
 
@@ -140,6 +163,7 @@ class RUM(Recurrent):
             raise ValueError(f"input_projection must be one of {self.INPUT_PROJECTIONS}, got {input_projection!r}.")
         self.input_projection = input_projection
         self.reversible = bool(reversible)
+        self._recurrent_mask = None  # set per call by inner_loop
         cell_kwargs = {k: kwargs.pop(k) for k in self.CELL_ARGS if k in kwargs}
         dtype = kwargs.get("dtype")
         cell = self.cell_class(units, dtype=dtype, name="rum_cell", **cell_kwargs)
@@ -165,20 +189,31 @@ class RUM(Recurrent):
             return self.cell.project_inputs(sequences, self.cell.input_weights())
         return sequences
 
+
     def _make_step(self, training):
         cell = self.cell
         recurrent_kernel = cell.gate_kernel[cell.input_dim :]  # sliced once, not per step
+        recurrent_mask = self._recurrent_mask
         if self._projects_sequence():
-            return lambda projected, states, noise: cell.recurrent_step(projected, states, noise, recurrent_kernel)
+            return lambda projected, states, noise: cell.recurrent_step(
+                projected, states, noise, recurrent_kernel, recurrent_mask
+            )
         weights = cell.input_weights()  # built once, outside the loop
         return lambda x, states, noise: cell.recurrent_step(
-            cell.project_inputs(x, weights), states, noise, recurrent_kernel
+            cell.project_inputs(x, weights), states, noise, recurrent_kernel, recurrent_mask
         )
 
     def _runs_reversible(self):
-        return self.reversible and self.cell.lambda_ == 1 and not self.unroll and reversible_lib.supported()
+        # The reversible step takes no recurrent dropout mask: that rare case differentiates automatically.
+        return (self.reversible and self.cell.lambda_ == 1 and not self.unroll and self._recurrent_mask is None
+                and reversible_lib.supported())
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
+        states = initial_state if isinstance(initial_state, (list, tuple)) else [initial_state]
+        # The dropout masks are one per sequence: the input mask is applied to the whole sequence here.
+        input_mask, self._recurrent_mask = self.cell.dropout_masks(sequences[:, 0], states[0], training)
+        if input_mask is not None:
+            sequences = sequences * ops.expand_dims(input_mask, 1)
         if not self._runs_reversible():
             return super().inner_loop(sequences, initial_state, mask, training=training)
         cell = self.cell

@@ -4,6 +4,7 @@
                       [--data_dir DIR] [--out DIR]
     bash reproduce.sh --full --report_only --out docs/results/full   # render only
     bash reproduce.sh --full --record DIR     # DIR's finished runs become the results of record
+    bash reproduce.sh --full --report_only --out docs/results/full --readme README.md
 
 Each row runs as `python -m tasks.<task> --flagfile=flags/<file> --output_dir=<out>/<run id>`.
 A row whose results.json is finished is not run again, so an interrupted reproduction
@@ -39,6 +40,8 @@ flags.DEFINE_string("targets", os.path.join(ROOT, "flags", "targets.toml"), "The
 flags.DEFINE_string("rows", None, "Only the rows whose run id (flagfile path) contains this text.")
 flags.DEFINE_string("extra_flags", "", "Flags appended to every row's command (e.g. to shrink a test run).")
 flags.DEFINE_bool("report_only", False, "Run nothing: write RESULTS.md from the runs already in --out.")
+flags.DEFINE_string("readme", None, "Also write the tables and plots into this Markdown file, between the lines "
+                    "'<!-- <scale>-results:begin -->' and '<!-- <scale>-results:end -->' (which it must have).")
 flags.DEFINE_string("record", None, "Run nothing: copy every finished run under this folder (one <run id> "
                     "sub-folder per row, as --out holds them) into docs/results/<scale>/<run id>/, replacing "
                     "that row's folder, then write RESULTS.md there.")
@@ -115,6 +118,22 @@ def record(rows, scale, source, dest):
     return recorded
 
 
+def update_readme(path, scale, outcomes, plots):
+    """Replace the block between the file's `<!-- <scale>-results:begin/end -->` lines by the tables."""
+    begin, end = f"<!-- {scale}-results:begin -->", f"<!-- {scale}-results:end -->"
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise app.UsageError(f"--readme={path} needs one line {begin} and, after it, one line {end}")
+    base = os.path.dirname(os.path.abspath(path))
+    lines = report.tables_markdown(outcomes, base, heading="####")
+    for title, plot in plots:
+        lines += [f"![{title}]({os.path.relpath(plot, base)})", ""]
+    lines += [f"Verdicts: {report.summary_line(outcomes)}.", ""]
+    head, rest = text.split(begin, 1)
+    results_lib.atomic_write_text(path, head + begin + "\n" + "\n".join(lines) + end + rest.split(end, 1)[1])
+
+
 def _json(obj):
     import json
 
@@ -159,6 +178,9 @@ def main(argv):
                   "folder; each row's folder holds its results.json, curve.csv and flags.cfg as the run wrote them.")
     path = os.path.join(out_dir, "RESULTS.md")
     results_lib.atomic_write_text(path, report.render(outcomes, out_dir, plots, header))
+    if FLAGS.readme:
+        update_readme(FLAGS.readme, scale, outcomes, plots)
+        print(f"updated the {scale} results in {FLAGS.readme}", flush=True)
     bad = report.failed(outcomes)
     print(f"wrote {path}: {len(outcomes) - len(bad)} of {len(outcomes)} rows without a miss", flush=True)
     for o in bad:

@@ -27,8 +27,16 @@ SIN_SQUARED_FLOOR = 1e-14
 
 
 def l2_normalize(x, eps=EPS):
-    """x / sqrt(max(sum(x^2), eps)) over the last axis, as tf.nn.l2_normalize."""
+    """x / sqrt(max(sum(x^2), eps)) over the last axis: tf.nn.l2_normalize's value.
+
+    The gradient differs from tf.nn.l2_normalize's only where sum(x^2) < eps:
+    there it is zero (the floored value counts as a constant), where the
+    official one is x's gradient times 1/sqrt(eps) = 1e6. A state that stays
+    exactly 0 (zero inputs, e.g. left padding without a mask) would otherwise
+    multiply the gradient by about 1e6 per step until it overflows (SPEC §6).
+    """
     square_sum = ops.sum(ops.square(x), axis=-1, keepdims=True)
+    x = ops.where(square_sum >= eps, x, ops.stop_gradient(x))
     return x * ops.rsqrt(ops.maximum(square_sum, eps))
 
 

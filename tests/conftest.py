@@ -7,6 +7,9 @@ import sys
 import keras
 import numpy as np
 import pytest
+from keras import ops
+
+from rum_tf.cells import NoisyCell
 
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -81,6 +84,25 @@ def weight_gradients(layer, loss, *args, **kwargs):
     else:
         raise NotImplementedError(backend())
     return {v.name: np.asarray(g, np.float64) for v, g in zip(variables, grads)}
+
+
+class NoiseProbe(NoisyCell):
+    """Outputs the noise it is given, to see what the layer feeds each step."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.state_size = [3]
+        self.output_size = 3
+
+    @property
+    def noise_size(self):
+        return 3
+
+    def call(self, inputs, states, training=False, noise=None):
+        states, counter = self._take_step_counter(states)
+        noise = self._noise_for_call(inputs, training, noise, counter)
+        out = ops.zeros_like(states[0]) if noise is None else noise
+        return out, [states[0]] + self._next_step_counter(counter)
 
 
 def weights_of(layer):

@@ -39,7 +39,7 @@ def layer_norm(x, gamma, beta, blocks=1):
 
 
 def sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # = 1 / (1 + exp(-x)), without overflow for large |x|
 
 
 ACTIVATIONS = {
@@ -51,22 +51,31 @@ ACTIVATIONS = {
 
 
 def rum_step(x, h, m, w, lambda_=0, eta=None, activation="relu", layer_norm_on=False,
-             zoneout_keep_h=None, update_gate=True, eps=EPS, zoneout_mask=None):
+             zoneout_keep_h=None, update_gate=True, eps=EPS, zoneout_mask=None, recurrent_mask=None):
     """One RUM step for one example: at inference (zoneout expectation), or in
-    training with the 0/1 `zoneout_mask` [N] (1 keeps the new unit).
+    training with the 0/1 `zoneout_mask` [N] (1 keeps the new unit) and the
+    recurrent dropout mask `recurrent_mask` [N] (scaled, as the cell takes it).
 
     w: dict with gate_kernel (d+N, 2N), gate_bias (2N), embedding_kernel (d, N),
-    embedding_bias (N or None) and, with layer norm, gate_ln_gamma/beta (2N),
+    embedding_bias (N or None) and, with layer norm, gate_ln_gamma/beta (2N)
+    (N instead of 2N for the gates when update_gate is False),
     candidate_ln_gamma/beta (N). m is the λ=1 memory (ignored for λ=0).
     Returns (cos θ, new h, new m).
     """
     x = np.asarray(x, np.float64)
     n = h.shape[0]
-    g = np.concatenate([x, h]) @ w["gate_kernel"] + w["gate_bias"]
-    r, u = g[:n], sigmoid(g[n:])
-    if layer_norm_on:
-        ru = layer_norm(np.concatenate([r, u]), w["gate_ln_gamma"], w["gate_ln_beta"], blocks=2)
-        r, u = ru[:n], ru[n:]
+    # recurrent_mask: dropout on h where it meets the gate kernel's state rows only.
+    h_gates = h if recurrent_mask is None else h * recurrent_mask
+    g = np.concatenate([x, h_gates]) @ w["gate_kernel"] + w["gate_bias"]
+    if update_gate:  # without the update gate the official cell has only the r half
+        r, u = g[:n], sigmoid(g[n:])
+        if layer_norm_on:
+            ru = layer_norm(np.concatenate([r, u]), w["gate_ln_gamma"], w["gate_ln_beta"], blocks=2)
+            r, u = ru[:n], ru[n:]
+    else:
+        r = g
+        if layer_norm_on:
+            r = layer_norm(r, w["gate_ln_gamma"], w["gate_ln_beta"])
     e = x @ w["embedding_kernel"]
     if w.get("embedding_bias") is not None:
         e = e + w["embedding_bias"]

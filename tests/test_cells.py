@@ -109,9 +109,44 @@ def test_official_initialisation():
     np.testing.assert_allclose(e @ e.T, np.eye(D), atol=1e-5)  # d < N: orthonormal rows
     assert cell.embedding_bias is None
     assert cell.gate_kernel.trainable
-    frozen = RUMCell(N, trainable_rot=False)
+
+
+@pytest.mark.parametrize("ln", [False, True])
+def test_trainable_rot_false_freezes_gate_kernel_and_bias(ln):
+    frozen = RUMCell(N, trainable_rot=False, use_layer_norm=ln)
     frozen.build((None, D))
-    assert not frozen.gate_kernel.trainable and frozen.embedding_kernel.trainable
+    # The later official code passes trainable=False to the whole gate layer: kernel and bias.
+    assert not frozen.gate_kernel.trainable and not frozen.gate_bias.trainable
+    assert frozen.embedding_kernel.trainable
+    assert {v.name for v in frozen.non_trainable_weights} == {"gate_kernel", "gate_bias"}
+
+
+@pytest.mark.parametrize("ln", [False, True])
+def test_update_gate_false_has_only_the_r_half_of_the_gates(ln):
+    cell = RUMCell(N, update_gate=False, use_layer_norm=ln)
+    cell.build((None, D))
+    assert tuple(cell.gate_kernel.shape) == (D + N, N) and tuple(cell.gate_bias.shape) == (N,)
+    # The official cell: r = [x; h] W_r + b_r, x W_e, and LN weights for r and the candidate.
+    official = (D + N) * N + N + D * N + (2 * N + 2 * N if ln else 0)
+    assert cell.count_params() == official
+    k = _np(cell.gate_kernel)
+    np.testing.assert_allclose(k.T @ k, np.eye(N), atol=1e-5)  # the r block is still orthogonal
+
+
+def test_ln_lstm_draws_input_and_state_rows_separately():
+    # The official LNLSTM draws W_xh [d, 4N] and W_hh [N, 4N] separately; rum_tf keeps them as
+    # the rows of one kernel, each block drawn by its own copy of the initializer (seed, seed + 1).
+    cell = LayerNormLSTMCell(N, kernel_initializer=keras.initializers.Orthogonal(seed=3))
+    cell.build((None, D))
+    k = _np(cell.kernel)
+    np.testing.assert_allclose(k[:D], _np(keras.initializers.Orthogonal(seed=3)((D, 4 * N))), atol=1e-6)
+    np.testing.assert_allclose(k[D:], _np(keras.initializers.Orthogonal(seed=4)((N, 4 * N))), atol=1e-6)
+    default = LayerNormLSTMCell(N)
+    default.build((None, D))
+    k = _np(default.kernel)
+    for block in (k[:D], k[D:]):  # each block has orthonormal rows (d, N < 4N)
+        np.testing.assert_allclose(block @ block.T, np.eye(len(block)), atol=1e-5)
+    assert np.abs(k[:D] @ k[D:].T).max() > 0.05  # one draw over [d+N, 4N] would make this 0
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,14 @@ import keras
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PORTABLE_MODULES = ["test_rotation.py", "test_cells.py", "test_layers.py", "test_baselines.py"]
+PORTABLE_MODULES = [
+    "test_rotation.py",
+    "test_cells.py",
+    "test_layers.py",
+    "test_baselines.py",
+    "test_keras_rnn.py",
+    "test_keras_harness.py",
+]
 
 
 @pytest.mark.skipif(keras.backend.backend() == "jax", reason="already running under JAX")

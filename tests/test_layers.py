@@ -10,9 +10,8 @@ import pytest
 from keras import ops
 
 import numpy_reference as ref
-from conftest import backend, finite_differences, gradients, randomize, weight_gradients, weights_of
+from conftest import NoiseProbe, assert_config_round_trip, backend, finite_differences, gradients, randomize, weight_gradients, weights_of
 from rum_tf import RUM, FastSlowCell, LayerNormLSTMCell, Recurrent, RUMCell
-from rum_tf.cells import NoisyCell
 
 B, T, D, N = 4, 9, 5, 6
 
@@ -185,24 +184,8 @@ def test_layer_exposes_cell_arguments_and_weights():
         RUM(N, input_projection="hoisted")
 
 
-class _NoiseProbe(NoisyCell):
-    """Outputs the noise it is given, to see what the layer feeds each step."""
-
-    state_size = [3]
-    output_size = 3
-
-    @property
-    def noise_size(self):
-        return 3
-
-    def call(self, inputs, states, training=False, noise=None):
-        noise = self._noise_for_call(inputs, training, noise)
-        out = ops.zeros_like(states[0]) if noise is None else noise
-        return out, [states[0]]
-
-
 def test_training_noise_is_fresh_at_every_step():
-    layer = Recurrent(_NoiseProbe(seed=1), return_sequences=True)
+    layer = Recurrent(NoiseProbe(seed=1), return_sequences=True)
     x = _x(7, t=12)
     inference = _np(layer(x))
     assert not inference.any()
@@ -423,3 +406,106 @@ def test_reversible_equals_autodiff_for_states_and_initial_state_gradients():
         np.testing.assert_allclose(g, w, atol=2e-5, rtol=1e-4)
     for g, w in zip(layers[0](x, initial_state=[h0, d0]), layers[1](x, initial_state=[h0, d0])):
         np.testing.assert_allclose(_np(g), _np(w), atol=1e-5)
+
+# Left padding without a mask, constant, huge and tiny inputs: ten such steps, then data.
+EXTREME_INPUTS = {"zeros": 0.0, "constant": 0.7, "huge": 1e12, "tiny": 1e-20}
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+@pytest.mark.parametrize("eta", [None, 1.0])
+@pytest.mark.parametrize("lambda_", [0, 1])
+def test_values_and_gradients_are_finite_for_any_input(lambda_, eta, policy):
+    keras.config.set_dtype_policy(policy)
+    try:
+        layer = _built_rum(lambda_=lambda_, eta=eta, return_sequences=True)
+        # One example per kind of input (the examples of a batch do not interact).
+        x = np.stack([np.full((13, D), value, np.float32) for value in EXTREME_INPUTS.values()])
+        x[:, 10:] = _x(11, t=3)[0]
+        out = _np(layer(x))
+        assert np.isfinite(out).all(axis=(1, 2)).tolist() == [True] * len(EXTREME_INPUTS)
+        grads = weight_gradients(layer, lambda y: ops.sum(y * ops.cast(out, y.dtype)), x)
+        for name, grad in grads.items():
+            assert np.isfinite(grad).all(), name
+        if policy == "float32":
+            # The forward values stay those of the official formula (eps-floored norm).
+            w = weights_of(layer)
+            for i in range(len(x)):
+                want = ref.rum_sequence(x[i], w, lambda_=lambda_, eta=eta)[0]
+                np.testing.assert_allclose(out[i], want, atol=5e-5, rtol=1e-4)
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+
+def test_gru_arguments_are_accepted_and_serialised():
+    kwargs = dict(
+        dropout=0.2,
+        recurrent_dropout=0.3,
+        kernel_regularizer="l2",
+        recurrent_regularizer="l1",
+        bias_regularizer="l2",
+        kernel_constraint="max_norm",
+        recurrent_constraint="non_neg",
+        bias_constraint="unit_norm",
+    )
+    layer = RUM(N, **kwargs)
+    layer.build((None, None, D))
+    config = layer.get_config()
+    assert config["dropout"] == 0.2 and config["recurrent_dropout"] == 0.3
+    assert RUM.from_config(config).get_config() == config
+    assert_config_round_trip(layer.cell)
+    with pytest.raises(ValueError, match="dropout"):
+        RUM(N, dropout=1.0)
+
+
+def test_regularizers_touch_the_documented_weights():
+    kernel, recurrent, bias = keras.regularizers.L2(0.1), keras.regularizers.L1(0.2), keras.regularizers.L2(0.3)
+    layer = _built_rum(
+        use_embedding_bias=True, kernel_regularizer=kernel, recurrent_regularizer=recurrent, bias_regularizer=bias
+    )
+    w = weights_of(layer)
+    want = (
+        0.1 * (np.sum(w["gate_kernel"][:D] ** 2) + np.sum(w["embedding_kernel"] ** 2))
+        + 0.2 * np.sum(np.abs(w["gate_kernel"][D:]))
+        + 0.3 * (np.sum(w["gate_bias"] ** 2) + np.sum(w["embedding_bias"] ** 2))
+    )
+    layer(_x())
+    np.testing.assert_allclose(sum(float(_np(loss)) for loss in layer.losses), want, rtol=1e-5)
+
+
+def test_constraints_touch_the_documented_weights():
+    non_neg = keras.constraints.NonNeg()
+    inputs = keras.Input((T, D))
+    rum = RUM(N, kernel_constraint=non_neg, bias_constraint=non_neg)
+    model = keras.Model(inputs, keras.layers.Dense(1)(rum(inputs)))
+    model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
+    model.fit(_x(), np.full((B, 1), 5.0, np.float32), epochs=2, verbose=0)
+    w = weights_of(rum)
+    for name in ("embedding_kernel", "gate_bias"):
+        assert w[name].min() >= 0.0, name
+    assert w["gate_kernel"][:D].min() >= 0.0
+    assert w["gate_kernel"][D:].min() < 0.0  # the state rows have no constraint here
+
+
+@pytest.mark.parametrize("input_projection", ["sequence", "step"])
+def test_dropout_masks_the_inputs_and_the_state_before_the_gates(input_projection, monkeypatch):
+    layer = _built_rum(
+        lambda_=1, eta=1.0, dropout=0.5, recurrent_dropout=0.5, return_sequences=True, input_projection=input_projection
+    )
+    rng = np.random.default_rng(12)
+    input_mask = (rng.random((B, D)) < 0.5).astype(np.float32) * 2.0
+    recurrent_mask = (rng.random((B, N)) < 0.5).astype(np.float32) * 2.0
+    # The masks Keras' RNN asks the cell for before its loop, fixed here to compare with the reference.
+    monkeypatch.setattr(layer.cell, "get_dropout_mask", lambda x: ops.convert_to_tensor(input_mask))
+    monkeypatch.setattr(layer.cell, "get_recurrent_dropout_mask", lambda h: ops.convert_to_tensor(recurrent_mask))
+    x = _x(13)
+    got = _np(layer(x, training=True))
+    w = weights_of(layer)
+    for i in range(B):
+        h, m = np.zeros(N), np.eye(N)
+        for t in range(T):
+            _, h, m = ref.rum_step(x[i, t] * input_mask[i], h, m, w, lambda_=1, eta=1.0,
+                                   recurrent_mask=recurrent_mask[i])
+            np.testing.assert_allclose(got[i, t], h, atol=5e-5, rtol=1e-4)
+    plain = keras.layers.RNN(layer.cell, return_sequences=True)
+    np.testing.assert_allclose(_np(plain(x, training=True)), got, atol=1e-5)
+    np.testing.assert_allclose(_np(layer(x)), _np(plain(x)), atol=1e-5)  # inference: no dropout

@@ -79,7 +79,7 @@ def reference_rum_weights(v, layout, n=N, update_gate=True):
     The official graph computes r = [x; h] W_r + b_r and u = sigmoid([x; h] W_u + b_u),
     i.e. [r; u] from the kernel [W_r W_u] (the 2017 code stores it as one variable); its
     layer norm scales [r; u] per block by alpha and shifts by bias; e = x W_e (+ b_e).
-    Without the update gate only r exists: the reference gets a u half that it never uses.
+    Without the update gate only r exists, in the official code, in rum_tf and in the reference.
     """
     w = {"embedding_kernel": v["candidate/fully_connected/weights"],
          "embedding_bias": v.get("candidate/fully_connected/biases")}
@@ -87,15 +87,13 @@ def reference_rum_weights(v, layout, n=N, update_gate=True):
         w["gate_kernel"], w["gate_bias"] = v["gates/fully_connected/weights"], v["gates/fully_connected/biases"]
         ln_gates, ln_c = "gates/LN_r_u/", "candidate/LN_c/"
     else:
-        r_w, r_b = v["gates/fully_connected/weights"], v["gates/fully_connected/biases"]
-        u_w = v.get("gates/fully_connected_1/weights", np.zeros_like(r_w))
-        u_b = v.get("gates/fully_connected_1/biases", np.zeros_like(r_b))
-        w["gate_kernel"], w["gate_bias"] = np.concatenate([r_w, u_w], 1), np.concatenate([r_b, u_b])
+        w["gate_kernel"], w["gate_bias"] = v["gates/fully_connected/weights"], v["gates/fully_connected/biases"]
+        if update_gate:
+            w["gate_kernel"] = np.concatenate([w["gate_kernel"], v["gates/fully_connected_1/weights"]], 1)
+            w["gate_bias"] = np.concatenate([w["gate_bias"], v["gates/fully_connected_1/biases"]])
         ln_gates, ln_c = ("gates/ln_r_u/" if update_gate else "gates/ln_r/"), "candidate/ln_c/"
     if ln_c + "alpha" in v:
-        pad = 0 if update_gate else n
-        w["gate_ln_gamma"] = np.concatenate([v[ln_gates + "layer_norm_alpha"], np.ones(pad)])
-        w["gate_ln_beta"] = np.concatenate([v[ln_gates + "layer_norm_bias"], np.zeros(pad)])
+        w["gate_ln_gamma"], w["gate_ln_beta"] = v[ln_gates + "layer_norm_alpha"], v[ln_gates + "layer_norm_bias"]
         w["candidate_ln_gamma"], w["candidate_ln_beta"] = v[ln_c + "alpha"], v[ln_c + "bias"]
     return w
 
@@ -119,9 +117,6 @@ def test_rum_from_official_checkpoint_matches_reference(case, tmp_path):
     update_gate = options.get("update_gate", True)
     layer = rum_tf.RUM(N, return_sequences=True, **options)
     layer.build((None, T, D))
-    if not update_gate and layer.cell.gate_kernel.shape[-1] == 2 * N:
-        pytest.skip("this RUMCell still creates the u half with update_gate=False (issue 11, part 1): "
-                    "the official r-only layout cannot fit it")
     rng = np.random.default_rng(len(case))
     v = official_rum(rng, layout, layer_norm=options.get("use_layer_norm", False),
                      embedding_bias=options.get("use_embedding_bias", False), update_gate=update_gate)

@@ -49,3 +49,13 @@ def test_record_copies_finished_runs_exactly_and_renders_without_running(tmp_pat
         assert (dst / name).read_bytes() == (src / name).read_bytes(), name
     results_md = (recorded / "RESULTS.md").read_text(encoding="utf-8")
     assert "--report_only" in results_md and "[RUM λ=0, T=200](copying/rum_lambda0_T200)" in results_md
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- quick-results:begin -->\nold table\n<!-- quick-results:end -->\nafter\n")
+    cmd = ["bash", "reproduce.sh", "--quick", "--only", "copying", "--rows", "rum_lambda0", "--report_only",
+           "--out", str(recorded), "--readme", str(readme)]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("# x\n<!-- quick-results:begin -->\n#### copying")
+    assert "[RUM λ=0, T=200](recorded/copying/rum_lambda0_T200)" in text and text.endswith("-->\nafter\n")
+    assert "![copying: train cross-entropy / memoryless baseline](recorded/copying.png)" in text

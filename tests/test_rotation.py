@@ -203,6 +203,52 @@ def test_guard_changes_sin_by_at_most_1e_7():
     assert np.max(np.abs(_np(sin) - official)) <= 1e-7 + 1e-7 * np.max(official)
 
 
+SCALES = [1e-20, 1e-4, 1.0, 1e12]  # 1e-20: |x|^2 below eps (the floor); 1e12: |x|^2 ~ 1e25
+
+
+@pytest.mark.parametrize("scale_a", SCALES)
+@pytest.mark.parametrize("scale_b", SCALES)
+def test_rotation_matches_the_reference_and_stays_finite_at_any_scale(scale_a, scale_b):
+    a, b = _pair()
+    a, b = (a * np.float32(scale_a)).astype(np.float32), (b * np.float32(scale_b)).astype(np.float32)
+    h = RNG.normal(size=(B, N)).astype(np.float32)
+    want = [ref.rotation_matrix(a[i], b[i]) for i in range(B)]
+    y, cos = rotation.rotate_with_cos(a, b, h)
+    np.testing.assert_allclose(_np(y), np.stack([r @ h[i] for i, (r, _) in enumerate(want)]), atol=1e-5)
+    np.testing.assert_allclose(_np(cos)[:, 0], [c for _, c in want], atol=1e-6)
+    m = np.tile(np.eye(N, dtype=np.float32), (B, 1, 1))
+    new_m, new_mh, _ = rotation.associative_rotate(m, a, b, h)
+    np.testing.assert_allclose(_np(new_m), np.stack([r for r, _ in want]), atol=1e-5)
+    weights = RNG.normal(size=(B, N + 1)).astype(np.float32)
+
+    def weigh(y, cos):
+        return ops.sum(y * weights[:, :N]) + ops.sum(cos * weights[:, N:])
+
+    for g in gradients(lambda a, b, h: weigh(*rotation.rotate_with_cos(a, b, h)), a, b, h):
+        assert np.isfinite(g).all()
+    for g in gradients(lambda m, a, b, h: rotation.associative_rotate(m, a, b, h)[1], m, a, b, h):
+        assert np.isfinite(g).all()
+    for g in gradients(lambda d, a, b, h: sum(ops.sum(x) for x in rotation.memory_step(d, a, b, h)[:3]), m - m, a, b, h):
+        assert np.isfinite(g).all()
+
+
+def test_l2_normalize_keeps_the_value_and_stops_the_gradient_below_the_floor():
+    x = RNG.normal(size=(4, N)).astype(np.float32)
+    x[1] = 0.0
+    x[2] *= 1e-9  # |x|^2 ~ 1e-17 < eps
+    got = _np(rotation.l2_normalize(x))
+    want = np.stack([ref.l2n(row) for row in x.astype(np.float64)])
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-12)
+    weights = RNG.normal(size=(4, N)).astype(np.float32)
+    (grad,) = gradients(lambda x: rotation.l2_normalize(x) * weights, x)
+    # Above the floor: the official gradient, (w - y (y.w)) / |x|; below: zero, not w * 1e6.
+    for i in (0, 3):
+        y = want[i]
+        expected = (weights[i] - y * (y @ weights[i])) / np.linalg.norm(x[i].astype(np.float64))
+        np.testing.assert_allclose(grad[i], expected, rtol=1e-4, atol=1e-6)
+    assert not grad[1].any() and not grad[2].any()
+
+
 # memory_step: the λ=1 update of the memory offset D = M - I, with a hand-written gradient.
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from keras import ops
 
 from rum_tf.baselines.modrelu import complex_modrelu, modrelu
-from rum_tf.cells import _float32_if_mixed
+from rum_tf.cells import _float32_if_mixed, clone_initializer
 
 _PACKAGE = "rum_tf"
 
@@ -194,21 +194,6 @@ def eunn_transition(h, layout, theta, phi=None, omega=None):
     return h if omega is None else apply_phases(omega, h)
 
 
-def _clone_initializer(initializer, k):
-    """A fresh copy of `initializer` for the k-th weight it fills.
-
-    A Keras initializer instance repeats its values, so weights of equal shape
-    sharing one (θ and φ, or the default instance shared by all cells) would be
-    equal; each weight gets a copy whose seed is offset by k (or a new random
-    seed when none was given).
-    """
-    config = keras.initializers.serialize(initializer)
-    inner = config.get("config", {}) if isinstance(config, dict) else {}
-    if inner.get("seed") is not None:
-        inner["seed"] = inner["seed"] + k
-    return keras.initializers.deserialize(config)
-
-
 class EUNNTransitionCell(keras.layers.Layer):
     """Base of the EUNN and GORU cells: owns the angles and applies U.
 
@@ -253,12 +238,12 @@ class EUNNTransitionCell(keras.layers.Layer):
         for k, (name, shape) in enumerate(shapes):
             if math.prod(shape) == 0:  # e.g. θ_1 when capacity = 1
                 continue
-            w = self.add_weight(shape=shape, initializer=_clone_initializer(self.angle_initializer, k), name=name)
+            w = self.add_weight(shape=shape, initializer=clone_initializer(self.angle_initializer, k), name=name)
             (self._theta if name.startswith("theta") else self._phi).append(w)
         self.omega = None
         if self.complex:
             self.omega = self.add_weight(
-                shape=(self.units,), initializer=_clone_initializer(self.angle_initializer, len(shapes)), name="omega"
+                shape=(self.units,), initializer=clone_initializer(self.angle_initializer, len(shapes)), name="omega"
             )
 
     def _flat(self, weights):
@@ -342,11 +327,11 @@ class EUNNCell(EUNNTransitionCell):
     def build(self, input_shape):
         self.input_kernel = self.add_weight(
             shape=(input_shape[-1], self.state_size[0]),
-            initializer=_clone_initializer(self.input_kernel_initializer, 0),
+            initializer=clone_initializer(self.input_kernel_initializer, 0),
             name="input_kernel",
         )
         self.modrelu_bias = self.add_weight(
-            shape=(self.units,), initializer=_clone_initializer(self.modrelu_bias_initializer, 0), name="modrelu_bias"
+            shape=(self.units,), initializer=clone_initializer(self.modrelu_bias_initializer, 0), name="modrelu_bias"
         )
         self._build_transition()
 

@@ -5,8 +5,9 @@ import math
 import keras
 from keras import ops
 
-from rum_tf.baselines.eunn import EUNNTransitionCell, _clone_initializer
+from rum_tf.baselines.eunn import EUNNTransitionCell
 from rum_tf.baselines.modrelu import modrelu
+from rum_tf.cells import blockwise_initializer, clone_initializer
 
 _PACKAGE = "rum_tf"
 
@@ -67,15 +68,12 @@ class GORUCell(EUNNTransitionCell):
     def build(self, input_shape):
         n = self.units
 
-        def blockwise(shape, dtype=None):
-            # W_r and W_g are two variables in the official code: one draw each.
-            blocks = [_clone_initializer(self.recurrent_kernel_initializer, k)((shape[0], n), dtype) for k in range(2)]
-            return ops.concatenate(blocks, axis=1)
-
         def weight(name, shape, initializer):
-            return self.add_weight(shape=shape, initializer=_clone_initializer(initializer, 0), name=name)
+            return self.add_weight(shape=shape, initializer=clone_initializer(initializer, 0), name=name)
 
         self.input_kernel = weight("input_kernel", (input_shape[-1], 3 * n), self.input_kernel_initializer)
+        # W_r and W_g are two variables in the official code: one draw each.
+        blockwise = blockwise_initializer(self.recurrent_kernel_initializer, [n, n], axis=1)
         self.recurrent_kernel = self.add_weight(shape=(n, 2 * n), initializer=blockwise, name="recurrent_kernel")
         self.reset_bias = weight("reset_bias", (n,), self.reset_bias_initializer)
         self.update_bias = weight("update_bias", (n,), self.update_bias_initializer)

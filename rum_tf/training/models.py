@@ -24,9 +24,11 @@ from rum_tf.layers import RUM
 _PACKAGE = "rum_tf"
 
 # RUM's arguments that the shared flags expose, named as in `RUMCell`: all of them but the
-# numerical epsilon, the initializers and the seed (which has a flag of its own).
+# numerical epsilon, the initializers, the seed (which has a flag of its own) and the Keras GRU ones.
 RUM_OPTIONS = tuple(
-    a for a in RUM.CELL_ARGS if a not in ("eps", "seed") and not a.endswith("_initializer")
+    a
+    for a in RUM.CELL_ARGS
+    if a not in ("eps", "seed") + RUM.KERAS_GRU_ARGS and not a.endswith("_initializer")
 )
 # The EUNN/GORU arguments that the shared flags expose (rum_tf.baselines).
 BASELINE_OPTIONS = ("capacity", "fft", "complex")

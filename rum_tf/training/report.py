@@ -202,6 +202,39 @@ def _trained_on(outcome):
     return "; ".join(parts) or "—"
 
 
+def tables_markdown(outcomes, base_dir, heading="##"):
+    """The Markdown tables of `outcomes`, one per paper table, with run links relative to base_dir."""
+    lines = []
+    tables = []
+    for o in outcomes:
+        if o.row.table not in tables:
+            tables.append(o.row.table)
+    # Full-scale rows ran at different times, on machines worth naming; quick rows run together.
+    full = any(o.scale == "full" for o in outcomes)
+    for table in tables:
+        lines += [f"{heading} {table}", "", "| row | published | ours | metric | check | scale | verdict |"
+                  + (" trained on |" if full else ""), "|---|---|---|---|---|---|---|" + ("---|" if full else "")]
+        for o in (o for o in outcomes if o.row.table == table):
+            verdict = o.verdict if not o.detail else f"{o.verdict} ({o.detail})"
+            run_link = f"[{o.row.row}]({os.path.relpath(o.run_dir, base_dir)})" if o.run_dir and o.results else o.row.row
+            lines.append(
+                f"| {run_link} | {_fmt(o.row.published)} | {_fmt(o.value)} | {o.row.metric.split('.', 1)[-1]} "
+                f"| {o.threshold or '—'} | {_scale_text(o)} | {verdict} |"
+                + (f" {_trained_on(o) if o.results else '—'} |" if full else "")
+            )
+        notes = [f"- {o.row.row}: {o.row.note}" for o in outcomes if o.row.table == table and o.row.note]
+        lines += [""] + notes + ([""] if notes else [])
+    return lines
+
+
+def summary_line(outcomes):
+    """E.g. "pass: 3, missing: 20": how many rows got each verdict."""
+    counts = {}
+    for o in outcomes:
+        counts[o.verdict] = counts.get(o.verdict, 0) + 1
+    return ", ".join(f"{v}: {n}" for v, n in sorted(counts.items()))
+
+
 def render(outcomes, out_dir, plots=(), header=""):
     """RESULTS.md text: one table per paper table, then the plots (paths relative to out_dir)."""
     lines = ["# Results", ""]
@@ -214,33 +247,12 @@ def render(outcomes, out_dir, plots=(), header=""):
         "(no check at this scale).",
         "",
     ]
-    tables = []
-    for o in outcomes:
-        if o.row.table not in tables:
-            tables.append(o.row.table)
-    # Full-scale rows ran at different times, on machines worth naming; quick rows run together.
-    full = any(o.scale == "full" for o in outcomes)
-    for table in tables:
-        lines += [f"## {table}", "", "| row | published | ours | metric | check | scale | verdict |"
-                  + (" trained on |" if full else ""), "|---|---|---|---|---|---|---|" + ("---|" if full else "")]
-        for o in (o for o in outcomes if o.row.table == table):
-            verdict = o.verdict if not o.detail else f"{o.verdict} ({o.detail})"
-            run_link = f"[{o.row.row}]({os.path.relpath(o.run_dir, out_dir)})" if o.run_dir and o.results else o.row.row
-            lines.append(
-                f"| {run_link} | {_fmt(o.row.published)} | {_fmt(o.value)} | {o.row.metric.split('.', 1)[-1]} "
-                f"| {o.threshold or '—'} | {_scale_text(o)} | {verdict} |"
-                + (f" {_trained_on(o) if o.results else '—'} |" if full else "")
-            )
-        notes = [f"- {o.row.row}: {o.row.note}" for o in outcomes if o.row.table == table and o.row.note]
-        lines += [""] + notes + ([""] if notes else [])
+    lines += tables_markdown(outcomes, out_dir, heading="##")
     if plots:
         lines += ["## Learning curves", ""]
         for title, path in plots:
             lines += [f"### {title}", "", f"![{title}]({os.path.relpath(path, out_dir)})", ""]
-    counts = {}
-    for o in outcomes:
-        counts[o.verdict] = counts.get(o.verdict, 0) + 1
-    lines += ["## Summary", "", ", ".join(f"{v}: {n}" for v, n in sorted(counts.items())), ""]
+    lines += ["## Summary", "", summary_line(outcomes), ""]
     return "\n".join(lines)
 
 
