@@ -3,6 +3,7 @@
     python -m rum_tf.benchmark [--xla=both|on|off] [--shapes=copying,recall50,recall100]
     python -m rum_tf.benchmark --memory [--memory_T=100,400,1600]   # peak RSS per T
     python -m rum_tf.benchmark --drift [--drift_T=50,200,1000]      # λ=1 float32 drift
+    python -m rum_tf.benchmark --profile --shapes=copying --rows="RUM λ=1"  # TF: time per op type
 
 Every row is timed in the same run as its reference (Keras GRU at the same
 shape and XLA setting), interleaved over several rounds; the table gives the
@@ -10,11 +11,13 @@ median milliseconds per training step and the ratios to that GRU and to RUM
 λ=0. Peak memory is shown where the backend reports it (GPU), else "n/a";
 `--memory` measures the peak resident memory of a fresh process per row and T
 instead. `--drift` measures the float32 error of λ=1's reversible backward
-pass. A benchmark, not a test: numbers depend on the machine and its load.
+pass. `--profile` (TensorFlow) traces a few training steps of each row with
+the TensorFlow profiler and sums the time of the executed ops by op type. A benchmark, not a test: numbers depend on the machine and its load.
 """
 
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -52,6 +55,8 @@ def define_flags():
     flags.DEFINE_string("_rss_child", "", "Internal: run one --memory measurement (row|T|xla) and print it.")
     flags.DEFINE_bool("drift", False, "Measure the float32 drift of λ=1's reversible backward pass.")
     flags.DEFINE_list("drift_T", ["50", "200", "1000"], "Sequence lengths for --drift.")
+    flags.DEFINE_bool("profile", False, "TensorFlow, XLA off: time per op type of --steps traced steps per row.")
+    flags.DEFINE_integer("profile_top", 12, "Op types listed per row by --profile.", lower_bound=1)
 
 
 class _FullProductRUMCell(RUMCell):
@@ -65,6 +70,17 @@ class _FullProductRUMCell(RUMCell):
 
 class _FullProductRUM(RUM):
     cell_class = _FullProductRUMCell
+
+
+class _AutodiffMemoryStepRUMCell(RUMCell):
+    """RUMCell whose λ=1 memory step is differentiated automatically, not by hand."""
+
+    def _associative_rotate(self, offset, embedded, target, h):
+        return rotation.memory_step_autodiff(offset, embedded, target, h, self.eps)
+
+
+class _AutodiffMemoryStepRUM(RUM):
+    cell_class = _AutodiffMemoryStepRUMCell
 
 
 class _AutodiffRotationRUMCell(RUMCell):
@@ -87,6 +103,9 @@ ROWS = {
     "RUM λ=0 (per-step projection)": lambda n, seq: RUM(n, input_projection="step", return_sequences=seq),
     "RUM λ=0 (autodiff rotation)": lambda n, seq: _AutodiffRotationRUM(n, return_sequences=seq),
     "RUM λ=1": lambda n, seq: RUM(n, lambda_=1, eta=0.1, return_sequences=seq),
+    "RUM λ=1 (autodiff memory step)": lambda n, seq: _AutodiffMemoryStepRUM(
+        n, lambda_=1, eta=0.1, return_sequences=seq
+    ),
     "RUM λ=1 (autodiff)": lambda n, seq: RUM(n, lambda_=1, eta=0.1, reversible=False, return_sequences=seq),
     "RUM λ=1 (full product)": lambda n, seq: _FullProductRUM(
         n, lambda_=1, eta=0.1, reversible=False, return_sequences=seq
@@ -303,6 +322,67 @@ def _weight_gradients(layer, x, weigh):
     return {v.name: np.asarray(g, np.float64) for v, g in zip(variables, grads)}
 
 
+def profile_ops(shape, xla, rows, steps):
+    """{row: (ms per step, {op type: (ms per step, ops per step)})} from the TensorFlow profiler.
+
+    Each row is warmed up, then `steps` training steps are traced; the op
+    events of the host plane's threads ("op name:op type") are summed by type.
+    The ops of a loop body are listed themselves (the executor runs them one
+    by one); what the column leaves out of the step is executor overhead.
+    """
+    import glob
+    import tempfile
+
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    results = {}
+    for row in rows:
+        model, x, y = _model(row, shape, xla)
+        model.train_on_batch(x, y)
+        model.train_on_batch(x, y)
+        logdir = tempfile.mkdtemp(prefix="rum_tf_profile_")
+        tf.profiler.experimental.start(logdir)
+        start = time.perf_counter()
+        for _ in range(steps):
+            loss = model.train_on_batch(x, y)
+        float(np.asarray(loss))
+        wall = (time.perf_counter() - start) / steps * 1e3
+        tf.profiler.experimental.stop()
+        by_type = {}
+        for path in glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True):
+            space = xplane_pb2.XSpace()
+            with open(path, "rb") as f:
+                space.ParseFromString(f.read())
+            for plane in space.planes:
+                if not plane.name.startswith("/host:CPU"):
+                    continue
+                names = {k: m.name for k, m in plane.event_metadata.items()}
+                for line in plane.lines:  # one line per thread; op events are "op name:op type"
+                    for event in line.events:
+                        name = names.get(event.metadata_id, "")
+                        if ":" not in name or "::" in name or line.name.endswith(".py"):
+                            continue  # executor bookkeeping and Python frames
+                        op_type = name.rsplit(":", 1)[-1]
+                        total, count = by_type.get(op_type, (0.0, 0))
+                        by_type[op_type] = (total + event.duration_ps / 1e9 / steps, count + 1 / steps)
+        shutil.rmtree(logdir, ignore_errors=True)
+        results[row] = (wall, by_type)
+        print(f"  profiled {shape} xla={xla} {row}", file=sys.stderr)
+    return results
+
+
+def format_profile(results, top):
+    lines = []
+    for row, (wall, by_type) in results.items():
+        lines.append(f"{row}: {wall:.1f} ms / step (traced)")
+        lines.append("| op type | ms / step | ops / step |")
+        lines.append("|---|---:|---:|")
+        for op_type, (ms, count) in sorted(by_type.items(), key=lambda kv: -kv[1][0])[:top]:
+            lines.append(f"| {op_type} | {ms:.1f} | {count:.0f} |")
+    return "\n".join(lines)
+
+
 def main(argv):
     del argv
     if FLAGS._rss_child:
@@ -335,6 +415,14 @@ def main(argv):
     xla_settings = {"both": [False, True], "on": [True], "off": [False]}[FLAGS.xla]
     if keras.backend.backend() == "jax":
         xla_settings = [True]  # JAX without jit is op-by-op eager: not a fair row
+    if FLAGS.profile:
+        if keras.backend.backend() != "tensorflow":
+            raise app.UsageError("--profile needs the TensorFlow backend")
+        # XLA off only: a compiled step is one cluster, whose ops this profiler does not time on CPU.
+        for shape in FLAGS.shapes:
+            print(f"backend: tensorflow, shape {shape}, XLA off")
+            print(format_profile(profile_ops(shape, False, rows, FLAGS.steps), FLAGS.profile_top))
+        return
     results = {}
     for shape in FLAGS.shapes:
         for xla in xla_settings:

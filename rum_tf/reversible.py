@@ -3,9 +3,9 @@
 Automatic differentiation of the λ=1 loop keeps the memory M_t of every step
 (T B N^2 floats) and replays every op of the rank-2 update backwards. Here the
 forward pass keeps, per step, only B N-sized tensors: h_{t-1} and the factors
-(p, basis) of the memory's rank-2 update D_t = D_{t-1} + p basis
+(p, basis) of the memory's rank-2 update D_t = D_{t-1} + p^T basis
 (`rotation.memory_step`, D = M - I), plus the final D_T. The backward pass
-walks t = T ... 1: it rebuilds D_{t-1} = D_t - p basis (`rotation.memory_unstep`,
+walks t = T ... 1: it rebuilds D_{t-1} = D_t - p^T basis (`rotation.memory_unstep`,
 O(N^2)), recomputes step t from (x_t, h_{t-1}, D_{t-1}) and back-propagates
 through that one step with the backend's local VJP, accumulating the weight
 gradients. Memory is O(B N^2 + T B N) whatever T is.
@@ -25,6 +25,8 @@ use automatic differentiation of the ordinary loop.
 import keras
 from keras import ops
 
+from rum_tf import rotation
+
 
 def supported():
     """Whether this backend has the reversible path."""
@@ -37,8 +39,8 @@ def run(step, xs, h0, d0, weights, output_size, consts=(), mask=None, zero_outpu
     Args:
       step: fn(weights, x, c, h, d) -> (output, h', d', (p, basis)): one step,
         with x and c the lists of this step's slices of `xs` and `consts`, d the
-        memory offset [B, N*N] and (p, basis) the factors of its update
-        d' = d + p basis (reshaped to [B, N, N]).
+        memory offset [B, N*N] and (p, basis) [B, 2, N] the factors of its
+        update (`rotation.memory_step`, undone by `rotation.memory_unstep`).
       xs: list of time-major [T, B, ...] tensors the gradient flows to.
       h0, d0: the initial state [B, N], [B, N*N].
       weights: list of tensors the gradient flows to (not sliced by time).
@@ -65,7 +67,7 @@ def run(step, xs, h0, d0, weights, output_size, consts=(), mask=None, zero_outpu
         h0, d0, weights = rest[0], rest[1], list(rest[2:])
         batch, n = h0.shape[0], h0.shape[-1]
         out0 = ops.zeros((ops.shape(h0)[0], output_size), h0.dtype)
-        ys_shapes = [(batch, output_size), (batch, n), (batch, n, 2), (batch, 2, n)]
+        ys_shapes = [(batch, output_size), (batch, n), (batch, 2, n), (batch, 2, n)]
 
         def forward(carry, sliced):
             h, d, previous = carry
@@ -96,7 +98,7 @@ def run(step, xs, h0, d0, weights, output_size, consts=(), mask=None, zero_outpu
                 x, c = sliced[:n_x], sliced[n_x : n_x + n_c]
                 h_prev, p, basis, g_out = sliced[n_x + n_c : n_x + n_c + 4]
                 n = basis.shape[-1]
-                d_prev = ops.reshape(ops.reshape(d, (-1, n, n)) - ops.matmul(p, basis), (-1, n * n))
+                d_prev = ops.reshape(rotation.memory_unstep(ops.reshape(d, (-1, n, n)), (p, basis)), (-1, n * n))
                 g_out = g_out + g_later
                 if masked:  # a masked step passes the gradients through and adds nothing
                     keep = sliced[-1]

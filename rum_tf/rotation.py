@@ -137,20 +137,31 @@ def _rotate_with_cos_custom_gradient(eps):
             grad_v = beta * grad_y + grad_vh * h
             # cos enters through cos - 1, sin and the caller's own use of it.
             grad_cos = grad_alpha * uh + grad_beta * vh + (0.0 if grad_cos is None else grad_cos)
-            grad_cos = grad_cos - ops.where(sin_squared >= SIN_SQUARED_FLOOR, grad_sin * cos / sin, 0.0)
-            # v = w / |w|, w = b - (u.b) u, cos = (u.b) / |b|, u = a / |a|; each
-            # normalisation passes the gradient's part orthogonal to its output
-            # unless the floor eps was hit, where it only scales.
-            grad_w = rw * (grad_v - ops.where(ww >= eps, v * _dot(v, grad_v), 0.0))
-            grad_ub = grad_cos * rb - _dot(u, grad_w)
-            grad_b = grad_w + grad_ub * u - ops.where(bb >= eps, grad_cos * cos * ops.square(rb), 0.0) * b
-            grad_u = grad_u - ub * grad_w + grad_ub * b
-            grad_a = ra * (grad_u - ops.where(aa >= eps, u * _dot(u, grad_u), 0.0))
+            plane = _Plane(aa, ra, u, ub, bb, rb, cos, sin_squared, sin, ww, rw, v)
+            grad_a, grad_b = _plane_gradient(plane, b, grad_u, grad_v, grad_cos, grad_sin, eps)
             return grad_a, grad_b, grad_h
 
         return (h + alpha * u + beta * v, p.cos), grad
 
     return rotate_with_cos
+
+
+def _plane_gradient(p, b, grad_u, grad_v, grad_cos, grad_sin, eps):
+    """(grad a, grad b) from the gradients of u, v, cos, sin of `_plane(a, b)`.
+
+    What automatic differentiation of `_plane` gives, guards included.
+    """
+    u, v, cos, sin = p.u, p.v, p.cos, p.sin
+    grad_cos = grad_cos - ops.where(p.sin_squared >= SIN_SQUARED_FLOOR, grad_sin * cos / sin, 0.0)
+    # v = w / |w|, w = b - (u.b) u, cos = (u.b) / |b|, u = a / |a|; each
+    # normalisation passes the gradient's part orthogonal to its output
+    # unless the floor eps was hit, where it only scales.
+    grad_w = p.rw * (grad_v - ops.where(p.ww >= eps, v * _dot(v, grad_v), 0.0))
+    grad_ub = grad_cos * p.rb - _dot(u, grad_w)
+    grad_b = grad_w + grad_ub * u - ops.where(p.bb >= eps, grad_cos * cos * ops.square(p.rb), 0.0) * b
+    grad_u = grad_u - p.ub * grad_w + grad_ub * b
+    grad_a = p.ra * (grad_u - ops.where(p.aa >= eps, u * _dot(u, grad_u), 0.0))
+    return grad_a, grad_b
 
 
 def apply_rotation(components, h):
@@ -222,27 +233,114 @@ def memory_step(offset, a, b, h, eps=EPS):
     """`associative_rotate` on the memory carried as its offset D = M - I.
 
     The cells carry D, not M, so that a zero state is the identity memory
-    (Keras' RNN layers reset every state to zeros). D' = D + p basis is the
-    same rank-2 update (M x = D x + x); its factors are returned too, so that
+    (Keras' RNN layers reset every state to zeros). D' = D + p^T basis is the
+    same rank-2 update (M x = D x + x, p = M [u v] K); its factors are returned too, so that
     the step can be undone exactly (`memory_unstep`), also where R(a, b) is
-    not orthogonal (a or b zero, where the guards make R a projection).
+    not orthogonal (a or b zero, where the guards make R a projection). The
+    factors carry no gradient.
+
+    On TensorFlow and JAX the gradient is written out by hand (the one
+    automatic differentiation of `memory_step_autodiff` gives, guards
+    included): its backward pass is four batched products with B x N^2
+    operands (G U, p^T G, [g_q g_y]^T M, and the rank-3 update of G),
+    instead of the reverse of every op of the update with the stacks and
+    outer products automatic differentiation materialises.
 
     Args:
       offset: [..., N, N], M - I.
       a, b, h: [..., N].
 
     Returns:
-      (D', M' h, cos, (p [..., N, 2], basis [..., 2, N])).
+      (D', M' h, cos, (p, basis)) with p, basis [..., 2, N] and
+      D' = D + p^T basis.
     """
+    if keras.backend.backend() not in ("tensorflow", "jax"):
+        return memory_step_autodiff(offset, a, b, h, eps)
+    new_offset, new_mh, cos, p, basis = _memory_step_custom_gradient(eps)(offset, a, b, h)
+    return new_offset, new_mh, cos, (ops.stop_gradient(p), ops.stop_gradient(basis))
+
+
+def memory_step_autodiff(offset, a, b, h, eps=EPS):
+    """`memory_step` without the hand-written gradient (the reference for it)."""
     components = rotation_components(a, b, eps)
     new_offset, new_mh, factors = _rank2_update(offset, components, h, offset=True)
     return new_offset, new_mh, components[2], factors
 
 
+@functools.lru_cache(maxsize=None)
+def _memory_step_custom_gradient(eps):
+    # Vectors that meet a B x N x N operand travel as the rows of a [B, k, N]
+    # tensor (`_products`, `_outer_sum`): stacking and unstacking along the
+    # last axis costs more on CPU than the batched product itself.
+    @ops.custom_gradient
+    def memory_step(offset, a, b, h):
+        pl = _plane(a, b, eps)
+        u, v, cos, sin = pl.u, pl.v, pl.cos, pl.sin
+        # q = M [u v] and M h with M = D + I, in one product.
+        columns = ops.stack([u, v, h], axis=-2)
+        q_u, q_v, m_h = (x + y for x, y in zip(ops.unstack(_products(offset, columns), axis=-2), (u, v, h)))
+        # R = I + [u v] K [u v]^T, K = [[cos - 1, -sin], [sin, cos - 1]]; p = q K.
+        p_u = (cos - 1.0) * q_u + sin * q_v
+        p_v = (cos - 1.0) * q_v - sin * q_u
+        p, basis = ops.stack([p_u, p_v], axis=-2), columns[..., :2, :]
+        uh, vh = _dot(u, h), _dot(v, h)
+        new_offset = offset + _outer_sum(p, basis)
+        new_mh = m_h + p_u * uh + p_v * vh
+
+        def grad(*args, upstream=None):
+            if upstream is None:  # TensorFlow: one argument per output; JAX: one tuple
+                upstream = args[0] if len(args) == 1 else args
+            g_offset, g_y, g_cos = upstream[:3]
+            if g_offset is None:
+                g_offset = ops.zeros_like(offset)
+            if g_y is None:
+                g_y = ops.zeros_like(h)
+            # D' = D + p_u u^T + p_v v^T and y = M h + p_u (u.h) + p_v (v.h).
+            g_pu, g_pv = ops.unstack(_products(g_offset, basis), axis=-2)  # G u, G v
+            g_pu, g_pv = g_pu + g_y * uh, g_pv + g_y * vh
+            g_uh, g_vh = _dot(p_u, g_y), _dot(p_v, g_y)
+            g_u, g_v = ops.unstack(ops.matmul(p, g_offset), axis=-2)  # G^T p_u, G^T p_v
+            # p = q K.
+            g_qu = (cos - 1.0) * g_pu - sin * g_pv
+            g_qv = sin * g_pu + (cos - 1.0) * g_pv
+            grad_cos = _dot(q_u, g_pu) + _dot(q_v, g_pv) + (0.0 if g_cos is None else g_cos)
+            grad_sin = _dot(q_v, g_pu) - _dot(q_u, g_pv)
+            # q = M [u v] and M h: M^T g_qu, M^T g_qv, M^T g_y (rows of x^T D + x^T),
+            # and g_D = G + g_qu u^T + g_qv v^T + g_y h^T.
+            rows = ops.stack([g_qu, g_qv, g_y], axis=-2)
+            back_u, back_v, back_h = ops.unstack(ops.matmul(rows, offset), axis=-2)
+            grad_u = back_u + g_qu + g_u + g_uh * h
+            grad_v = back_v + g_qv + g_v + g_vh * h
+            grad_h = back_h + g_y + g_uh * u + g_vh * v
+            grad_offset = g_offset + _outer_sum(rows, columns)
+            grad_a, grad_b = _plane_gradient(pl, b, grad_u, grad_v, grad_cos, grad_sin, eps)
+            return grad_offset, grad_a, grad_b, grad_h
+
+        return (new_offset, new_mh, cos, p, basis), grad
+
+    return memory_step
+
+
+def _products(m, rows):
+    """[..., k, N]: row i is m @ rows[..., i, :]."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        # MatMul with a transposed operand: faster than this einsum on CPU
+        # (an A/B of the whole λ=1 training step is in docs/BENCHMARKS.md).
+        return tf.linalg.matmul(rows, m, transpose_b=True)
+    return ops.einsum("...ij,...kj->...ki", m, rows)
+
+
+def _outer_sum(x, y):
+    """[..., N, N]: the sum over i of outer(x[..., i, :], y[..., i, :])."""
+    return ops.einsum("...ki,...kj->...ij", x, y)
+
+
 def memory_unstep(new_offset, factors):
-    """D from D' = D + p basis and the factors (p, basis) of `memory_step`."""
+    """D from D' = D + p^T basis and the factors (p, basis) of `memory_step`."""
     p, basis = factors
-    return new_offset - ops.matmul(p, basis)
+    return new_offset - _outer_sum(p, basis)
 
 
 def _rank2_update(m, components, h=None, offset=False):
@@ -257,9 +355,10 @@ def _rank2_update(m, components, h=None, offset=False):
     p_v = (cos - 1.0) * mv - sin * mu
     p, basis = ops.stack([p_u, p_v], axis=-1), ops.stack([u, v], axis=-2)
     new_m = m + ops.matmul(p, basis)
+    factors = (ops.swapaxes(p, -1, -2), basis)  # p as rows, as `memory_step` returns it
     if h is None:
-        return new_m, None, (p, basis)
-    return new_m, products[2] + p_u * _dot(u, h) + p_v * _dot(v, h), (p, basis)
+        return new_m, None, factors
+    return new_m, products[2] + p_u * _dot(u, h) + p_v * _dot(v, h), factors
 
 
 def associative_update_full(m, a, b, eps=EPS):

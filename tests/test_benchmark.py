@@ -30,3 +30,16 @@ def test_memory_table_reports_the_growth_between_the_first_two_lengths():
 def test_memory_child_prints_its_peak_rss(capsys):
     benchmark._rss_child("RUM λ=1|3|off")
     assert '"rss_mib"' in capsys.readouterr().out
+
+
+def test_profile_sums_op_time_by_type(monkeypatch):
+    import pytest
+
+    if benchmark.keras.backend.backend() != "tensorflow":
+        pytest.skip("--profile reads TensorFlow's profiler")
+    monkeypatch.setitem(benchmark.SHAPES, "tiny", (2, 3, 4, 3, 2, True))
+    results = benchmark.profile_ops("tiny", False, ["RUM λ=1"], steps=1)
+    wall, by_type = results["RUM λ=1"]
+    assert wall > 0 and by_type and all(ms >= 0 and count > 0 for ms, count in by_type.values())
+    table = benchmark.format_profile(results, top=3)
+    assert table.startswith("RUM λ=1: ") and table.count("\n| ") <= 5

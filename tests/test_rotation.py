@@ -228,6 +228,8 @@ def test_rotation_matches_the_reference_and_stays_finite_at_any_scale(scale_a, s
         assert np.isfinite(g).all()
     for g in gradients(lambda m, a, b, h: rotation.associative_rotate(m, a, b, h)[1], m, a, b, h):
         assert np.isfinite(g).all()
+    for g in gradients(lambda d, a, b, h: sum(ops.sum(x) for x in rotation.memory_step(d, a, b, h)[:3]), m - m, a, b, h):
+        assert np.isfinite(g).all()
 
 
 def test_l2_normalize_keeps_the_value_and_stops_the_gradient_below_the_floor():
@@ -245,3 +247,87 @@ def test_l2_normalize_keeps_the_value_and_stops_the_gradient_below_the_floor():
         expected = (weights[i] - y * (y @ weights[i])) / np.linalg.norm(x[i].astype(np.float64))
         np.testing.assert_allclose(grad[i], expected, rtol=1e-4, atol=1e-6)
     assert not grad[1].any() and not grad[2].any()
+
+
+# memory_step: the λ=1 update of the memory offset D = M - I, with a hand-written gradient.
+
+
+def _memory_weights(n, batch=1):
+    return (
+        RNG.normal(size=(batch, n, n)).astype(np.float32),
+        RNG.normal(size=(batch, n)).astype(np.float32),
+        RNG.normal(size=(batch, 1)).astype(np.float32),
+    )
+
+
+def _weigh_memory_step(step, weights):
+    w_offset, w_y, w_cos = weights
+
+    def loss(offset, a, b, h):
+        new_offset, y, cos, _ = step(offset, a, b, h)
+        return ops.sum(new_offset * w_offset) + ops.sum(y * w_y) + ops.sum(cos * w_cos)
+
+    return loss
+
+
+def _reference_memory_loss(offset, a, b, h, weights):
+    """The same weighted sum from the NumPy reference: M' = (D + I) R(a, b), float64."""
+    w_offset, w_y, w_cos = (np.asarray(w, np.float64) for w in weights)
+    total = 0.0
+    for i in range(a.shape[0]):
+        r, cos = ref.rotation_matrix(a[i], b[i])
+        memory = (offset[i] + np.eye(a.shape[1])) @ r
+        total += np.sum(w_offset[i] * (memory - np.eye(a.shape[1]))) + w_y[i] @ (memory @ h[i]) + w_cos[i, 0] * cos
+    return total
+
+
+def test_memory_step_matches_the_reference_and_its_gradient_finite_differences():
+    batch, n = 2, 5
+    offset = 0.3 * RNG.normal(size=(batch, n, n)).astype(np.float32)
+    a, b, h = (RNG.normal(size=(batch, n)).astype(np.float32) for _ in range(3))
+    weights = _memory_weights(n, batch)
+    new_offset, y, cos, factors = rotation.memory_step(offset, a, b, h)
+    memory = np.stack([(offset[i] + np.eye(n)) @ ref.rotation_matrix(a[i], b[i])[0] for i in range(batch)])
+    np.testing.assert_allclose(_np(new_offset), memory - np.eye(n), atol=3e-6)
+    np.testing.assert_allclose(_np(y), np.einsum("bij,bj->bi", memory, h), atol=1e-5)
+    np.testing.assert_allclose(_np(cos)[:, 0], [ref.rotation_matrix(a[i], b[i])[1] for i in range(batch)], atol=1e-6)
+    np.testing.assert_allclose(_np(rotation.memory_unstep(new_offset, factors)), offset, atol=1e-6)
+    want = finite_differences(lambda *args: _reference_memory_loss(*args, weights), offset, a, b, h)
+    got = gradients(_weigh_memory_step(rotation.memory_step, weights), offset, a, b, h)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("case", ["a_zero", "b_zero", "both_zero", "h_zero", "a_tiny", "b_tiny", "parallel", "zero_memory"])
+def test_memory_step_hand_written_gradient_equals_autodiff(case):
+    # Where a guard is hit the official formula is not differentiable; the
+    # guarded autodiff gradient of memory_step_autodiff is the definition.
+    a, b = _pair()
+    cases = dict(_degenerate_cases(), h_zero=(a, b), a_tiny=(1e-8 * a, b), b_tiny=(a, 1e-8 * b), zero_memory=(a, b))
+    a, b = (np.asarray(x).reshape(-1, N)[:1] for x in cases[case])
+    h = np.zeros((1, N), np.float32) if case == "h_zero" else RNG.normal(size=(1, N)).astype(np.float32)
+    offset = np.zeros((1, N, N), np.float32) if case == "zero_memory" else RNG.normal(size=(1, N, N)).astype(np.float32)
+    weights = _memory_weights(N)
+    hand = gradients(_weigh_memory_step(rotation.memory_step, weights), offset, a, b, h)
+    auto = gradients(_weigh_memory_step(rotation.memory_step_autodiff, weights), offset, a, b, h)
+    for got, want in zip(hand, auto):
+        assert np.isfinite(got).all()
+        # a or b near zero scale their gradient by 1/sqrt(eps) = 1e6: compare relative to its size.
+        np.testing.assert_allclose(got, want, atol=2e-6 * max(1.0, np.max(np.abs(want))))
+
+
+@pytest.mark.skipif(backend() == "jax", reason="JAX computes in float32 unless x64 is enabled")
+@pytest.mark.parametrize("case", ["parallel", "identical", "antiparallel"])
+def test_memory_step_hand_written_gradient_equals_autodiff_at_parallel_inputs_in_float64(case):
+    import tensorflow as tf
+
+    a, b = (tf.constant(x[None], tf.float64) for x in _degenerate_cases()[case])
+    h = tf.constant(RNG.normal(size=(1, N)))
+    offset = tf.constant(RNG.normal(size=(1, N, N)))
+    weights = [tf.constant(w, tf.float64) for w in _memory_weights(N)]
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([offset, a, b, h])
+        hand = _weigh_memory_step(rotation.memory_step, weights)(offset, a, b, h)
+        auto = _weigh_memory_step(rotation.memory_step_autodiff, weights)(offset, a, b, h)
+    for got, want in zip(tape.gradient(hand, [offset, a, b, h]), tape.gradient(auto, [offset, a, b, h])):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-10)
