@@ -157,10 +157,14 @@ def main(argv):
         done = record(rows, scale, FLAGS.record, out_dir)
         print(f"recorded {len(done)} finished run(s) from {FLAGS.record} into {out_dir}", flush=True)
     todo = [r for r in rows if not _finished(os.path.join(out_dir, r.run_id(scale)))]
+    finished = len(rows) - len(todo)
     if FLAGS.report_only or FLAGS.record:
+        print(f"{scale} report: {len(rows)} rows in {', '.join(FLAGS.only)}, {finished} finished, none run; "
+              f"output in {out_dir}", flush=True)
         todo = []
-    print(f"{scale} reproduction: {len(rows)} rows in {', '.join(FLAGS.only)}; "
-          f"{len(rows) - len(todo)} already finished; output in {out_dir}", flush=True)
+    else:
+        print(f"{scale} reproduction: {len(rows)} rows in {', '.join(FLAGS.only)}; {finished} already finished; "
+              f"output in {out_dir}", flush=True)
     durations = []  # (estimated, measured) seconds of the rows run so far
     for i, row in enumerate(todo):
         print(f"[{i + 1}/{len(todo)}] {row.table}: {row.row} ({row.flagfile(scale)}); "
