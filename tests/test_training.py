@@ -314,6 +314,9 @@ def test_stop_when_ends_the_run_records_why_and_is_not_rerun(tmp_path):
 def test_a_stricter_stop_when_continues_a_stopped_run(tmp_path):
     loose = loop.run(_toy_task(), _config(tmp_path, steps=100, stop_when="loss<=1e9:2"))
     assert loose["steps"] == 20
+    with pytest.raises(KeyboardInterrupt):  # a continuation killed before it ends leaves no stale results
+        loop.run(_toy_task(fail_at_step=25), _config(tmp_path, steps=100, stop_when="loss<=1e9:4"))
+    assert results.read_results(str(tmp_path)) is None
     strict = loop.run(_toy_task(), _config(tmp_path, steps=100, stop_when="loss<=1e9:4"))
     assert strict["steps"] == 40 and strict["stopped"]["rule"] == "loss<=1e+09:4"
     rows = results.read_curve(str(tmp_path / "curve.csv"))

@@ -293,7 +293,13 @@ def _run(task, config, session_start):
         if resume_state["step"] % config.eval_every:
             raise RunError(f"--output_dir={out} holds a checkpoint at step {resume_state['step']}, "
                            f"not a multiple of --eval_every={config.eval_every}")
-    else:  # a new run, or one killed before its first checkpoint: start clean
+    if finished is not None:
+        # A finished run continues (more --steps, another --stop_when): until it finishes again its
+        # old results.json would describe a run that no longer exists.
+        logging.info("continuing the run that finished at step %s; its results.json is rewritten at the end",
+                     f"{finished.get('steps', 0):,}")
+        os.remove(os.path.join(out, results.RESULTS_FILE))
+    if not saved:  # a new run, or one killed before its first checkpoint: start clean
         for leftover in (results.CURVE_CSV, results.TENSORBOARD_DIR, results.CHECKPOINT_DIR):
             path = os.path.join(out, leftover)
             if os.path.isdir(path):
