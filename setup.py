@@ -9,9 +9,12 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=setuptools.find_packages(include=["rum_tf", "rum_tf.*", "tasks"]),
-    python_requires=">=3.9",
+    # tomllib (flags/targets.toml) is in the standard library from 3.11; 3.11 is what is tested.
+    python_requires=">=3.11",
     install_requires=[
         "tensorflow>=2.16",
+        # rum_tf.compat uses private Keras modules: the minor versions the suite passed on.
+        "keras>=3.15,<3.16",
         "tensorflow-datasets",
         "absl-py",
         "numpy",
@@ -23,7 +26,8 @@ setuptools.setup(
         "matplotlib",
     ],
     extras_require={
-        # jax runs the cell and layer tests a second time under KERAS_BACKEND=jax.
-        "test": ["pytest", "jax"],
+        # jax runs the cell and layer tests a second time under KERAS_BACKEND=jax; ruff is the
+        # linter and formatter tests/run.sh runs first.
+        "test": ["pytest", "jax", "ruff"],
     },
 )

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from conftest import NoiseProbe, backend, randomize
+from cell_helpers import NoiseProbe, backend, randomize
 from rum_tf import FastSlowCell, LayerNormLSTMCell, RUMCell
 
 B, T, D, N = 16, 12, 5, 8
