@@ -6,6 +6,7 @@ import pytest
 from rum_tf import benchmark
 
 
+@pytest.mark.slow
 def test_every_row_trains_at_a_tiny_shape(monkeypatch):
     monkeypatch.setitem(benchmark.SHAPES, "tiny", (2, 3, 4, 3, 2, True))
     results = benchmark.time_shape("tiny", False, list(benchmark.ROWS), steps=1, rounds=1, log=lambda *_: None)

@@ -109,6 +109,7 @@ def _fast_slow():
     return FastSlowCell([LayerNormLSTMCell(6), LayerNormLSTMCell(6)], RUMCell(7, eta=1.0, zoneout_keep_h=0.9), seed=5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "make",
     [

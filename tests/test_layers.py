@@ -206,6 +206,7 @@ def test_training_noise_is_fresh_at_every_step():
     assert 0.0 <= noise.min() and noise.max() < 1.0
 
 
+@pytest.mark.slow
 def test_fit_with_zoneout_lowers_the_loss():
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(8)
