@@ -216,11 +216,11 @@ def test_guard_floors_sin_at_1e_7_only_where_the_official_value_is_smaller():
     # The official sin, from the same cos (NaN where |cos| rounds above 1).
     with np.errstate(invalid="ignore"):
         official = np.sqrt(1 - np.square(cos))
-    floored = ~(1 - np.square(cos) >= rotation.SIN_SQUARED_FLOOR)
+    floored = ~(1 - np.square(cos) >= 1e-14)  # the documented floor of 1 - cos^2
     assert floored[:2].all() and not floored[2 : 2 + B].any()
     if dtype == np.float64:
         assert floored[-2:].all()
-    np.testing.assert_allclose(sin[floored], np.sqrt(rotation.SIN_SQUARED_FLOOR), rtol=1e-6)
+    np.testing.assert_allclose(sin[floored], 1e-7, rtol=1e-6)
     np.testing.assert_allclose(sin[~floored], official[~floored], rtol=1e-6)
     assert np.all(np.abs(sin - np.nan_to_num(official))[floored] <= 1e-7)
     # The operator moves by at most ~1e-7 from the official (reference) one where the floor acts.
