@@ -25,7 +25,8 @@ import dataclasses
 import math
 import os
 import tomllib
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from rum_tf.training import results as results_lib
 
@@ -42,13 +43,13 @@ class Row:
     row: str
     task: str
     metric: str
-    full: Optional[str] = None
-    quick: Optional[str] = None
+    full: str | None = None
+    quick: str | None = None
     published: Any = None
-    full_check: Optional[Mapping[str, Any]] = None
-    quick_check: Optional[Mapping[str, Any]] = None
+    full_check: Mapping[str, Any] | None = None
+    quick_check: Mapping[str, Any] | None = None
     note: str = ""
-    est_minutes: Optional[Mapping[str, float]] = None  # {"quick": m, "full": m}, for the ETA
+    est_minutes: Mapping[str, float] | None = None  # {"quick": m, "full": m}, for the ETA
 
     def flagfile(self, scale):
         return self.quick if scale == "quick" else self.full
@@ -75,7 +76,8 @@ def load_targets(path):
         unknown = set(raw) - fields
         missing = {"table", "row", "task", "metric"} - set(raw)
         if unknown or missing:
-            raise ValueError(f"{path}: row {i + 1} ({raw.get('row')!r}): unknown {sorted(unknown)}, missing {sorted(missing)}")
+            raise ValueError(f"{path}: row {i + 1} ({raw.get('row')!r}): unknown {sorted(unknown)}, "
+                             f"missing {sorted(missing)}")
         rows.append(Row(**raw))
     return rows
 
@@ -95,11 +97,11 @@ class Outcome:
     row: Row
     scale: str
     verdict: str
-    value: Optional[float] = None
+    value: float | None = None
     threshold: str = ""
     detail: str = ""
-    results: Optional[Mapping[str, Any]] = None
-    run_dir: Optional[str] = None
+    results: Mapping[str, Any] | None = None
+    run_dir: str | None = None
 
 
 def _as_float(value):
@@ -213,7 +215,9 @@ def outcome_line(code, progress, results, log_path):
 
 def duration(seconds):
     """E.g. "45 s", "3.5 min", "2.1 h"."""
-    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def _fmt(value):
@@ -269,7 +273,9 @@ def tables_markdown(outcomes, base_dir, heading="##"):
                   + (" trained on |" if full else ""), "|---|---|---|---|---|---|---|" + ("---|" if full else "")]
         for o in (o for o in outcomes if o.row.table == table):
             verdict = o.verdict if not o.detail else f"{o.verdict} ({o.detail})"
-            run_link = f"[{o.row.row}]({os.path.relpath(o.run_dir, base_dir)})" if o.run_dir and o.results else o.row.row
+            run_link = o.row.row
+            if o.run_dir and o.results:
+                run_link = f"[{o.row.row}]({os.path.relpath(o.run_dir, base_dir)})"
             lines.append(
                 f"| {run_link} | {_fmt(o.row.published)} | {_fmt(o.value)} | {o.row.metric.split('.', 1)[-1]} "
                 f"| {o.threshold or '—'} | {_scale_text(o)} | {verdict} |"

@@ -58,6 +58,7 @@ flags.register_multi_flags_validator(
     ["quick", "full"], lambda f: not (f["quick"] and f["full"]), "choose one of --quick and --full"
 )
 
+
 def _command(row, scale, run_dir):
     cmd = [sys.executable, "-m", f"tasks.{row.task}", f"--flagfile={os.path.join(ROOT, 'flags', row.flagfile(scale))}",
            f"--output_dir={run_dir}"]
@@ -80,7 +81,7 @@ def _child_setup():
     on once. PR_SET_PDEATHSIG (Linux): the kernel sends the child SIGTERM when this
     process dies, even by SIGKILL, so no row trains on unsupervised beside a rerun.
     """
-    parent = os.getpid()  # still the parent's pid: preexec_fn runs after fork, in the child
+    parent = os.getpid()  # this process; setup() below runs in the child, between fork and exec
     libc_name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
     libc = ctypes.CDLL(libc_name, use_errno=True) if libc_name else None
 

@@ -169,6 +169,7 @@ _JAX_RESUME = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(keras.backend.backend() == "jax", reason="runs its own JAX process")
 def test_jax_run_without_tensorflow_resumes_exactly(tmp_path):
     pytest.importorskip("jax")

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each test runs reproduce.sh and a task binary
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHRINK = "--steps=2 --eval_every=1 --test_size=8 --batch_size=4 --T=5"
 
