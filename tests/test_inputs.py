@@ -91,46 +91,36 @@ def test_batches_index_from_their_start_and_end_where_they_say():
         finite[3]
 
 
-def _fit_weights(monkeypatch, tf_data):
-    """Dense weights after 3 epochs x 4 steps on the cyclic recall stream (the stream spans epochs)."""
+def _fit_weights(monkeypatch, tf_data, restart_each_epoch=False):
+    """Dense weights after 3 epochs x 4 steps on the cyclic recall stream from step 2.
+
+    One stream spans the epochs, as in the harness; `restart_each_epoch` instead gives each
+    epoch a stream restarted at step 2, what an input that forgot its position would do.
+    """
     monkeypatch.setattr(inputs, "uses_tf_data", lambda: tf_data)
     keras.utils.set_random_seed(0)
     x, y = _RECALL.train
     model = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(10)])
     model.compile(optimizer=keras.optimizers.SGD(0.01),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(inputs.cyclic_batches((x.astype(np.float32), y), 8, 2), epochs=3, steps_per_epoch=4, shuffle=False,
-              validation_data=inputs.fixed_batches((_RECALL.valid.x.astype(np.float32), _RECALL.valid.y), 2),
-              verbose=0)
+    train = inputs.cyclic_batches((x.astype(np.float32), y), 8, 2)
+    valid = inputs.fixed_batches((_RECALL.valid.x.astype(np.float32), _RECALL.valid.y), 2)
+    if restart_each_epoch:
+        for _ in range(3):
+            model.fit(inputs.Batches(train.batch_fn, num_batches=4, start=2), epochs=1, shuffle=False, verbose=0)
+    else:
+        model.fit(train, epochs=3, steps_per_epoch=4, shuffle=False, validation_data=valid, verbose=0)
     return [np.asarray(w) for w in model.get_weights()]
 
 
 def test_keras_trains_on_both_kinds_to_the_same_weights(monkeypatch):
-    if keras.backend.backend() == "tensorflow":
-        pytest.importorskip("tensorflow")
-    tf_data = _fit_weights(monkeypatch, True) if keras.backend.backend() == "tensorflow" else None
     neutral = _fit_weights(monkeypatch, False)
-    if tf_data is not None:
-        for a, b in zip(neutral, tf_data):
+    if keras.backend.backend() == "tensorflow":
+        for a, b in zip(neutral, _fit_weights(monkeypatch, True)):
             np.testing.assert_array_equal(a, b)
-    # The neutral stream crossed 3 epochs (12 batches over 37 rows): a restarted stream would
-    # have given other weights.
-    restarted = _fit_weights_restarting(monkeypatch)
+    # The stream crossed 3 epochs (12 batches over 37 rows): restarted, it gives other weights.
+    restarted = _fit_weights(monkeypatch, False, restart_each_epoch=True)
     assert not all(np.array_equal(a, b) for a, b in zip(neutral, restarted))
-
-
-def _fit_weights_restarting(monkeypatch):
-    """As `_fit_weights(neutral)`, but a stream that restarts at its start step every epoch."""
-    monkeypatch.setattr(inputs, "uses_tf_data", lambda: False)
-    keras.utils.set_random_seed(0)
-    x, y = _RECALL.train
-    model = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(10)])
-    model.compile(optimizer=keras.optimizers.SGD(0.01),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    cyclic = inputs.cyclic_batches((x.astype(np.float32), y), 8, 2)
-    for _ in range(3):
-        model.fit(inputs.Batches(cyclic.batch_fn, num_batches=4, start=2), epochs=1, shuffle=False, verbose=0)
-    return [np.asarray(w) for w in model.get_weights()]
 
 
 # Whole run vs. one cut at step 10 and continued, under JAX with TensorFlow made unimportable.
