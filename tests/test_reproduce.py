@@ -138,3 +138,39 @@ def test_the_row_being_trained_dies_with_reproduce(tmp_path, signum):
             if pid is not None and _alive(pid):
                 os.kill(pid, signal.SIGKILL)
         parent.wait(timeout=30)
+
+
+# A stand-in for a task binary: it writes progress.json as the binaries do (contract: pid,
+# status, step, steps, metrics, message, updated_at), then diverges at step 2.
+_FAKE_ROW = """
+import json, os, sys, time
+out = sys.argv[1]
+def write(name, data):
+    with open(os.path.join(out, name + ".tmp"), "w") as f:
+        json.dump(data, f)
+    os.replace(os.path.join(out, name + ".tmp"), os.path.join(out, name))
+base = {"task": "copying", "steps": 4, "eta_s": 2.0, "steps_per_s": 1.0, "message": None, "pid": os.getpid()}
+write("progress.json", dict(base, status="running", step=1, metrics={"loss": 0.5}, updated_at="t1"))
+time.sleep(2.5)
+message = "the loss is nan at step 2: stopped; see --learning_rate"
+write("progress.json", dict(base, status="diverged", step=2, metrics={"loss": float("nan")}, message=message,
+                            updated_at="t2"))
+write("results.json", {"status": "diverged", "steps": 2, "metrics": {}})
+print("a log line reproduce must not echo")
+sys.exit(1)
+"""
+
+
+def test_progress_lines_failure_message_and_verdict_come_from_the_run_files(tmp_path):
+    prelude = (f"import sys\nfrom absl import app\nfrom tasks import reproduce as r\n"
+               f"r._command = lambda row, scale, run_dir: [sys.executable, '-c', {_FAKE_ROW!r}, run_dir]\n"
+               f"sys.argv = ['reproduce', '--quick', '--only', 'copying', '--rows', 'rum_lambda0', "
+               f"'--progress_every_s', '0', '--out', {str(tmp_path)!r}]\napp.run(r.main)\n")
+    result = subprocess.run([sys.executable, "-c", prelude], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = result.stdout
+    assert "    step 1/4 (25%) | loss 0.5 | 1 steps/s | ETA 2 s\n" in out, out + result.stderr[-2000:]
+    assert "    step 2/4 (50%) | loss nan | 1 steps/s | diverged\n" in out
+    log = tmp_path / "copying" / "rum_lambda0_T200" / "reproduce.log"
+    assert f"    exit code 1: the loss is nan at step 2: stopped; see --learning_rate (log: {log})\n" in out
+    assert "must not echo" not in out and "must not echo" in log.read_text()
+    assert "| FAIL (diverged at step 2) |" in (tmp_path / "RESULTS.md").read_text() and result.returncode == 1
