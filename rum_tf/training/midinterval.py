@@ -82,6 +82,7 @@ class IntervalCheckpointer(keras.callbacks.Callback):
         restore their sums; the model's variables are taken before that evaluation.
         """
         variables = [np.array(keras.ops.convert_to_numpy(v)) for v in model.variables]
+        first_batch = keras.tree.map_structure(np.asarray, first_batch)  # e.g. tf.data's tensors, under JAX
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(first_batch)
         model.test_on_batch(x, y, sample_weight)
         self._resume = (step // self.eval_every, step % self.eval_every, variables, state.get(METRICS, []))
