@@ -51,7 +51,8 @@ class IntervalCheckpointer(keras.callbacks.Callback):
     """Saves a checkpoint every `every` steps inside each evaluation interval; restores one.
 
     Placed after the task's callbacks and the `StepClock`, so that on resuming it runs
-    after every `on_epoch_begin` that resets state (e.g. `bptt.StateResetter`).
+    after every `on_epoch_begin` that resets state (e.g. `bptt.StateResetter`), and can
+    correct the clock's rate of the resumed interval before the progress line shows it.
 
     Args:
       directory: the checkpoints folder.
@@ -96,6 +97,10 @@ class IntervalCheckpointer(keras.callbacks.Callback):
             model = self.model
             _assign(model.variables, variables, "variables")
             _assign(model.metrics_variables, metrics, "metrics (are they compiled in the same order?)")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._offset and self.clock.window_steps_per_s:  # the clock timed only the interval's last steps
+            self.clock.window_steps_per_s *= (self.eval_every - self._offset) / self.eval_every
 
     def on_train_batch_end(self, batch, logs=None):
         done = self._offset + batch + 1  # steps of this interval
