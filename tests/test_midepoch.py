@@ -55,8 +55,9 @@ def _ptb_like(session):
     def build():
         chars = keras.Input(batch_shape=(B, T), dtype="int32")
         h = keras.layers.Embedding(V, 8, name="embedding")(chars)
-        h = bptt.CarryState(RUM(8, zoneout_keep_h=0.8, seed=1, return_sequences=True, return_state=True,
-                                name="rum"), name="rnn")(h)
+        h = bptt.CarryState(
+            RUM(8, zoneout_keep_h=0.8, seed=1, return_sequences=True, return_state=True, name="rum"), name="rnn"
+        )(h)
         return keras.Model(chars, keras.layers.Dense(V, name="output")(h))
 
     return loop.Task(
@@ -100,9 +101,17 @@ def _copying_like(session, L=6):
 
 
 def _config(out, task, steps, eval_every, checkpoint_every):
-    config = loop.RunConfig(task=task, output_dir=str(out), steps=steps, eval_every=eval_every, optimizer="adam",
-                            learning_rate=1e-2, clip_norm=1.0, flags={"eval_every": eval_every},
-                            flagfile_text="")
+    config = loop.RunConfig(
+        task=task,
+        output_dir=str(out),
+        steps=steps,
+        eval_every=eval_every,
+        optimizer="adam",
+        learning_rate=1e-2,
+        clip_norm=1.0,
+        flags={"eval_every": eval_every},
+        flagfile_text="",
+    )
     # Set after construction, so that on a harness without the field this test fails on what the kill
     # lost rather than on a TypeError.
     config.checkpoint_every = checkpoint_every
@@ -121,6 +130,7 @@ def _h5_arrays(path):
 
 def _assert_same_run(whole, resumed):
     """Same results (times aside), curve, last checkpoint (weights, optimizer, carried state, RNG) and final model."""
+
     def strip(row):
         return {k: v for k, v in row.items() if k not in _TIMES}
 
@@ -131,8 +141,10 @@ def _assert_same_run(whole, resumed):
     assert [strip(r) for r in rows_a] == [strip(r) for r in rows_b]
     last = checkpoints.checkpoint_path(str(whole / results.CHECKPOINT_DIR), a["steps"])
     last_b = checkpoints.checkpoint_path(str(resumed / results.CHECKPOINT_DIR), b["steps"])
-    wa, wb = _h5_arrays(os.path.join(last, checkpoints.WEIGHTS_FILE)), _h5_arrays(
-        os.path.join(last_b, checkpoints.WEIGHTS_FILE))
+    wa, wb = (
+        _h5_arrays(os.path.join(last, checkpoints.WEIGHTS_FILE)),
+        _h5_arrays(os.path.join(last_b, checkpoints.WEIGHTS_FILE)),
+    )
     assert sorted(wa) == sorted(wb) and any("optimizer" in k for k in wa)
     for name in wa:
         np.testing.assert_array_equal(wa[name], wb[name], err_msg=name)
@@ -150,6 +162,7 @@ def _saved(out):
 # ---------------------------------------------------------------------------- tests
 
 
+@pytest.mark.slow
 def test_ptb_run_killed_twice_mid_epoch_resumes_exactly(tmp_path):
     steps, every = 3 * WINDOWS, 5  # checkpoints at windows 5 and 10 of each epoch of 12
     whole = tmp_path / "whole"
@@ -160,8 +173,9 @@ def test_ptb_run_killed_twice_mid_epoch_resumes_exactly(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         loop.run(_ptb_like(first), _config(cut, "ptb_like", steps, WINDOWS, every))
     assert first.steps == list(range(1, 9))
-    assert _saved(cut) == [5], (f"killed at window 8 of epoch 1, the run kept checkpoints {_saved(cut)}: "
-                                "it would redo the epoch from its start")
+    assert _saved(cut) == [5], (
+        f"killed at window 8 of epoch 1, the run kept checkpoints {_saved(cut)}: it would redo the epoch from its start"
+    )
     state = checkpoints.read_state(checkpoints.checkpoint_path(str(cut / results.CHECKPOINT_DIR), 5))
     assert state["mid_interval"] is True and len(state["metrics_variables"]) == 4  # loss and bpc: total, count
 
@@ -179,6 +193,7 @@ def test_ptb_run_killed_twice_mid_epoch_resumes_exactly(tmp_path):
     assert _saved(cut) == sorted({steps, results.read_results(str(cut))["best"]["step"]}, reverse=True)
 
 
+@pytest.mark.slow
 def test_copying_run_killed_mid_interval_resumes_exactly(tmp_path):
     steps, eval_every, every = 30, 10, 4  # 4 does not divide 10: checkpoints at 4, 8, 14, 18, 24, 28
     whole = tmp_path / "whole"
@@ -201,6 +216,7 @@ def test_bad_checkpoint_every_is_one_line(tmp_path):
         loop.run(_copying_like(_Session()), _config(tmp_path, "copying_like", 20, 10, 0))
 
 
+@pytest.mark.slow
 def test_mid_interval_checkpoint_needs_the_same_metrics(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         loop.run(_copying_like(_Session(kill_at=6)), _config(tmp_path, "copying_like", 20, 10, 4))

@@ -111,15 +111,34 @@ class IntervalCheckpointer(keras.callbacks.Callback):
             return  # never a checkpoint to resume into NaN
         model = self.model
         train_time = self.clock.train_time_s + time.monotonic() - self._epoch_start
-        state = dict(self.checkpointer.extra_state, train_time_s=train_time, wall_time_s=self.clock.wall_time_s(),
-                     best=self.checkpointer.best, **{MID_INTERVAL: True, METRICS: _values(model.metrics_variables)})
+        state = dict(
+            self.checkpointer.extra_state,
+            train_time_s=train_time,
+            wall_time_s=self.clock.wall_time_s(),
+            best=self.checkpointer.best,
+            **{MID_INTERVAL: True, METRICS: _values(model.metrics_variables)},
+        )
         best = self.checkpointer.best
-        checkpoints.save(model, self.directory, self._epoch * self.eval_every + done, state,
-                         keep=[best["step"]] if best else [])
+        checkpoints.save(
+            model, self.directory, self._epoch * self.eval_every + done, state, keep=[best["step"]] if best else []
+        )
 
 
-def fit(model, train_data, *, step, steps, eval_every, checkpoint_every, state, directory, clock, checkpointer,
-        callbacks, **fit_kwargs):
+def fit(
+    model,
+    train_data,
+    *,
+    step,
+    steps,
+    eval_every,
+    checkpoint_every,
+    state,
+    directory,
+    clock,
+    checkpointer,
+    callbacks,
+    **fit_kwargs,
+):
     """Train from `step` to `steps` in Keras epochs of `eval_every` steps, resuming inside one if need be.
 
     Args:
@@ -141,10 +160,22 @@ def fit(model, train_data, *, step, steps, eval_every, checkpoint_every, state, 
         callbacks.insert(callbacks.index(clock) + 1, saver)
     if done:
         saver.resume_from(model, step, state, next(iter(train_data(step))))
-        model.fit(train_data(step), epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=eval_every - done,
-                  callbacks=callbacks, **fit_kwargs)
+        model.fit(
+            train_data(step),
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            steps_per_epoch=eval_every - done,
+            callbacks=callbacks,
+            **fit_kwargs,
+        )
         step = (epoch + 1) * eval_every
         if model.stop_training or step >= steps:
             return
-    model.fit(train_data(step), epochs=steps // eval_every, initial_epoch=step // eval_every,
-              steps_per_epoch=eval_every, callbacks=callbacks, **fit_kwargs)
+    model.fit(
+        train_data(step),
+        epochs=steps // eval_every,
+        initial_epoch=step // eval_every,
+        steps_per_epoch=eval_every,
+        callbacks=callbacks,
+        **fit_kwargs,
+    )
