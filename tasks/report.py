@@ -116,7 +116,9 @@ def judge(row, scale, results, status=None, run_dir=None, progress=None):
     """The verdict of one row from its results.json (None if absent), run status and progress.json."""
     outcome = Outcome(row, scale, MISSING, results=results, run_dir=run_dir)
     if results is not None and results.get("status") == "diverged":
-        step = (progress or {}).get("step") if (progress or {}).get("status") == "diverged" else None
+        step = (results.get("diverged") or {}).get("step")  # {step, message}, as the harness writes it
+        if step is None and (progress or {}).get("status") == "diverged":
+            step = progress.get("step")
         step = results.get("steps") if step is None else step
         outcome.verdict, outcome.detail = FAIL, f"diverged at step {step}" if step is not None else "diverged"
         return outcome
@@ -191,8 +193,7 @@ def progress_line(progress):
     parts = [f"step {step:,}/{steps:,}" + (f" ({100 * step / steps:.0f}%)" if steps else "")]
     metrics = progress.get("metrics") or {}
     if metrics:
-        parts.append(" ".join(f"{k} {v:.4g}" if isinstance(v, (int, float)) else f"{k} {v}"
-                              for k, v in metrics.items()))
+        parts.append(" ".join(f"{k} {_fmt(v)}" for k, v in metrics.items()))  # None: a non-finite value
     if progress.get("steps_per_s"):
         parts.append(f"{progress['steps_per_s']:.3g} steps/s")
     if progress.get("eta_s") is not None and progress.get("status") == "running":

@@ -160,12 +160,17 @@ def test_diverged_failed_and_unfinished_runs_say_so_from_their_files(targets, tm
     _write_run(out, "copying/rum", {"test": {"loss": 0.01}}, base, status="diverged", steps=250, exit_code=1,
                progress={"status": "diverged", "step": 250, "message": "the loss is nan at step 250"})
     _write_run(out, "copying/lstm", {"train": {"loss": 1.0}}, base, status="diverged", steps=300)  # no progress
+    path = os.path.join(out, "copying/lstm", "results.json")
+    with open(path) as f:
+        summary = json.load(f)
+    with open(path, "w") as f:  # the harness' own record of where it diverged wins over "steps"
+        json.dump(dict(summary, diverged={"step": 280, "message": "the loss is inf"}), f)
     _write_run(out, "recall/rum", exit_code=1, progress={"status": "failed", "step": 0,
                                                          "message": "No space left on device: /runs/x"})
     _write_run(out, "ptb/fs_rum2", progress={"status": "running", "step": 120})  # killed, or still running
     outcomes = {o.row.row: o for o in report.collect(targets, "quick", out)}
     assert (outcomes["RUM"].verdict, outcomes["RUM"].detail) == (report.FAIL, "diverged at step 250")
-    assert (outcomes["LSTM"].verdict, outcomes["LSTM"].detail) == (report.FAIL, "diverged at step 300")
+    assert (outcomes["LSTM"].verdict, outcomes["LSTM"].detail) == (report.FAIL, "diverged at step 280")
     assert outcomes["RUM T=30"].verdict == report.CRASHED
     assert outcomes["RUM T=30"].detail == "exit code 1; No space left on device: /runs/x"
     assert (outcomes["FS-RUM-2"].verdict, outcomes["FS-RUM-2"].detail) == (report.MISSING, "unfinished at step 120")
@@ -178,8 +183,9 @@ def test_progress_and_outcome_lines_come_from_the_run_files():
                 "steps_per_s": 3.25, "metrics": {"loss": 0.12345, "val_accuracy": 0.5}, "message": None}
     assert report.progress_line(progress) == ("step 1,200/20,000 (6%) | loss 0.1235 val_accuracy 0.5 | 3.25 steps/s"
                                               " | ETA 1.5 h")
-    diverged = dict(progress, status="diverged", step=250, eta_s=None, metrics={}, message="the loss is nan")
-    assert report.progress_line(diverged) == "step 250/20,000 (1%) | 3.25 steps/s | diverged"
+    diverged = dict(progress, status="diverged", step=250, eta_s=None, metrics={"loss": None},  # NaN: null
+                    message="the loss is nan")
+    assert report.progress_line(diverged) == "step 250/20,000 (1%) | loss — | 3.25 steps/s | diverged"
     assert report.outcome_line(1, diverged, None, "x/reproduce.log") == \
         "exit code 1: the loss is nan (log: x/reproduce.log)"
     assert report.outcome_line(2, None, None, "x/reproduce.log") == "exit code 2: see x/reproduce.log"
