@@ -8,7 +8,9 @@ setuptools.setup(
     description="Rotational Unit of Memory (RUM) for TensorFlow 2 / Keras 3",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=setuptools.find_packages(include=["rum_tf", "rum_tf.*", "tasks"]),
+    # The library only: tasks/ (the binaries, reproduce) and flags/ are checkout tooling, run
+    # from the checkout's root as `python -m tasks.<name>`.
+    packages=setuptools.find_packages(include=["rum_tf", "rum_tf.*"]),
     python_requires=">=3.9",
     install_requires=[
         "tensorflow>=2.16",

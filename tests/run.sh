@@ -7,3 +7,5 @@ cd "$(dirname "$0")/.."
 python -m pip install --quiet -e ".[test]"
 export RUM_TF_DATA_DIR="${RUM_TF_DATA_DIR:-$(cd .. && pwd)/shared/data}"
 python -m pytest -q tests "$@"
+# The binaries on a machine without TensorFlow (a fresh venv; about two minutes with pip's cache).
+bash tests/no_tensorflow.sh

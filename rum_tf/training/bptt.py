@@ -31,6 +31,8 @@ import time
 import keras
 import numpy as np
 
+from rum_tf.training import inputs
+
 _PACKAGE = "rum_tf"
 _LN2 = math.log(2.0)
 
@@ -196,23 +198,29 @@ def lr_drop_schedule(base_lr, drop_epoch, factor=0.1):
 
 
 def epoch_stream(x, y, start_step=0):
-    """Endless tf.data stream of the windows (x[k], y[k]), epoch after epoch.
+    """Endless stream of the windows (x[k], y[k]), epoch after epoch (`inputs` explains the kinds).
 
     `x`, `y`: [K, batch, num_steps] (`rum_tf.data.ptb.bptt_batches`). Step s is window
     s mod K, so the stream started at any step is the one an uninterrupted run reads.
     """
+    x, y = np.asarray(x), np.asarray(y)
+    batches = len(x)
+    if not inputs.uses_tf_data():
+        return inputs.Batches(lambda s: (x[s % batches], y[s % batches]), start=start_step)
     import tensorflow as tf
 
-    batches = len(x)
-    dataset = tf.data.Dataset.from_tensor_slices((np.asarray(x), np.asarray(y))).repeat()
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).repeat()
     return dataset.skip(start_step % batches).prefetch(2)
 
 
 def windows_dataset(x, y):
     """One pass over the windows (validation / test), in stream order."""
+    x, y = np.asarray(x), np.asarray(y)
+    if not inputs.uses_tf_data():
+        return inputs.Batches(lambda k: (x[k], y[k]), num_batches=len(x))
     import tensorflow as tf
 
-    return tf.data.Dataset.from_tensor_slices((np.asarray(x), np.asarray(y))).prefetch(2)
+    return tf.data.Dataset.from_tensor_slices((x, y)).prefetch(2)
 
 
 def _state_ids(model):

@@ -211,11 +211,12 @@ def _plot_panels(rows, references):
 
 
 def _tensorboard(log_dir):
-    """[the TensorBoard callback], or [] with a warning where tensorboard is not installed."""
+    """[the TensorBoard callback], or [] with a warning where tensorboard or TensorFlow is not installed."""
     try:
         import tensorboard  # noqa: F401  (Keras' callback needs it to write events)
-    except ImportError:
-        logging.warning("tensorboard is not installed: no TensorBoard events (pip install tensorboard)")
+        import tensorflow  # noqa: F401  (and writes them with tf.summary, on every backend)
+    except ImportError as e:
+        logging.warning("no TensorBoard events: %s is not installed", e.name)
         return []
     return [keras.callbacks.TensorBoard(log_dir, write_graph=False)]
 
