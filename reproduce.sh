@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"  # TensorFlow's C++ start-up chatter
-if ! python -c "import rum_tf, tensorflow, keras, absl, matplotlib" >/dev/null 2>&1; then
+if ! python -c "import rum_tf, keras, absl, matplotlib" >/dev/null 2>&1; then  # rum_tf imports the backend
   echo "installing rum_tf and its dependencies (pip install -e .)" >&2
   python -m pip install --quiet -e .
 fi
-exec python -m rum_tf.reproduce "$@"
+exec python -m tasks.reproduce "$@"  # checkout tooling, run from this folder

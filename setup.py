@@ -8,8 +8,11 @@ setuptools.setup(
     description="Rotational Unit of Memory (RUM) for TensorFlow 2 / Keras 3",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=setuptools.find_packages(include=["rum_tf", "rum_tf.*", "tasks"]),
-    # tomllib (flags/targets.toml) is in the standard library from 3.11; 3.11 is what is tested.
+    # The library only: tasks/ (the binaries, reproduce) and flags/ are checkout tooling, run
+    # from the checkout's root as `python -m tasks.<name>`.
+    packages=setuptools.find_packages(include=["rum_tf", "rum_tf.*"]),
+    # 3.11 is the version tested; the checkout's tooling needs it (tasks/report.py reads
+    # flags/targets.toml with tomllib, in the standard library from 3.11).
     python_requires=">=3.11",
     install_requires=[
         "tensorflow>=2.16",

@@ -10,3 +10,5 @@ python -m ruff check .
 python -m ruff format --check .
 export RUM_TF_DATA_DIR="${RUM_TF_DATA_DIR:-$(cd .. && pwd)/shared/data}"
 python -m pytest -q tests "$@"
+# The binaries on a machine without TensorFlow (a fresh venv; about two minutes with pip's cache).
+bash tests/no_tensorflow.sh

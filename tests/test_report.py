@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from rum_tf.training import report
+from tasks import report
 
 TARGETS = """
 [[rows]]
@@ -54,12 +54,17 @@ quick_check = { max = 3.0 }
 """
 
 
-def _write_run(out, run_id, metrics=None, task_results=None, status="finished", exit_code=None):
+def _write_run(out, run_id, metrics=None, task_results=None, status="finished", exit_code=None, progress=None,
+               steps=100):
     run_dir = os.path.join(out, run_id)
     os.makedirs(run_dir, exist_ok=True)
+    if progress is not None:  # the binaries' progress.json (rum_tf.training.results.PROGRESS_FILE)
+        with open(os.path.join(run_dir, report.PROGRESS_FILE), "w") as f:
+            json.dump({"task": "copying", "steps": 400, "eta_s": None, "steps_per_s": 2.0, "metrics": {},
+                       "message": None, "pid": 1, "updated_at": "2026-11-30T12:00:00+00:00", **progress}, f)
     if metrics is not None:
         with open(os.path.join(run_dir, "results.json"), "w") as f:
-            json.dump({"status": status, "steps": 100, "wall_time_s": 90.0, "metrics": metrics,
+            json.dump({"status": status, "steps": steps, "wall_time_s": 90.0, "metrics": metrics,
                        "task_results": task_results or {}}, f)
         with open(os.path.join(run_dir, "curve.csv"), "w") as f:
             f.write("step,loss,val_accuracy\n10,0.5,0.2\n20,0.3,0.4\n")
@@ -146,3 +151,52 @@ def test_full_scale_table_names_machine_versions_and_early_stops(targets, tmp_pa
     assert "| scale | verdict | trained on |" in text
     assert ("| full, 7300 steps (stopped: loss<=0.00945:5), 1.5 min | pass | AMD EPYC, 1 core; "
             "tensorflow 2.21.0, keras 3.15.1 |") in text
+
+
+def test_diverged_failed_and_unfinished_runs_say_so_from_their_files(targets, tmp_path):
+    out = str(tmp_path / "out")
+    base = {"memoryless_baseline": 0.2}
+    # Diverged: a FAIL naming the step, whatever its (NaN-free) metrics say.
+    _write_run(out, "copying/rum", {"test": {"loss": 0.01}}, base, status="diverged", steps=250, exit_code=1,
+               progress={"status": "diverged", "step": 250, "message": "the loss is nan at step 250"})
+    _write_run(out, "copying/lstm", {"train": {"loss": 1.0}}, base, status="diverged", steps=300)  # no progress
+    path = os.path.join(out, "copying/lstm", "results.json")
+    with open(path) as f:
+        summary = json.load(f)
+    with open(path, "w") as f:  # the harness' own record of where it diverged wins over "steps"
+        json.dump(dict(summary, diverged={"step": 280, "message": "the loss is inf"}), f)
+    _write_run(out, "recall/rum", exit_code=1, progress={"status": "failed", "step": 0,
+                                                         "message": "No space left on device: /runs/x"})
+    _write_run(out, "ptb/fs_rum2", progress={"status": "running", "step": 120})  # killed, or still running
+    outcomes = {o.row.row: o for o in report.collect(targets, "quick", out)}
+    assert (outcomes["RUM"].verdict, outcomes["RUM"].detail) == (report.FAIL, "diverged at step 250")
+    assert (outcomes["LSTM"].verdict, outcomes["LSTM"].detail) == (report.FAIL, "diverged at step 280")
+    assert outcomes["RUM T=30"].verdict == report.CRASHED
+    assert outcomes["RUM T=30"].detail == "exit code 1; No space left on device: /runs/x"
+    assert (outcomes["FS-RUM-2"].verdict, outcomes["FS-RUM-2"].detail) == (report.MISSING, "unfinished at step 120")
+    text = report.render(list(outcomes.values()), out)
+    assert "| FAIL (diverged at step 250) |" in text
+
+
+def test_progress_and_outcome_lines_come_from_the_run_files():
+    progress = {"task": "copying", "status": "running", "step": 1200, "steps": 20000, "eta_s": 5400.0,
+                "steps_per_s": 3.25, "metrics": {"loss": 0.12345, "val_accuracy": 0.5}, "message": None}
+    assert report.progress_line(progress) == ("step 1,200/20,000 (6%) | loss 0.1235 val_accuracy 0.5 | 3.25 steps/s"
+                                              " | ETA 1.5 h")
+    diverged = dict(progress, status="diverged", step=250, eta_s=None, metrics={"loss": None},  # NaN: null
+                    message="the loss is nan")
+    assert report.progress_line(diverged) == "step 250/20,000 (1%) | loss — | 3.25 steps/s | diverged"
+    assert report.outcome_line(1, diverged, None, "x/reproduce.log") == \
+        "exit code 1: the loss is nan (log: x/reproduce.log)"
+    assert report.outcome_line(2, None, None, "x/reproduce.log") == "exit code 2: see x/reproduce.log"
+    assert report.outcome_line(1, progress, None, "x/reproduce.log") == "exit code 1: see x/reproduce.log"
+    finished = {"metrics": {"test": {"loss": 0.0123456, "accuracy": 0.99}}}
+    assert report.outcome_line(0, None, finished, "x") == "test: loss 0.01235 accuracy 0.99"
+
+
+def test_read_progress_tolerates_a_missing_or_unreadable_file(tmp_path):
+    assert report.read_progress(str(tmp_path / "absent")) is None
+    (tmp_path / report.PROGRESS_FILE).write_text("{not json")
+    assert report.read_progress(str(tmp_path)) is None
+    (tmp_path / report.PROGRESS_FILE).write_text('{"status": "running", "step": 3}')
+    assert report.read_progress(str(tmp_path)) == {"status": "running", "step": 3}

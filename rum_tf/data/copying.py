@@ -64,6 +64,11 @@ def copying_test_set(size, T, seed=0):
     return copying_batch(size, T, np.random.default_rng([seed, _TEST]))
 
 
+def copying_train_batch(batch, T, seed, step):
+    """Training batch `step` of the stream of (batch, T, seed)."""
+    return copying_batch(batch, T, np.random.default_rng([seed, _TRAIN, step]))
+
+
 def copying_batches(batch, T, seed=0, start_step=0):
     """Endless iterator of fresh batches; batch k depends only on (seed, k).
 
@@ -71,14 +76,22 @@ def copying_batches(batch, T, seed=0, start_step=0):
     """
     _check(batch, T)
     for step in itertools.count(start_step):
-        yield copying_batch(batch, T, np.random.default_rng([seed, _TRAIN, step]))
+        yield copying_train_batch(batch, T, seed, step)
 
 
 def copying_dataset(batch, T, seed=0, start_step=0):
-    """Infinite ``tf.data.Dataset`` of (x, y) int32 batches of shape [batch, T+20]."""
-    import tensorflow as tf  # Imported here so the NumPy generators do not need TF.
+    """The training stream of (x, y) int32 batches [batch, T+20], from batch ``start_step`` on.
+
+    A prefetched ``tf.data.Dataset`` on the TensorFlow backend, else a
+    ``keras.utils.PyDataset`` (``rum_tf.training.inputs``, which needs no TensorFlow).
+    """
+    from rum_tf.training import inputs  # here: the NumPy generators need neither Keras nor TF
 
     _check(batch, T)
-    spec = tf.TensorSpec((batch, T + 2 * NUM_SYMBOLS), tf.int32)
-    return tf.data.Dataset.from_generator(
-        lambda: copying_batches(batch, T, seed, start_step), output_signature=(spec, spec))
+    signature = None
+    if inputs.uses_tf_data():
+        import tensorflow as tf
+
+        spec = tf.TensorSpec((batch, T + 2 * NUM_SYMBOLS), tf.int32)  # a static batch, as the model's
+        signature = (spec, spec)
+    return inputs.generated_batches(lambda k: copying_train_batch(batch, T, seed, k), start_step, signature)

@@ -2,7 +2,7 @@
 
     models       --model registry (name -> recurrent layer), OneHot, output_layer
     optimizers   TF1-faithful RMSProp and Adam
-    inputs       step-indexed tf.data pipelines (exact resume)
+    inputs       step-indexed input pipelines (exact resume): tf.data, or NumPy PyDatasets off TensorFlow
     loop         Task, RunConfig, run(): fit, resume, test, results
     callbacks    StepClock, ProgressLogger, Checkpointer
     checkpoints  atomic step checkpoints (weights, optimizer, RNG state)

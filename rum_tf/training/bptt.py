@@ -20,9 +20,9 @@ What a language-model task needs beyond `loop.Task`:
 Why not `keras.layers.RNN(stateful=True)`: in Keras 3.15 its state variables are not part
 of the model's state, so under JAX (whose jitted steps are stateless) the state is never
 carried: every batch starts from zero. `CarryState` keeps the state in non-trainable
-weights, which every backend's train and test steps update. They travel in checkpoints;
-a run resumes at an epoch boundary, where the state is reset anyway, so resuming stays
-exact.
+weights, which every backend's train and test steps update. They travel in checkpoints:
+a run resumed at an epoch boundary resets them anyway, one resumed inside an epoch
+(`RunConfig.checkpoint_every`, `midinterval`) continues from the checkpoint's state.
 """
 
 import math
@@ -30,6 +30,8 @@ import time
 
 import keras
 import numpy as np
+
+from rum_tf.training import inputs
 
 _PACKAGE = "rum_tf"
 _LN2 = math.log(2.0)
@@ -155,7 +157,8 @@ class StateResetter(keras.callbacks.Callback):
 class CharsPerSecond(keras.callbacks.Callback):
     """Adds `chars_per_s` (training characters per second of this epoch) to the epoch logs.
 
-    Timed from the epoch's first batch to its last, evaluation excluded.
+    Timed from the epoch's first batch to its last, evaluation excluded; the batches are
+    counted, so an epoch resumed in its middle (`midinterval`) reports its own rate.
     """
 
     def __init__(self, chars_per_step):
@@ -169,7 +172,7 @@ class CharsPerSecond(keras.callbacks.Callback):
         self._start, self._elapsed, self._steps = time.monotonic(), None, 0
 
     def on_train_batch_end(self, batch, logs=None):
-        self._steps = batch + 1
+        self._steps += 1
 
     def _stop(self):
         if self._start is not None and self._elapsed is None:
@@ -195,23 +198,29 @@ def lr_drop_schedule(base_lr, drop_epoch, factor=0.1):
 
 
 def epoch_stream(x, y, start_step=0):
-    """Endless tf.data stream of the windows (x[k], y[k]), epoch after epoch.
+    """Endless stream of the windows (x[k], y[k]), epoch after epoch (`inputs` explains the kinds).
 
     `x`, `y`: [K, batch, num_steps] (`rum_tf.data.ptb.bptt_batches`). Step s is window
     s mod K, so the stream started at any step is the one an uninterrupted run reads.
     """
+    x, y = np.asarray(x), np.asarray(y)
+    batches = len(x)
+    if not inputs.uses_tf_data():
+        return inputs.Batches(lambda s: (x[s % batches], y[s % batches]), start=start_step)
     import tensorflow as tf
 
-    batches = len(x)
-    dataset = tf.data.Dataset.from_tensor_slices((np.asarray(x), np.asarray(y))).repeat()
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).repeat()
     return dataset.skip(start_step % batches).prefetch(2)
 
 
 def windows_dataset(x, y):
     """One pass over the windows (validation / test), in stream order."""
+    x, y = np.asarray(x), np.asarray(y)
+    if not inputs.uses_tf_data():
+        return inputs.Batches(lambda k: (x[k], y[k]), num_batches=len(x))
     import tensorflow as tf
 
-    return tf.data.Dataset.from_tensor_slices((np.asarray(x), np.asarray(y))).prefetch(2)
+    return tf.data.Dataset.from_tensor_slices((x, y)).prefetch(2)
 
 
 def _state_ids(model):

@@ -1,19 +1,75 @@
-"""tf.data pipelines whose training batch k is a function of k alone.
+"""Input pipelines whose training batch k is a function of k alone.
 
 That is what makes a resumed run exact: after restoring step k the harness asks the
 task for the stream starting at k and gets the very batches an uninterrupted run saw.
-tf.data feeds every Keras backend (JAX included).
+
+On the TensorFlow backend they are tf.data pipelines (prefetched in TensorFlow's own
+threads). On every other backend they are `Batches`, a `keras.utils.PyDataset` over
+NumPy arrays, which every backend's `fit` and `evaluate` read and which needs no
+TensorFlow: a JAX-only machine runs the same tasks. Both kinds yield the same batches
+in the same order.
 """
 
+import math
+
+import keras
 import numpy as np
-import tensorflow as tf
 
 
-def generated_batches(batch_fn, start_step, output_signature):
-    """Endless dataset of `batch_fn(k)` for k = start_step, start_step + 1, ...
+def uses_tf_data():
+    """Whether the pipelines are tf.data (the TensorFlow backend) or `Batches` (any other)."""
+    return keras.backend.backend() == "tensorflow"
 
-    `batch_fn(k)` returns a tuple of NumPy arrays matching `output_signature`.
+
+class Batches(keras.utils.PyDataset):
+    """Item i is `batch_fn(start + i)`; `num_batches` items, or endless when it is None.
+
+    A backend-neutral stream: Keras reads it in order in the training thread, and an
+    endless one continues across the epochs of one `fit` (as a repeated tf.data
+    stream does), so step s of a run reads `batch_fn(s)` whatever step it started at.
     """
+
+    def __init__(self, batch_fn, num_batches=None, start=0):
+        super().__init__()
+        self.batch_fn = batch_fn
+        self._num_batches = num_batches
+        self.start = int(start)
+
+    @property
+    def num_batches(self):
+        return self._num_batches
+
+    def prefetch(self, buffer_size=None):
+        """Itself: tf.data's `.prefetch(n)` spelling, so a task written for either kind runs on both."""
+        del buffer_size
+        return self
+
+    def __getitem__(self, index):
+        if self._num_batches is not None and not 0 <= index < self._num_batches:
+            raise IndexError(f"batch {index} of {self._num_batches}")
+        return tuple(self.batch_fn(self.start + index))
+
+
+def _signature(batch):
+    """tf.TensorSpecs of a batch of NumPy arrays, the batch dimension left free."""
+    import tensorflow as tf
+
+    return tuple(tf.TensorSpec((None,) + np.shape(a)[1:], tf.as_dtype(np.asarray(a).dtype)) for a in batch)
+
+
+def generated_batches(batch_fn, start_step, output_signature=None):
+    """Endless stream of `batch_fn(k)` for k = start_step, start_step + 1, ...
+
+    `batch_fn(k)` returns a tuple of NumPy arrays. `output_signature` (tf.TensorSpecs,
+    used on the TensorFlow backend only) defaults to that of `batch_fn(start_step)` with
+    a free batch dimension.
+    """
+    if not uses_tf_data():
+        return Batches(batch_fn, start=start_step)
+    import tensorflow as tf
+
+    if output_signature is None:
+        output_signature = _signature(batch_fn(start_step))
 
     def generate():
         step = start_step
@@ -26,13 +82,18 @@ def generated_batches(batch_fn, start_step, output_signature):
 
 
 def cyclic_batches(arrays, batch_size, start_step=0):
-    """Endless dataset cycling through fixed arrays in order, `batch_size` rows at a time.
+    """Endless stream cycling through fixed arrays in order, `batch_size` rows at a time.
 
     Batch k holds rows k*B .. k*B+B-1 modulo the number of rows (wrapping into the next
     pass), the official recall script's `next_batch`.
     """
     arrays = tuple(np.asarray(a) for a in arrays)
     size = len(arrays[0])
+    if not uses_tf_data():
+        offsets = np.arange(batch_size)
+        return Batches(lambda k: tuple(a[(k * batch_size + offsets) % size] for a in arrays), start=start_step)
+    import tensorflow as tf
+
     dataset = tf.data.Dataset.from_tensor_slices(arrays).repeat()
     dataset = dataset.skip((start_step * batch_size) % size)
     return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
@@ -40,5 +101,11 @@ def cyclic_batches(arrays, batch_size, start_step=0):
 
 def fixed_batches(arrays, batch_size):
     """One pass over fixed arrays (evaluation), the last batch possibly smaller."""
-    dataset = tf.data.Dataset.from_tensor_slices(tuple(np.asarray(a) for a in arrays))
+    arrays = tuple(np.asarray(a) for a in arrays)
+    if not uses_tf_data():
+        return Batches(lambda i: tuple(a[i * batch_size:(i + 1) * batch_size] for a in arrays),
+                       num_batches=math.ceil(len(arrays[0]) / batch_size))
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices(arrays)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -6,29 +6,35 @@
     bash reproduce.sh --full --record DIR     # DIR's finished runs become the results of record
     bash reproduce.sh --full --report_only --out docs/results/full --readme README.md
 
-Each row runs as `python -m tasks.<task> --flagfile=flags/<file> --output_dir=<out>/<run id>`.
-A row whose results.json is finished is not run again, so an interrupted reproduction
-continues where it stopped (an unfinished row resumes from its own checkpoint). The
-exit status is non-zero when any row misses its check.
+Checkout tooling, like the binaries it runs: each row runs as `python -m tasks.<task>
+--flagfile=flags/<file> --output_dir=<out>/<run id>` from this checkout's root. Its
+progress lines come from the run's progress.json and its verdicts from results.json
+(`tasks.report`), never from the child's log, which goes to <run id>/reproduce.log for
+the user. A row whose results.json is finished is not run again, so an interrupted
+reproduction continues where it stopped (an unfinished row resumes from its own
+checkpoint). The child dies with this process (Linux: PR_SET_PDEATHSIG), and SIGINT,
+SIGTERM and SIGHUP are passed on to it. The exit status is non-zero when any row misses
+its check.
 """
 
+import ctypes
+import ctypes.util
 import os
-import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
 
 from absl import app, flags
 
-from rum_tf.training import report
 from rum_tf.training import results as results_lib
+from tasks import report
 
+# The checkout this driver belongs to: the binaries (tasks/) and flagfiles (flags/) it runs.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLES = ("copying", "recall", "babi", "ptb")
 DATA_TASKS = ("babi", "ptb")
-_ERROR_LINE = re.compile(r"^\w+\.py: error: ")  # the binaries' one-line refusals
-_ABSL_PREFIX = re.compile(r"^[IWEF]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] ")  # absl's log-line header
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("quick", False, "CPU scale: the flagfiles under flags/quick/ (the default).")
@@ -39,6 +45,7 @@ flags.DEFINE_string("out", None, "Output folder (default results/<quick|full>)."
 flags.DEFINE_string("targets", os.path.join(ROOT, "flags", "targets.toml"), "The targets file.")
 flags.DEFINE_string("rows", None, "Only the rows whose run id (flagfile path) contains this text.")
 flags.DEFINE_string("extra_flags", "", "Flags appended to every row's command (e.g. to shrink a test run).")
+flags.DEFINE_float("progress_every_s", 60.0, "At most one progress line per row this often (and its last one).")
 flags.DEFINE_bool("report_only", False, "Run nothing: write RESULTS.md from the runs already in --out.")
 flags.DEFINE_string("readme", None, "Also write the tables and plots into this Markdown file, between the lines "
                     "'<!-- <scale>-results:begin -->' and '<!-- <scale>-results:end -->' (which it must have).")
@@ -52,10 +59,6 @@ flags.register_multi_flags_validator(
 )
 
 
-def _minutes(seconds):
-    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
-
-
 def _command(row, scale, run_dir):
     cmd = [sys.executable, "-m", f"tasks.{row.task}", f"--flagfile={os.path.join(ROOT, 'flags', row.flagfile(scale))}",
            f"--output_dir={run_dir}"]
@@ -64,8 +67,52 @@ def _command(row, scale, run_dir):
     return cmd + FLAGS.extra_flags.split()
 
 
+# --------------------------------------------------------------------------- the child process
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_child = None  # the running row's Popen, for the signal handler
+
+
+def _child_setup():
+    """`preexec_fn` of a row's process: its own process group, and death with this process.
+
+    Its own group: a Ctrl-C in the terminal reaches this process only, which passes it
+    on once. PR_SET_PDEATHSIG (Linux): the kernel sends the child SIGTERM when this
+    process dies, even by SIGKILL, so no row trains on unsupervised beside a rerun.
+    """
+    parent = os.getpid()  # this process; setup() below runs in the child, between fork and exec
+    libc_name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+    libc = ctypes.CDLL(libc_name, use_errno=True) if libc_name else None
+
+    def setup():
+        os.setpgid(0, 0)
+        if libc is not None:
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != parent:  # the parent died before prctl took effect
+                os._exit(1)
+
+    return setup
+
+
+def _forward_signal(signum, frame):
+    """Pass SIGINT / SIGTERM / SIGHUP on to the running row, wait for it, then stop."""
+    del frame
+    if _child is not None and _child.poll() is None:
+        _child.send_signal(signum)
+        try:
+            _child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            _child.kill()
+            _child.wait()
+    print(f"reproduce: stopped by {signal.Signals(signum).name}; the same command continues where it stopped",
+          file=sys.stderr, flush=True)
+    sys.exit(128 + signum)
+
+
 def _run(row, scale, run_dir):
-    """Run one row, echoing its progress lines; returns its exit code."""
+    """Run one row, printing its progress.json as it changes; returns its exit code."""
+    global _child
     os.makedirs(run_dir, exist_ok=True)
     log_path = os.path.join(run_dir, "reproduce.log")
     cmd = _command(row, scale, run_dir)
@@ -73,17 +120,29 @@ def _run(row, scale, run_dir):
     with open(log_path, "a", encoding="utf-8") as log:
         log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for line in proc.stdout:
-            log.write(line)
-            message = _ABSL_PREFIX.sub("", line.rstrip())
-            if "| ETA" in message or message.startswith(("test:", "Traceback")) or _ERROR_LINE.match(message):
-                print("    " + message, flush=True)
-        code = proc.wait()
+        _child = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                  preexec_fn=_child_setup())
+        pid, seen, printed_at, current = _child.pid, None, None, None
+        while True:
+            try:
+                code = _child.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                code = None
+            progress = report.read_progress(run_dir)
+            # One left by an earlier process (an interrupted session) is not this run's news.
+            if progress and progress.get("pid") == pid and progress.get("updated_at") != seen:
+                current, seen = progress, progress.get("updated_at")
+                due = printed_at is None or time.time() - printed_at >= FLAGS.progress_every_s
+                if due or code is not None or progress.get("status") != "running":
+                    print("    " + report.progress_line(progress), flush=True)
+                    printed_at = time.time()
+            if code is not None:
+                break
+        _child = None
+    results = results_lib.read_results(run_dir) if code == 0 else None
     status = {"exit_code": code, "seconds": time.time() - start, "command": cmd, "log": log_path}
     results_lib.atomic_write_text(os.path.join(run_dir, report.STATUS_FILE), _json(status))
-    if code:
-        print(f"    exit code {code}: see {log_path}", flush=True)
+    print("    " + report.outcome_line(code, current, results, log_path), flush=True)
     return code
 
 
@@ -143,6 +202,8 @@ def _json(obj):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    for signum in _FORWARDED:
+        signal.signal(signum, _forward_signal)
     scale = "full" if FLAGS.full else "quick"
     default_out = os.path.join(RECORD_DIR, scale) if FLAGS.record else os.path.join(ROOT, "results", scale)
     out_dir = os.path.abspath(FLAGS.out or default_out)
@@ -172,7 +233,7 @@ def main(argv):
         start = time.time()
         _run(row, scale, os.path.join(out_dir, row.run_id(scale)))
         durations.append((_estimate(row, scale), time.time() - start))
-        print(f"    finished in {_minutes(durations[-1][1])}", flush=True)
+        print(f"    finished in {report.duration(durations[-1][1])}", flush=True)
 
     outcomes = report.collect(selected, scale, out_dir)
     plots = report.plot_tables(outcomes, out_dir)
@@ -213,7 +274,7 @@ def _time_left(rows, scale, durations):
             return "time left unknown"
         fill = sum(measured) / len(measured)
         estimates = [e or fill for e in estimates]
-    return f"about {_minutes(sum(estimates))} left"
+    return f"about {report.duration(sum(estimates))} left"
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The paper's tables from finished runs: targets, verdicts and RESULTS.md.
+"""The paper's tables from finished runs: targets, verdicts and RESULTS.md; the run-file lines reproduce prints.
 
 The targets file (flags/targets.toml) lists every paper-table row once:
 
@@ -25,12 +25,14 @@ import dataclasses
 import math
 import os
 import tomllib
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from rum_tf.training import results as results_lib
 
 SCALES = ("quick", "full")
-STATUS_FILE = "reproduce.json"  # written by rum_tf.reproduce next to each run's results.json
+STATUS_FILE = "reproduce.json"  # written by tasks.reproduce next to each run's results.json
+PROGRESS_FILE = "progress.json"  # written by the binaries (rum_tf.training.results.PROGRESS_FILE)
 
 PASS, FAIL, MISSING, CRASHED, REPORTED = "pass", "FAIL", "missing", "crashed", "reported"
 
@@ -41,13 +43,13 @@ class Row:
     row: str
     task: str
     metric: str
-    full: Optional[str] = None
-    quick: Optional[str] = None
+    full: str | None = None
+    quick: str | None = None
     published: Any = None
-    full_check: Optional[Mapping[str, Any]] = None
-    quick_check: Optional[Mapping[str, Any]] = None
+    full_check: Mapping[str, Any] | None = None
+    quick_check: Mapping[str, Any] | None = None
     note: str = ""
-    est_minutes: Optional[Mapping[str, float]] = None  # {"quick": m, "full": m}, for the ETA
+    est_minutes: Mapping[str, float] | None = None  # {"quick": m, "full": m}, for the ETA
 
     def flagfile(self, scale):
         return self.quick if scale == "quick" else self.full
@@ -74,7 +76,8 @@ def load_targets(path):
         unknown = set(raw) - fields
         missing = {"table", "row", "task", "metric"} - set(raw)
         if unknown or missing:
-            raise ValueError(f"{path}: row {i + 1} ({raw.get('row')!r}): unknown {sorted(unknown)}, missing {sorted(missing)}")
+            raise ValueError(f"{path}: row {i + 1} ({raw.get('row')!r}): unknown {sorted(unknown)}, "
+                             f"missing {sorted(missing)}")
         rows.append(Row(**raw))
     return rows
 
@@ -94,11 +97,11 @@ class Outcome:
     row: Row
     scale: str
     verdict: str
-    value: Optional[float] = None
+    value: float | None = None
     threshold: str = ""
     detail: str = ""
-    results: Optional[Mapping[str, Any]] = None
-    run_dir: Optional[str] = None
+    results: Mapping[str, Any] | None = None
+    run_dir: str | None = None
 
 
 def _as_float(value):
@@ -109,13 +112,25 @@ def _as_float(value):
     return value if math.isfinite(value) else None
 
 
-def judge(row, scale, results, status=None, run_dir=None):
-    """The verdict of one row from its results.json (None if absent) and run status."""
+def judge(row, scale, results, status=None, run_dir=None, progress=None):
+    """The verdict of one row from its results.json (None if absent), run status and progress.json."""
     outcome = Outcome(row, scale, MISSING, results=results, run_dir=run_dir)
+    if results is not None and results.get("status") == "diverged":
+        step = (results.get("diverged") or {}).get("step")  # {step, message}, as the harness writes it
+        if step is None and (progress or {}).get("status") == "diverged":
+            step = progress.get("step")
+        step = results.get("steps") if step is None else step
+        outcome.verdict, outcome.detail = FAIL, f"diverged at step {step}" if step is not None else "diverged"
+        return outcome
     if results is None or results.get("status") != "finished":
+        message = (progress or {}).get("message")
         if status is not None and status.get("exit_code", 0) != 0:
             outcome.verdict = CRASHED
-            outcome.detail = f"exit code {status['exit_code']}; see {status.get('log', 'its log')}"
+            why = message or f"see {status.get('log', 'its log')}"
+            outcome.detail = f"exit code {status['exit_code']}; {why}"
+        elif progress is not None and progress.get("status") not in (None, "finished"):
+            state = "unfinished" if progress["status"] == "running" else progress["status"]  # running, or killed
+            outcome.detail = f"{state} at step {progress.get('step')}" + (f": {message}" if message else "")
         else:
             outcome.detail = "not run" if status is None else "no results.json"
         return outcome
@@ -154,13 +169,56 @@ def collect(rows, scale, out_dir):
         run_dir = os.path.join(out_dir, run_id)
         status = read_status(run_dir)
         results = results_lib.read_results(run_dir) if os.path.isdir(run_dir) else None
-        outcomes.append(judge(row, scale, results, status, run_dir))
+        progress = read_progress(run_dir)
+        outcomes.append(judge(row, scale, results, status, run_dir, progress))
     return outcomes
 
 
 def read_status(run_dir):
-    """The reproduce.json that rum_tf.reproduce left in run_dir, or None."""
+    """The reproduce.json that tasks.reproduce left in run_dir, or None."""
     return results_lib.read_json(os.path.join(run_dir, STATUS_FILE))
+
+
+def read_progress(run_dir):
+    """The progress.json in run_dir, or None (absent, or unreadable)."""
+    try:
+        return results_lib.read_json(os.path.join(run_dir, PROGRESS_FILE))
+    except (OSError, ValueError):
+        return None
+
+
+def progress_line(progress):
+    """E.g. "step 1,200/20,000 (6%) | loss 0.123 | 3.2 steps/s | ETA 1.2 h", from a progress.json."""
+    step, steps = progress.get("step") or 0, progress.get("steps") or 0
+    parts = [f"step {step:,}/{steps:,}" + (f" ({100 * step / steps:.0f}%)" if steps else "")]
+    metrics = progress.get("metrics") or {}
+    if metrics:
+        parts.append(" ".join(f"{k} {_fmt(v)}" for k, v in metrics.items()))  # None: a non-finite value
+    if progress.get("steps_per_s"):
+        parts.append(f"{progress['steps_per_s']:.3g} steps/s")
+    if progress.get("eta_s") is not None and progress.get("status") == "running":
+        parts.append(f"ETA {duration(progress['eta_s'])}")
+    if progress.get("status") not in (None, "running"):
+        parts.append(progress["status"])
+    return " | ".join(parts)
+
+
+def outcome_line(code, progress, results, log_path):
+    """What a row's process ended with: its test metrics, or the exit code and why."""
+    if code == 0:
+        test = ((results or {}).get("metrics") or {}).get("test") or {}
+        return "test: " + " ".join(f"{k} {v:.4g}" for k, v in test.items()) if test else "finished"
+    message = (progress or {}).get("message")
+    if message and (progress or {}).get("status") in ("failed", "diverged", "stopped"):
+        return f"exit code {code}: {message} (log: {log_path})"
+    return f"exit code {code}: see {log_path}"
+
+
+def duration(seconds):
+    """E.g. "45 s", "3.5 min", "2.1 h"."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def _fmt(value):
@@ -216,7 +274,9 @@ def tables_markdown(outcomes, base_dir, heading="##"):
                   + (" trained on |" if full else ""), "|---|---|---|---|---|---|---|" + ("---|" if full else "")]
         for o in (o for o in outcomes if o.row.table == table):
             verdict = o.verdict if not o.detail else f"{o.verdict} ({o.detail})"
-            run_link = f"[{o.row.row}]({os.path.relpath(o.run_dir, base_dir)})" if o.run_dir and o.results else o.row.row
+            run_link = o.row.row
+            if o.run_dir and o.results:
+                run_link = f"[{o.row.row}]({os.path.relpath(o.run_dir, base_dir)})"
             lines.append(
                 f"| {run_link} | {_fmt(o.row.published)} | {_fmt(o.value)} | {o.row.metric.split('.', 1)[-1]} "
                 f"| {o.threshold or '—'} | {_scale_text(o)} | {verdict} |"
