@@ -11,9 +11,13 @@ setuptools.setup(
     # The library only: tasks/ (the binaries, reproduce) and flags/ are checkout tooling, run
     # from the checkout's root as `python -m tasks.<name>`.
     packages=setuptools.find_packages(include=["rum_tf", "rum_tf.*"]),
-    python_requires=">=3.9",
+    # 3.11 is the version tested; the checkout's tooling needs it (tasks/report.py reads
+    # flags/targets.toml with tomllib, in the standard library from 3.11).
+    python_requires=">=3.11",
     install_requires=[
         "tensorflow>=2.16",
+        # rum_tf.compat uses private Keras modules: the minor versions the suite passed on.
+        "keras>=3.15,<3.16",
         "tensorflow-datasets",
         "absl-py",
         "numpy",
@@ -25,7 +29,8 @@ setuptools.setup(
         "matplotlib",
     ],
     extras_require={
-        # jax runs the cell and layer tests a second time under KERAS_BACKEND=jax.
-        "test": ["pytest", "jax"],
+        # jax runs the cell and layer tests a second time under KERAS_BACKEND=jax; ruff is the
+        # linter and formatter tests/run.sh runs first.
+        "test": ["pytest", "jax", "ruff"],
     },
 )

@@ -14,5 +14,6 @@ __all__ = [
     "RUM",
     "RUMCell",
     "Recurrent",
+    "official",
 ]
 __version__ = "0.1.0"

@@ -12,7 +12,8 @@ median milliseconds per training step and the ratios to that GRU and to RUM
 `--memory` measures the peak resident memory of a fresh process per row and T
 instead. `--drift` measures the float32 error of λ=1's reversible backward
 pass. `--profile` (TensorFlow) traces a few training steps of each row with
-the TensorFlow profiler and sums the time of the executed ops by op type. A benchmark, not a test: numbers depend on the machine and its load.
+the TensorFlow profiler and sums the time of the executed ops by op type. A
+benchmark, not a test: numbers depend on the machine and its load.
 """
 
 import json
@@ -24,8 +25,8 @@ import time
 
 import keras
 import numpy as np
-from keras import ops
 from absl import app, flags
+from keras import ops
 
 from rum_tf import rotation
 from rum_tf.baselines import EUNNCell, GORUCell
@@ -279,7 +280,7 @@ def measure_drift(lengths, batch=4, units=100, inputs=10, seed=0):
         rebuilt = float(np.max(np.abs(ops.convert_to_numpy(d))))
         weights = {v.name: np.asarray(ops.convert_to_numpy(v), np.float64) for v in cell.weights}
 
-        def reference_loss(w):
+        def reference_loss(w, x=x, weigh=weigh):  # this iteration's batch
             outs = [ref.rum_sequence(x[i], w, lambda_=1, eta=0.1)[0] for i in range(batch)]
             return float(np.sum(weigh * np.stack(outs)))
 

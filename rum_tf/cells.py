@@ -16,9 +16,9 @@ carried as an extra state (`NoisyCell`).
 
 import keras
 from keras import ops
-from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell  # the hook Keras' RNN calls before its loop
 
 from rum_tf import rotation
+from rum_tf.compat import DropoutRNNCell  # the hook Keras' RNN calls before its loop
 
 _PACKAGE = "rum_tf"
 LN_EPSILON = 1e-3

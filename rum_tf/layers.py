@@ -2,10 +2,10 @@
 
 import keras
 from keras import ops
-from keras.src.backend import rnn as _backend_rnn  # the loop Keras' own RNN layers use
 
 from rum_tf import cells as cells_lib
 from rum_tf import reversible as reversible_lib
+from rum_tf.compat import backend_rnn as _backend_rnn  # the loop Keras' own RNN layers use
 
 _PACKAGE = "rum_tf"
 

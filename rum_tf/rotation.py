@@ -107,7 +107,7 @@ def rotate_with_cos(a, b, h, eps=EPS):
     return _rotate_with_cos_custom_gradient(eps)(a, b, h)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _rotate_with_cos_custom_gradient(eps):
     @ops.custom_gradient
     def rotate_with_cos(a, b, h):
@@ -267,7 +267,7 @@ def memory_step_autodiff(offset, a, b, h, eps=EPS):
     return new_offset, new_mh, components[2], factors
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _memory_step_custom_gradient(eps):
     # Vectors that meet a B x N x N operand travel as the rows of a [B, k, N]
     # tensor (`_products`, `_outer_sum`): stacking and unstacking along the

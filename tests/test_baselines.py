@@ -12,7 +12,7 @@ import pytest
 from keras import ops
 
 import numpy_eunn_reference as ref
-from conftest import assert_config_round_trip, gradients, randomize, weights_of
+from cell_helpers import assert_config_round_trip, gradients, randomize, weights_of
 from rum_tf.baselines import EUNNCell, EUNNLayout, GORUCell, eunn_param_count, eunn_transition
 
 B, D = 3, 4

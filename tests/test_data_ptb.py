@@ -8,7 +8,6 @@ import pytest
 from rum_tf.data import files, ptb
 
 
-
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch, tmp_path):
     monkeypatch.setenv(files.ENV_NO_DOWNLOAD, "1")

@@ -7,7 +7,6 @@ import pytest
 
 from rum_tf.data import copying, recall
 
-
 # ---------------------------------------------------------------------------- copying
 
 

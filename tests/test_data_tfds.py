@@ -10,7 +10,6 @@ tfds = pytest.importorskip("tensorflow_datasets")
 from rum_tf.data import tfds_builders  # noqa: E402  (registers the builders)
 
 
-
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch, tmp_path):
     monkeypatch.setenv(files.ENV_NO_DOWNLOAD, "1")

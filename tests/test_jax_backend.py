@@ -10,6 +10,9 @@ import sys
 import keras
 import pytest
 
+# A second pytest process over several modules: minutes.
+pytestmark = pytest.mark.slow
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PORTABLE_MODULES = [
     "test_rotation.py",

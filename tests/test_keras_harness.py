@@ -5,12 +5,12 @@ training step (`fit`), and a mixed-precision build and call.
 """
 
 import keras
-import numpy as np
-import pytest
 from absl.testing import parameterized
-from keras.src import testing
 
 from rum_tf import RUM, EUNNCell, FastSlowCell, GORUCell, LayerNormLSTMCell, RUMCell
+from rum_tf.compat import keras_testing
+
+testing = keras_testing()
 
 B, T, D, N = 2, 4, 3, 5
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from conftest import NoiseProbe, backend, randomize
+from cell_helpers import NoiseProbe, backend, randomize
 from rum_tf import FastSlowCell, LayerNormLSTMCell, RUMCell
 
 B, T, D, N = 16, 12, 5, 8
@@ -109,6 +109,7 @@ def _fast_slow():
     return FastSlowCell([LayerNormLSTMCell(6), LayerNormLSTMCell(6)], RUMCell(7, eta=1.0, zoneout_keep_h=0.9), seed=5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "make",
     [

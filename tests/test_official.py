@@ -367,6 +367,7 @@ def test_every_official_name_is_documented():
             assert f"`{weight}`" in doc, (layout, weight)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(keras.backend.backend() == "jax", reason="already under JAX")
 def test_restore_works_under_jax():
     """restore only reads the checkpoint with TensorFlow: the weights load under JAX too."""
@@ -392,6 +393,7 @@ def _cross_entropy(logits, labels):
     return np.log(np.exp(logits).sum(-1)) - np.take_along_axis(logits, labels[..., None], -1)[..., 0]
 
 
+@pytest.mark.slow
 def test_copying_binary_tests_an_official_checkpoint(tmp_path):
     from rum_tf.data import copying as copying_data
     from tasks import copying
@@ -428,6 +430,7 @@ def loop_error():
     return loop.RunError
 
 
+@pytest.mark.slow
 def test_recall_binary_tests_an_official_goru_checkpoint(tmp_path):
     from rum_tf.data import recall as recall_data
     from tasks import recall
@@ -474,6 +477,7 @@ def test_init_from_official_needs_a_checkpoint(tmp_path):
         copying.APP.parse(["copying.py", f"--init_from_official={tmp_path / 'none'}", f"--output_dir={tmp_path}"])
 
 
+@pytest.mark.slow
 def test_ptb_binary_tests_the_official_fs_rum2(tmp_path, data_dir, monkeypatch):
     """FS-RUM-2 as the 2017 ptb_task.py saves it (the 1.189 BPC model), at toy sizes."""
     import collections

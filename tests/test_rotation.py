@@ -5,7 +5,7 @@ import pytest
 from keras import ops
 
 import numpy_reference as ref
-from conftest import backend, finite_differences, gradients
+from cell_helpers import backend, finite_differences, gradients
 from rum_tf import rotation
 
 RNG = np.random.default_rng(0)
@@ -196,11 +196,35 @@ def test_parallel_inputs_give_the_identity_within_the_documented_guard():
     np.testing.assert_allclose(r[0], np.eye(N), atol=2e-7)
 
 
-def test_guard_changes_sin_by_at_most_1e_7():
-    a, b = _pair()
+def test_guard_floors_sin_at_1e_7_only_where_the_official_value_is_smaller():
+    # Rows that reach the floor (1 - cos^2 < 1e-14): b along a or against it (cos = +-1 exactly),
+    # and, in float64, b a hair off a; and rows that do not. JAX computes in float32.
+    dtype = np.float32 if backend() == "jax" else np.float64
+    a, b = (x.astype(np.float64) for x in _pair())
+    e = np.eye(N)[0]
+    off = RNG.normal(size=N)
+    off -= (off @ a[0]) / (a[0] @ a[0]) * a[0]  # orthogonal to a[0]
+    rows = [(e, e), (e, -e)] + list(zip(a, b))
+    if dtype == np.float64:
+        rows += [(a[0], 2.5 * a[0]), (a[0], a[0] + 1e-9 * off)]
+    a, b = (np.stack(x).astype(dtype) for x in zip(*rows))
     _, _, cos, sin = rotation.rotation_components(a, b)
-    official = np.sqrt(np.maximum(1.0 - _np(cos).astype(np.float64) ** 2, 0.0))
-    assert np.max(np.abs(_np(sin) - official)) <= 1e-7 + 1e-7 * np.max(official)
+    cos, sin = _np(cos)[:, 0], _np(sin)[:, 0]
+    assert sin.dtype == dtype
+    reference = [ref.rotation_matrix(x, y) for x, y in zip(a.astype(np.float64), b.astype(np.float64))]
+    np.testing.assert_allclose(cos, [c for _, c in reference], atol=1e-6 if dtype == np.float32 else 1e-12)
+    # The official sin, from the same cos (NaN where |cos| rounds above 1).
+    with np.errstate(invalid="ignore"):
+        official = np.sqrt(1 - np.square(cos))
+    floored = ~(1 - np.square(cos) >= 1e-14)  # the documented floor of 1 - cos^2
+    assert floored[:2].all() and not floored[2 : 2 + B].any()
+    if dtype == np.float64:
+        assert floored[-2:].all()
+    np.testing.assert_allclose(sin[floored], 1e-7, rtol=1e-6)
+    np.testing.assert_allclose(sin[~floored], official[~floored], rtol=1e-6)
+    assert np.all(np.abs(sin - np.nan_to_num(official))[floored] <= 1e-7)
+    # The operator moves by at most ~1e-7 from the official (reference) one where the floor acts.
+    np.testing.assert_allclose(_np(rotation.rotation_operator(a, b)), np.stack([r for r, _ in reference]), atol=2e-7)
 
 
 SCALES = [1e-20, 1e-4, 1.0, 1e12]  # 1e-20: |x|^2 below eps (the floor); 1e12: |x|^2 ~ 1e25

@@ -23,7 +23,8 @@ def run_subprocess(module_name, args, env=None, prelude="", timeout=300):
     env = dict(os.environ, **(env or {}))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if prelude:
-        code = (f"{prelude}\nimport sys\nfrom {module_name.rsplit('.', 1)[0]} import {module_name.rsplit('.', 1)[1]} as m\n"
+        package, name = module_name.rsplit(".", 1)
+        code = (f"{prelude}\nimport sys\nfrom {package} import {name} as m\n"
                 f"sys.argv = [m.__file__] + {list(args)!r}\nm.APP.run(m.main)\n")
         cmd = [sys.executable, "-c", code]
     else:

@@ -2,6 +2,8 @@
 
 import keras
 
+from rum_tf import compat
+
 # TF1's defaults, which the official scripts relied on (Keras' own are 1e-7).
 TF1_RMSPROP_EPSILON = 1e-10
 TF1_ADAM_EPSILON = 1e-8
@@ -20,7 +22,7 @@ class TF1RMSprop(keras.optimizers.RMSprop):
         if self.built:
             return
         super().build(var_list)
-        for velocity in self._velocities:
+        for velocity in compat.optimizer_velocities(self):
             if velocity is not None:  # None for variables that take no gradient step
                 velocity.assign(keras.ops.ones(velocity.shape, dtype=velocity.dtype))
 
