@@ -13,7 +13,7 @@ trap 'rm -rf "$work"' EXIT
 if [ ! -x "$venv/bin/python" ]; then
   python -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check keras jax numpy absl-py matplotlib
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "keras>=3.15,<3.16" jax numpy absl-py matplotlib
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e .
 if "$venv/bin/python" -c "import tensorflow" >/dev/null 2>&1; then
   echo "no_tensorflow.sh: tensorflow is importable in $venv; this check needs a venv without it" >&2
