@@ -4,9 +4,11 @@ Each checkpoint is a directory `step-NNNNNNNN/` holding `model.weights.h5` (Kera
 `save_weights`: the model's and the optimizer's variables) and `state.json` (the
 training state Keras does not save: the step, elapsed times, the best value so far,
 and the random generators' states, e.g. the zoneout SeedGenerator). It is written
-under a temporary name and renamed into place, so a directory named `step-*` is
-always complete: a run killed while writing leaves only a `.tmp-*` directory, which
-is ignored and later removed.
+under a temporary name, flushed and renamed into place (`results.atomic_path`), so a
+directory named `step-*` is always complete: a run killed while writing, or stopped by a
+full disk, leaves at most a `.tmp-*` directory, which is ignored and later removed. Older
+checkpoints are deleted only once the new one is in place. A run resumes through
+`restore_latest`, which falls back to an older checkpoint when the newest cannot be read.
 
 Keras' `BackupAndRestore` cannot stand in: it writes the weights and the epoch
 number one after the other in place (a kill between the two resumes with mismatched
@@ -22,6 +24,8 @@ import shutil
 import keras
 import numpy as np
 from absl import logging
+
+from rum_tf.training import results
 
 WEIGHTS_FILE = "model.weights.h5"
 STATE_FILE = "state.json"
@@ -62,19 +66,13 @@ def save(model, directory, step, state, keep=()):
     """
     os.makedirs(directory, exist_ok=True)
     final = checkpoint_path(directory, step)
-    tmp = os.path.join(directory, f".tmp-step-{step:08d}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    model.save_weights(os.path.join(tmp, WEIGHTS_FILE))
     state = dict(state, step=int(step), extra_variables=[
         {"path": v.path, "value": np.asarray(keras.ops.convert_to_numpy(v)).tolist()} for v in _extra_variables(model)])
-    with open(os.path.join(tmp, STATE_FILE), "w", encoding="utf-8") as f:
-        json.dump(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    if os.path.exists(final):  # the same step saved by an earlier session
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with results.atomic_path(final) as tmp:  # replaces a checkpoint of the same step saved by an earlier session
+        os.makedirs(tmp)
+        model.save_weights(os.path.join(tmp, WEIGHTS_FILE))
+        with open(os.path.join(tmp, STATE_FILE), "w", encoding="utf-8") as f:
+            json.dump(state, f)
     keep = set(keep) | {step}
     for old_step, path in list_checkpoints(directory):
         if old_step not in keep:
@@ -89,6 +87,16 @@ def read_state(path):
     """The state dict of a checkpoint, without loading its weights."""
     with open(os.path.join(path, STATE_FILE), encoding="utf-8") as f:
         return json.load(f)
+
+
+def latest_state(directory):
+    """(step, path, state) of the newest checkpoint whose state.json reads, or None; the weights are not read."""
+    for step, path in list_checkpoints(directory):
+        try:
+            return step, path, read_state(path)
+        except (OSError, ValueError) as e:
+            logging.warning("cannot read %s (%s); looking at an older checkpoint", os.path.join(path, STATE_FILE), e)
+    return None
 
 
 def restore(model, path):
@@ -119,7 +127,8 @@ def restore_latest(model, directory):
         try:
             return restore(model, path)
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
-            logging.warning("cannot restore %s (%s); trying an older checkpoint", path, e)
+            logging.warning("cannot restore the checkpoint %s (%s: %s); trying an older one", path, type(e).__name__,
+                            str(e).splitlines()[0] if str(e) else "")
             error = e
     if error is not None:
         raise error
