@@ -25,7 +25,9 @@ import keras
 import numpy as np
 from absl import logging
 
-from rum_tf.training import results
+from rum_tf.training import results, run_folder
+
+_MARGIN = 1 << 20  # bytes beyond the variables that a checkpoint or model file may need (h5 metadata, JSON)
 
 WEIGHTS_FILE = "model.weights.h5"
 STATE_FILE = "state.json"
@@ -36,6 +38,14 @@ def _extra_variables(model):
     """Variables `save_weights` leaves out (the SeedGenerator states), in a fixed order."""
     saved = {id(v) for v in model.weights}
     return [v for v in model.variables if id(v) not in saved]
+
+
+def ensure_space(model, folder):
+    """OSError(ENOSPC) unless `folder` has room for a file of `model`'s and its optimizer's variables
+    (`run_folder.ensure_space`: h5py is never left to meet a full disk)."""
+    variables = list(model.variables) + (list(model.optimizer.variables) if model.optimizer is not None else [])
+    nbytes = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+    run_folder.ensure_space(folder, nbytes + nbytes // 4 + _MARGIN)
 
 
 def checkpoint_path(directory, step):
@@ -65,6 +75,7 @@ def save(model, directory, step, state, keep=()):
       keep: steps whose checkpoints must survive (e.g. the best one).
     """
     os.makedirs(directory, exist_ok=True)
+    ensure_space(model, directory)
     final = checkpoint_path(directory, step)
     state = dict(state, step=int(step), extra_variables=[
         {"path": v.path, "value": np.asarray(keras.ops.convert_to_numpy(v)).tolist()} for v in _extra_variables(model)])

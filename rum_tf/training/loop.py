@@ -18,8 +18,8 @@ and the data stream at the same step (`Task.train_data(start_step)`), so on CPU 
 resumed run ends with the numbers of an uninterrupted one.
 """
 
-import contextlib
 import dataclasses
+import gc
 import logging as std_logging
 import os
 import platform
@@ -277,45 +277,58 @@ def run(task, config):
     worker = distribute.worker_id_from_env(config.strategy)
     folder = config.output_dir if worker is None else os.path.join(config.output_dir, "workers", worker)
     progress = callbacks_lib.ProgressFile(folder, task.name, config.steps, clock=None)
-    with guarded_folder(folder, progress.write):
-        return _run(task, config, session_start, worker, folder, progress)
+    return run_guarded(folder, progress.write, lambda: _run(task, config, session_start, worker, folder, progress))
 
 
-@contextlib.contextmanager
-def guarded_folder(folder, write_progress):
-    """Hold `folder`'s lock (`run_folder.FolderLock`) and copy the log to its log.txt for the block.
+def _detached(error):
+    """`error` without its traceback and context: raised again, it no longer keeps the failed frames (the
+    training's data iterators, open event writers) alive until the interpreter exits, where TensorFlow
+    would finalize them with noise on stderr."""
+    error.__traceback__ = error.__context__ = error.__cause__ = None
+    gc.collect()  # the failed frames hold reference cycles
+    return error
 
-    The lock is taken before anything in the folder is read, deleted or written. A failure in the
-    block is recorded by `write_progress(status, message)` ("diverged" or "failed"); a full disk
+
+def run_guarded(folder, write_progress, body):
+    """`body()` holding `folder`'s lock (`run_folder.FolderLock`), with the log copied to its log.txt.
+
+    The lock is taken before anything in the folder is read, deleted or written. A failure of
+    `body` is recorded by `write_progress(status, message)` ("diverged" or "failed"); a full disk
     becomes one `run_folder.DiskFull` line naming the folder and its last good checkpoint.
     """
     try:
         lock = run_folder.FolderLock(folder).acquire()
-    except OSError as e:
-        if run_folder.is_disk_full(e):
-            raise run_folder.disk_full_error(folder, e) from None
-        raise
+    except run_folder.DiskFull:
+        lock, failure = None, _detached(_disk_full(folder, None))
+    if lock is None:
+        raise failure
     try:
         results.remove_temporary_files(folder)  # what killed writers left; nobody else writes here now
         with FileLog(os.path.join(folder, results.LOG_FILE)):
+            lock.report_takeover()
             try:
-                yield
+                return body()
             except run_folder.Diverged as e:
                 _last_progress(write_progress, "diverged", e)
-                raise
+                failure = _detached(e)
             except RunError as e:
                 _last_progress(write_progress, "failed", e)
-                raise
+                failure = _detached(e)
             except BaseException as e:
-                if run_folder.is_disk_full(e):
-                    saved = checkpoints.list_checkpoints(os.path.join(folder, results.CHECKPOINT_DIR))
-                    error = run_folder.disk_full_error(folder, e, saved[0][0] if saved else None)
-                    _last_progress(write_progress, "failed", error)
-                    raise error from None
-                _last_progress(write_progress, "failed", f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
-                raise
+                if not run_folder.is_disk_full(e):
+                    _last_progress(write_progress, "failed", f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+                    raise
+                failure = _detached(_disk_full(folder, e))
+                _last_progress(write_progress, "failed", failure)
+            raise failure  # outside the except blocks: see _detached
     finally:
         lock.release()
+
+
+def _disk_full(folder, error):
+    """The `run_folder.DiskFull` of `folder`, naming its newest complete checkpoint."""
+    saved = checkpoints.list_checkpoints(os.path.join(folder, results.CHECKPOINT_DIR))
+    return run_folder.disk_full_error(folder, error, saved[0][0] if saved else None)
 
 
 def _last_progress(write_progress, status, message):
@@ -486,6 +499,7 @@ def _run(task, config, session_start, worker, folder, progress):
     epochs = config.steps // config.eval_every
     if step < config.steps and stopped is None:
         logging.info("%s from step %s to %s", "resuming" if step else "training", f"{step:,}", f"{config.steps:,}")
+        diverged = None
         try:
             model.fit(
                 task.train_data(step),
@@ -498,10 +512,13 @@ def _run(task, config, session_start, worker, folder, progress):
                 verbose=0,
             )
         except run_folder.Diverged as e:
+            diverged = _detached(e)
+        if diverged is not None:
             if chief:  # the last good evaluation's metrics; its checkpoint is the newest
-                results.write_results(out, summary("diverged", e.step, _curve_metrics(results.read_curve(curve_path)),
-                                                   diverged={"step": e.step, "reason": e.reason}))
-            raise
+                results.write_results(out, summary("diverged", diverged.step,
+                                                   _curve_metrics(results.read_curve(curve_path)),
+                                                   diverged={"step": diverged.step, "reason": diverged.reason}))
+            raise diverged
         stopped = stopper.stopped if stopper else None
     steps_done = stopped["step"] if stopped else config.steps
     best = checkpointer.best
@@ -522,6 +539,7 @@ def _run(task, config, session_start, worker, folder, progress):
     if "test" in metrics:
         logging.info("test: %s", _format_metrics(metrics["test"]))
 
+    checkpoints.ensure_space(model, folder)
     with results.atomic_path(os.path.join(folder, results.MODEL_FILE), suffix=".keras") as tmp:
         model.save(tmp)
     final = summary("finished", steps_done, metrics, best={"monitor": monitor, "mode": mode, **best} if best else None,

@@ -136,16 +136,18 @@ def run_all(sub_runs: Sequence[SubRun], output_dir, *, task, model, flags, flagf
       extra_results: more fields for task_results.
     """
     progress = _ParentProgress(output_dir, task, sub_runs, dict(flags).get("steps"))
-    with loop.guarded_folder(output_dir, progress.write), results.progress_listener(progress):
+
+    def body():
         flags_path = os.path.join(output_dir, results.FLAGS_FILE)
         if not os.path.exists(flags_path):
             results.atomic_write_text(flags_path, flagfile_text)
         progress.write("running")
         summaries = []
-        for i, sub in enumerate(sub_runs, 1):
-            logging.info("%s: run %d/%d, %s, in %s", task, i, len(sub_runs), sub.key,
-                         os.path.join(output_dir, sub.folder))
-            summaries.append(sub.run())  # refuses (loop.RunError) a folder holding another run
+        with results.progress_listener(progress):
+            for i, sub in enumerate(sub_runs, 1):
+                logging.info("%s: run %d/%d, %s, in %s", task, i, len(sub_runs), sub.key,
+                             os.path.join(output_dir, sub.folder))
+                summaries.append(sub.run())  # refuses (loop.RunError) a folder holding another run
         # Written again once every sub-run has accepted these flags (a refused command leaves
         # the earlier file alone).
         results.atomic_write_text(flags_path, flagfile_text)
@@ -153,6 +155,8 @@ def run_all(sub_runs: Sequence[SubRun], output_dir, *, task, model, flags, flagf
                              bar_metric=bar_metric, title=title, extra_results=extra_results)
         progress.write("finished")
         return summary
+
+    return loop.run_guarded(output_dir, progress.write, body)
 
 
 def _aggregate(sub_runs, summaries, output_dir, *, task, model, flags, bar_metric, title, extra_results):

@@ -70,13 +70,26 @@ def is_disk_full(error):
 
 
 def disk_full_error(folder, error, last_checkpoint=None):
-    """The one-line `DiskFull` for `error` raised while writing into `folder`."""
-    where = getattr(error, "filename", None)
+    """The one-line `DiskFull` for `error` (or None) raised while writing into `folder`."""
+    where = getattr(error, "filename", None) if error is not None else None
     kept = (f"the last good checkpoint (step {last_checkpoint:,}) is intact; " if last_checkpoint is not None
             else "")
     return DiskFull(f"no space left on the device of --output_dir={folder}"
                     f"{f' (writing {where})' if where else ''}: {kept}free space, then run the same command "
                     "again to resume")
+
+
+def ensure_space(folder, nbytes):
+    """OSError(ENOSPC) unless `folder`'s filesystem has `nbytes` free (for the calling user).
+
+    Checked before h5py writes a file: HDF5 does not fail cleanly on a full disk (dozens of
+    tracebacks from its destructors, then a segmentation fault), so a write that would not fit is
+    not started.
+    """
+    stat = os.statvfs(folder)
+    free = stat.f_bavail * stat.f_frsize
+    if free < nbytes:
+        raise OSError(errno.ENOSPC, f"No space left on device ({free:,} bytes free, {nbytes:,} needed)", folder)
 
 
 def _holder_text(holder):
@@ -124,9 +137,6 @@ class FolderLock:
             raise
         self._fd = fd
         self.previous = self._read(fd)
-        if self.previous:
-            logging.warning("%s: taking over the lock of a run that ended without releasing it (%s)",
-                            self.folder, _holder_text(self.previous))
         record = {"pid": os.getpid(), "host": socket.gethostname(),
                   "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   "argv": sys.argv}
@@ -139,6 +149,12 @@ class FolderLock:
                 raise disk_full_error(self.folder, e) from None
             raise
         return self
+
+    def report_takeover(self):
+        """Log whose lock was taken over, if the last holder died holding it."""
+        if self.previous:
+            logging.warning("%s: taking over the lock of a run that ended without releasing it (%s)",
+                            self.folder, _holder_text(self.previous))
 
     def release(self):
         """Empty the lock file (a clean end) and drop the lock."""
