@@ -157,6 +157,23 @@ def test_read_curve_drops_torn_and_later_rows(tmp_path):
     assert open(path).readline().strip() == "step,loss,val_loss"
 
 
+def test_atomic_path_keeps_the_old_file_when_a_write_fails(tmp_path):
+    path = str(tmp_path / "f.txt")
+    results.atomic_write_text(path, "old\n")
+    with pytest.raises(OSError, match="disk full"):
+        with results.atomic_path(path) as tmp:
+            with open(tmp, "w") as f:
+                f.write("half")
+            raise OSError(28, "disk full")
+    assert open(path).read() == "old\n" and os.listdir(tmp_path) == ["f.txt"]
+    folder = str(tmp_path / "d")
+    for text in ("1", "2"):  # a folder replaces a folder
+        with results.atomic_path(folder) as tmp:
+            os.makedirs(tmp)
+            results.atomic_write_text(os.path.join(tmp, "x"), text)
+    assert open(os.path.join(folder, "x")).read() == "2" and sorted(os.listdir(tmp_path)) == ["d", "f.txt"]
+
+
 def test_write_results_checks_the_schema(tmp_path):
     with pytest.raises(ValueError, match="lack"):
         results.write_results(str(tmp_path), {"task": "x"})
@@ -194,6 +211,11 @@ def test_run_writes_outputs_and_does_not_retrain(tmp_path):
             "tensorboard"} <= files
     assert "step 30/30 (100%)" in open(tmp_path / "log.txt").read()
     assert keras.saving.load_model(str(tmp_path / "model.keras")).count_params() > 0
+    progress = results.read_progress(str(tmp_path))
+    assert (progress["task"], progress["status"], progress["step"], progress["steps"]) == ("toy", "finished", 30, 30)
+    assert progress["pid"] == os.getpid() and progress["message"] is None and progress["eta_s"] is None
+    assert progress["metrics"]["val_loss"] == summary["metrics"]["valid"]["loss"]
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp")]
     mtime = os.path.getmtime(tmp_path / "results.json")
     assert loop.run(toy_task(), toy_config(tmp_path)) == results.read_results(str(tmp_path))
     assert os.path.getmtime(tmp_path / "results.json") == mtime
