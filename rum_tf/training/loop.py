@@ -285,7 +285,6 @@ def _detached(error):
     training's data iterators, open event writers) alive until the interpreter exits, where TensorFlow
     would finalize them with noise on stderr."""
     error.__traceback__ = error.__context__ = error.__cause__ = None
-    gc.collect()  # the failed frames hold reference cycles
     return error
 
 
@@ -299,9 +298,9 @@ def run_guarded(folder, write_progress, body):
     try:
         lock = run_folder.FolderLock(folder).acquire()
     except run_folder.DiskFull:
-        lock, failure = None, _detached(_disk_full(folder, None))
+        lock = None  # raised below, with the folder's last checkpoint, outside the handler
     if lock is None:
-        raise failure
+        raise _disk_full(folder, None)
     try:
         results.remove_temporary_files(folder)  # what killed writers left; nobody else writes here now
         with FileLog(os.path.join(folder, results.LOG_FILE)):
@@ -320,6 +319,7 @@ def run_guarded(folder, write_progress, body):
                     raise
                 failure = _detached(_disk_full(folder, e))
                 _last_progress(write_progress, "failed", failure)
+            gc.collect()  # the failed frames hold reference cycles
             raise failure  # outside the except blocks: see _detached
     finally:
         lock.release()
