@@ -56,7 +56,7 @@ def test_one_hot_and_output_layer():
     layer = models.OneHot(5)
     out = np.asarray(layer(np.array([[0, 4, 2]])))
     np.testing.assert_array_equal(out, np.eye(5, dtype=np.float32)[[[0, 4, 2]]])
-    assert models.OneHot.fromtoy_config(layer.gettoy_config()).depth == 5
+    assert models.OneHot.from_config(layer.get_config()).depth == 5
 
     dense = models.output_layer(9, 10)
     dense.build((None, 100))
