@@ -166,6 +166,8 @@ def metrics_of(logs):
 class DivergenceGuard(keras.callbacks.Callback):
     """Stops the run with `run_folder.Diverged` as soon as training produces NaN or infinity.
 
+    Placed before the `StepClock` and everything that saves (`midinterval`'s saver included).
+
     Checked after every training batch: the loss in the logs (Keras' running mean over the
     interval, so one non-finite batch loss makes it non-finite). The harness' other batch
     callbacks already make Keras hand these logs over as Python floats, so the check adds no
@@ -180,10 +182,6 @@ class DivergenceGuard(keras.callbacks.Callback):
     def __init__(self, clock):
         super().__init__()
         self.clock = clock
-        self._epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
 
     def _diverged(self, what, step):
         raise run_folder.Diverged(f"training diverged at step {step:,}: {what} (lower --learning_rate, or set "
@@ -192,7 +190,9 @@ class DivergenceGuard(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self._diverged(f"the training loss is {float(loss)}", self._epoch * self.clock.eval_every + batch + 1)
+            # The optimizer's count is the global step, also in an interval resumed from its middle.
+            self._diverged(f"the training loss is {float(loss)}", int(keras.ops.convert_to_numpy(
+                self.model.optimizer.iterations)))
 
     def on_epoch_end(self, epoch, logs=None):
         step = (epoch + 1) * self.clock.eval_every

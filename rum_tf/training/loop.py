@@ -15,7 +15,9 @@ steps; after each one the task's validation set (if any) is evaluated, a log lin
 curve row are written and a checkpoint is saved. A run resumes from its newest
 checkpoint: weights, optimizer and random-generator state, the clocks, the best value,
 and the data stream at the same step (`Task.train_data(start_step)`), so on CPU the
-resumed run ends with the numbers of an uninterrupted one.
+resumed run ends with the numbers of an uninterrupted one. With `checkpoint_every`,
+checkpoints are also saved inside the intervals, and a run resumes from those as
+exactly (`midinterval`).
 """
 
 import dataclasses
@@ -33,7 +35,7 @@ from absl import logging
 
 import rum_tf
 from rum_tf.training import callbacks as callbacks_lib
-from rum_tf.training import checkpoints, distribute, optimizers, results, run_folder
+from rum_tf.training import checkpoints, distribute, midinterval, optimizers, results, run_folder
 
 # The run cannot start or go on as asked (another run in its --output_dir, divergence, a full
 # disk...): binaries print its one-line message and exit with status 2.
@@ -105,9 +107,11 @@ class RunConfig:
     tpu: str = ""
     flags: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     flagfile_text: str = ""
-    resume_neutral: Sequence[str] = ("output_dir", "steps", "stop_when", "jit_compile", "strategy", "tpu")
+    resume_neutral: Sequence[str] = ("output_dir", "steps", "stop_when", "jit_compile", "strategy", "tpu",
+                                     "checkpoint_every")
     log_every_s: float = 60.0
     stop_when: Optional[str] = None  # a `callbacks.StopRule`: end before `steps` once it holds
+    checkpoint_every: Optional[int] = None  # also checkpoint every N steps inside an interval (`midinterval`)
 
 
 def _versions():
@@ -274,6 +278,8 @@ def run(task, config):
     session_start = time.monotonic()
     if config.steps % config.eval_every:
         raise RunError(f"--steps={config.steps} is not a multiple of --eval_every={config.eval_every}")
+    if config.checkpoint_every is not None and config.checkpoint_every < 1:
+        raise RunError(f"--checkpoint_every={config.checkpoint_every} must be >= 1 (or unset)")
     worker = distribute.worker_id_from_env(config.strategy)
     folder = config.output_dir if worker is None else os.path.join(config.output_dir, "workers", worker)
     progress = callbacks_lib.ProgressFile(folder, task.name, config.steps, clock=None)
@@ -387,7 +393,7 @@ def _check_folder(config, out, resume_dir):
         if step > config.steps:
             raise RunError(f"--output_dir={out} holds a run already trained {step} steps, "
                            f"more than --steps={config.steps}")
-        if step % config.eval_every:
+        if step % config.eval_every and not midinterval.is_mid_interval(state):
             raise RunError(f"--output_dir={out} holds a checkpoint at step {step}, "
                            f"not a multiple of --eval_every={config.eval_every}")
     return finished, latest
@@ -480,8 +486,8 @@ def _run(task, config, session_start, worker, folder, progress):
     run_callbacks = [
         *_tensorboard(os.path.join(folder, results.TENSORBOARD_DIR)),
         *task.callbacks,
-        clock,  # adds step and times to the logs of the callbacks after it
-        callbacks_lib.DivergenceGuard(clock),  # before anything logs or saves a non-finite interval
+        callbacks_lib.DivergenceGuard(clock),  # before anything logs or saves non-finite values
+        clock,  # adds step and times to the logs of the callbacks after it (`midinterval` saves right after it)
         callbacks_lib.ProgressLogger(clock, config.steps, task.references, config.log_every_s),
         callbacks_lib.CurveLogger(curve_path),
         *([stopper] if stopper else []),
@@ -496,18 +502,23 @@ def _run(task, config, session_start, worker, folder, progress):
                                train_time_s=clock.train_time_s, environment=environment, metrics=metrics,
                                task_results=task.task_results, **extra)
 
-    epochs = config.steps // config.eval_every
     if step < config.steps and stopped is None:
         logging.info("%s from step %s to %s", "resuming" if step else "training", f"{step:,}", f"{config.steps:,}")
         diverged = None
         try:
-            model.fit(
-                task.train_data(step),
-                epochs=epochs,
-                initial_epoch=step // config.eval_every,
-                steps_per_epoch=config.eval_every,
-                validation_data=task.valid_data() if task.valid_data else None,
+            midinterval.fit(  # model.fit, resumed inside an interval and checkpointing inside them if asked
+                model,
+                task.train_data,
+                step=step,
+                steps=config.steps,
+                eval_every=config.eval_every,
+                checkpoint_every=config.checkpoint_every,
+                state=state,
+                directory=ckpt_dir,
+                clock=clock,
+                checkpointer=checkpointer,
                 callbacks=run_callbacks,
+                validation_data=task.valid_data() if task.valid_data else None,
                 shuffle=False,  # the stream's order is part of the run
                 verbose=0,
             )
