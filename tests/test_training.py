@@ -9,6 +9,7 @@ import pytest
 
 from rum_tf import RUM
 from rum_tf.training import callbacks, checkpoints, inputs, loop, models, optimizers, results
+from training_helpers import toy_config, toy_task
 
 
 # ---------------------------------------------------------------------------- models
@@ -156,6 +157,23 @@ def test_read_curve_drops_torn_and_later_rows(tmp_path):
     assert open(path).readline().strip() == "step,loss,val_loss"
 
 
+def test_atomic_path_keeps_the_old_file_when_a_write_fails(tmp_path):
+    path = str(tmp_path / "f.txt")
+    results.atomic_write_text(path, "old\n")
+    with pytest.raises(OSError, match="disk full"):
+        with results.atomic_path(path) as tmp:
+            with open(tmp, "w") as f:
+                f.write("half")
+            raise OSError(28, "disk full")
+    assert open(path).read() == "old\n" and os.listdir(tmp_path) == ["f.txt"]
+    folder = str(tmp_path / "d")
+    for text in ("1", "2"):  # a folder replaces a folder
+        with results.atomic_path(folder) as tmp:
+            os.makedirs(tmp)
+            results.atomic_write_text(os.path.join(tmp, "x"), text)
+    assert open(os.path.join(folder, "x")).read() == "2" and sorted(os.listdir(tmp_path)) == ["d", "f.txt"]
+
+
 def test_write_results_checks_the_schema(tmp_path):
     with pytest.raises(ValueError, match="lack"):
         results.write_results(str(tmp_path), {"task": "x"})
@@ -184,51 +202,8 @@ def test_format_duration():
 # ---------------------------------------------------------------------------- run()
 
 
-def _toy_task(fail_at_step=None, keep_best=None, extra_callbacks=()):
-    """Regression of a fixed linear map through a small RUM; batch k drawn from k."""
-    w = np.random.default_rng(0).normal(size=(3, 2)).astype(np.float32)
-
-    def batch(k):
-        x = np.random.default_rng([1, k]).normal(size=(8, 4, 3)).astype(np.float32)
-        return x, x.sum(1) @ w
-
-    import tensorflow as tf
-
-    spec = (tf.TensorSpec((8, 4, 3), tf.float32), tf.TensorSpec((8, 2), tf.float32))
-    valid = batch(10_000)
-
-    class Fail(keras.callbacks.Callback):
-        def on_train_batch_end(self, b, logs=None):
-            if fail_at_step is not None and self.model.optimizer.iterations.numpy() >= fail_at_step:
-                raise KeyboardInterrupt  # an interruption at an arbitrary step
-
-    def build():
-        inp = keras.Input((4, 3))
-        h = RUM(6, zoneout_keep_h=0.8, seed=0, name="rnn")(inp)
-        return keras.Model(inp, keras.layers.Dense(2, name="out")(h))
-
-    return loop.Task(
-        name="toy",
-        build_model=build,
-        train_data=lambda step: inputs.generated_batches(batch, step, spec),
-        loss="mse",
-        metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
-        valid_data=lambda: inputs.fixed_batches(valid, 8),
-        test_data=lambda: inputs.fixed_batches(valid, 8),
-        keep_best=keep_best,
-        references={"loss": {"zero": 0.0}},
-        callbacks=[Fail(), *extra_callbacks],
-    )
-
-
-def _config(output_dir, steps=30, **kw):
-    flags = {"steps": steps, "units": 6, **kw.pop("flags", {})}
-    return loop.RunConfig(task="toy", output_dir=str(output_dir), steps=steps, eval_every=10, optimizer="adam",
-                          learning_rate=1e-2, flags=flags, flagfile_text="--units=6\n", **kw)
-
-
 def test_run_writes_outputs_and_does_not_retrain(tmp_path):
-    summary = loop.run(_toy_task(), _config(tmp_path))
+    summary = loop.run(toy_task(), toy_config(tmp_path))
     assert summary["steps"] == 30 and set(summary["metrics"]) == {"train", "valid", "test"}
     assert summary["metrics"]["valid"]["loss"] == pytest.approx(summary["metrics"]["test"]["loss"], rel=1e-5)
     files = set(os.listdir(tmp_path))
@@ -236,25 +211,30 @@ def test_run_writes_outputs_and_does_not_retrain(tmp_path):
             "tensorboard"} <= files
     assert "step 30/30 (100%)" in open(tmp_path / "log.txt").read()
     assert keras.saving.load_model(str(tmp_path / "model.keras")).count_params() > 0
+    progress = results.read_progress(str(tmp_path))
+    assert (progress["task"], progress["status"], progress["step"], progress["steps"]) == ("toy", "finished", 30, 30)
+    assert progress["pid"] == os.getpid() and progress["message"] is None and progress["eta_s"] is None
+    assert progress["metrics"]["val_loss"] == summary["metrics"]["valid"]["loss"]
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp")]
     mtime = os.path.getmtime(tmp_path / "results.json")
-    assert loop.run(_toy_task(), _config(tmp_path)) == results.read_results(str(tmp_path))
+    assert loop.run(toy_task(), toy_config(tmp_path)) == results.read_results(str(tmp_path))
     assert os.path.getmtime(tmp_path / "results.json") == mtime
     with pytest.raises(loop.RunError, match="other flags .--units=6 there, 7 here"):
-        loop.run(_toy_task(), _config(tmp_path, flags={"units": 7}))
+        loop.run(toy_task(), toy_config(tmp_path, flags={"units": 7}))
     with pytest.raises(loop.RunError, match="finished at 30 steps"):
-        loop.run(_toy_task(), _config(tmp_path, steps=20))
+        loop.run(toy_task(), toy_config(tmp_path, steps=20))
 
 
 def test_interrupted_run_resumes_to_the_same_numbers(tmp_path):
-    whole = loop.run(_toy_task(), _config(tmp_path / "whole", steps=40))
+    whole = loop.run(toy_task(), toy_config(tmp_path / "whole", steps=40))
     with pytest.raises(KeyboardInterrupt):
-        loop.run(_toy_task(fail_at_step=25), _config(tmp_path / "cut", steps=40))
+        loop.run(toy_task(fail_at_step=25), toy_config(tmp_path / "cut", steps=40))
     assert [s for s, _ in checkpoints.list_checkpoints(str(tmp_path / "cut" / "checkpoints"))] == [20]
-    resumed = loop.run(_toy_task(), _config(tmp_path / "cut", steps=40))
+    resumed = loop.run(toy_task(), toy_config(tmp_path / "cut", steps=40))
     assert resumed["metrics"] == whole["metrics"]
     assert results.read_curve(str(tmp_path / "cut" / "curve.csv"))[-1]["loss"] == pytest.approx(
         whole["metrics"]["train"]["loss"], rel=0, abs=0)
-    extended = loop.run(_toy_task(), _config(tmp_path / "cut", steps=50))  # more --steps continue it
+    extended = loop.run(toy_task(), toy_config(tmp_path / "cut", steps=50))  # more --steps continue it
     assert extended["steps"] == 50 and len(results.read_curve(str(tmp_path / "cut" / "curve.csv"))) == 5
 
 
@@ -264,8 +244,8 @@ def test_keep_best_ends_on_the_best_evaluation(tmp_path):
             if epoch >= 2:
                 self.model.get_layer("out").bias.assign(np.full((2,), 50.0, np.float32))
 
-    summary = loop.run(_toy_task(keep_best=("val_loss", "min"), extra_callbacks=[Spoil()]),
-                       _config(tmp_path, steps=40))
+    summary = loop.run(toy_task(keep_best=("val_loss", "min"), extra_callbacks=[Spoil()]),
+                       toy_config(tmp_path, steps=40))
     assert summary["best"]["monitor"] == "val_loss" and summary["best"]["step"] <= 20
     assert summary["metrics"]["test"]["loss"] == pytest.approx(summary["best"]["value"], rel=1e-5)
     kept = [s for s, _ in checkpoints.list_checkpoints(str(tmp_path / "checkpoints"))]
@@ -292,12 +272,12 @@ def test_stop_rule_parses_and_counts_evaluations_in_a_row():
 
 def test_stop_when_ends_the_run_records_why_and_is_not_rerun(tmp_path):
     # The toy regression's validation loss falls below 1.0 after a few evaluations, never at the start.
-    first = loop.run(_toy_task(), _config(tmp_path / "plain", steps=100))
+    first = loop.run(toy_task(), toy_config(tmp_path / "plain", steps=100))
     val = [r["val_loss"] for r in results.read_curve(str(tmp_path / "plain" / "curve.csv"))]
     assert val[0] > 1.0 and min(val) < 1.0, val
     expected = next(10 * (i + 2) for i in range(len(val) - 1) if val[i] <= 1.0 and val[i + 1] <= 1.0)
 
-    summary = loop.run(_toy_task(), _config(tmp_path / "stop", steps=100, stop_when="val_loss<=1.0:2"))
+    summary = loop.run(toy_task(), toy_config(tmp_path / "stop", steps=100, stop_when="val_loss<=1.0:2"))
     assert summary["steps"] == expected < 100 and summary["stopped"]["step"] == expected
     assert summary["stopped"]["rule"] == "val_loss<=1:2" and summary["status"] == "finished"
     rows = results.read_curve(str(tmp_path / "stop" / "curve.csv"))
@@ -307,32 +287,32 @@ def test_stop_when_ends_the_run_records_why_and_is_not_rerun(tmp_path):
     assert summary["metrics"]["train"]["loss"] == rows[-1]["loss"] and first["steps"] == 100
     assert "stopping at step" in open(tmp_path / "stop" / "log.txt").read()
     mtime = os.path.getmtime(tmp_path / "stop" / "results.json")
-    again = loop.run(_toy_task(), _config(tmp_path / "stop", steps=120, stop_when="val_loss<=1.0:2"))
+    again = loop.run(toy_task(), toy_config(tmp_path / "stop", steps=120, stop_when="val_loss<=1.0:2"))
     assert again == summary and os.path.getmtime(tmp_path / "stop" / "results.json") == mtime
 
 
 def test_a_stricter_stop_when_continues_a_stopped_run(tmp_path):
-    loose = loop.run(_toy_task(), _config(tmp_path, steps=100, stop_when="loss<=1e9:2"))
+    loose = loop.run(toy_task(), toy_config(tmp_path, steps=100, stop_when="loss<=1e9:2"))
     assert loose["steps"] == 20
     with pytest.raises(KeyboardInterrupt):  # a continuation killed before it ends leaves no stale results
-        loop.run(_toy_task(fail_at_step=25), _config(tmp_path, steps=100, stop_when="loss<=1e9:4"))
+        loop.run(toy_task(fail_at_step=25), toy_config(tmp_path, steps=100, stop_when="loss<=1e9:4"))
     assert results.read_results(str(tmp_path)) is None
-    strict = loop.run(_toy_task(), _config(tmp_path, steps=100, stop_when="loss<=1e9:4"))
+    strict = loop.run(toy_task(), toy_config(tmp_path, steps=100, stop_when="loss<=1e9:4"))
     assert strict["steps"] == 40 and strict["stopped"]["rule"] == "loss<=1e+09:4"
     rows = results.read_curve(str(tmp_path / "curve.csv"))
     assert [r["step"] for r in rows] == [10, 20, 30, 40]
-    whole = loop.run(_toy_task(), _config(tmp_path / "whole", steps=100, stop_when="loss<=1e9:4"))
+    whole = loop.run(toy_task(), toy_config(tmp_path / "whole", steps=100, stop_when="loss<=1e9:4"))
     assert whole["metrics"] == strict["metrics"]  # continued exactly from the checkpoint at 20
 
 
 def test_stop_when_streak_survives_a_resume(tmp_path):
     config = dict(steps=80, stop_when="loss<=1e9:3")  # holds at every evaluation: stops at step 30
     with pytest.raises(KeyboardInterrupt):  # killed at 25: checkpoint 20 holds two of the three
-        loop.run(_toy_task(fail_at_step=25), _config(tmp_path, **config))
-    summary = loop.run(_toy_task(), _config(tmp_path, **config))
+        loop.run(toy_task(fail_at_step=25), toy_config(tmp_path, **config))
+    summary = loop.run(toy_task(), toy_config(tmp_path, **config))
     assert summary["steps"] == 30 and summary["stopped"]["step"] == 30
 
 
 def test_stop_when_names_a_logged_metric(tmp_path):
     with pytest.raises(loop.RunError, match="the toy task logs no 'val_accuracy' .it logs loss, mae, val_loss"):
-        loop.run(_toy_task(), _config(tmp_path, stop_when="val_accuracy>=0.9"))
+        loop.run(toy_task(), toy_config(tmp_path, stop_when="val_accuracy>=0.9"))

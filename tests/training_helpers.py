@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 from absl.testing import flagsaver
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,3 +58,57 @@ def assert_complete_outputs(output_dir, task, with_valid=False):
     assert [int(r["step"]) for r in rows] == list(range(summary["flags"]["eval_every"], summary["steps"] + 1,
                                                         summary["flags"]["eval_every"]))
     return summary
+
+
+def toy_task(fail_at_step=None, keep_best=None, extra_callbacks=()):
+    """A `loop.Task`: regression of a fixed linear map through a small RUM; batch k drawn from k.
+
+    Raises KeyboardInterrupt after `fail_at_step` steps (an interruption at an arbitrary step).
+    """
+    import keras
+
+    from rum_tf import RUM
+    from rum_tf.training import inputs, loop
+
+    w = np.random.default_rng(0).normal(size=(3, 2)).astype(np.float32)
+
+    def batch(k):
+        x = np.random.default_rng([1, k]).normal(size=(8, 4, 3)).astype(np.float32)
+        return x, x.sum(1) @ w
+
+    import tensorflow as tf
+
+    spec = (tf.TensorSpec((8, 4, 3), tf.float32), tf.TensorSpec((8, 2), tf.float32))
+    valid = batch(10_000)
+
+    class Fail(keras.callbacks.Callback):
+        def on_train_batch_end(self, b, logs=None):
+            if fail_at_step is not None and self.model.optimizer.iterations.numpy() >= fail_at_step:
+                raise KeyboardInterrupt  # an interruption at an arbitrary step
+
+    def build():
+        inp = keras.Input((4, 3))
+        h = RUM(6, zoneout_keep_h=0.8, seed=0, name="rnn")(inp)
+        return keras.Model(inp, keras.layers.Dense(2, name="out")(h))
+
+    return loop.Task(
+        name="toy",
+        build_model=build,
+        train_data=lambda step: inputs.generated_batches(batch, step, spec),
+        loss="mse",
+        metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
+        valid_data=lambda: inputs.fixed_batches(valid, 8),
+        test_data=lambda: inputs.fixed_batches(valid, 8),
+        keep_best=keep_best,
+        references={"loss": {"zero": 0.0}},
+        callbacks=[Fail(), *extra_callbacks],
+    )
+
+
+def toy_config(output_dir, steps=30, **kw):
+    """The `loop.RunConfig` of `toy_task`: Adam 1e-2, an evaluation every 10 steps."""
+    from rum_tf.training import loop
+
+    flags = {"steps": steps, "units": 6, **kw.pop("flags", {})}
+    return loop.RunConfig(task="toy", output_dir=str(output_dir), steps=steps, eval_every=10, optimizer="adam",
+                          learning_rate=1e-2, flags=flags, flagfile_text="--units=6\n", **kw)

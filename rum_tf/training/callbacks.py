@@ -1,4 +1,5 @@
-"""The callbacks Keras lacks: global-step bookkeeping, progress lines, step checkpoints.
+"""The callbacks Keras lacks: global-step bookkeeping, progress lines and progress.json,
+the divergence guard, step checkpoints, the stop rule.
 
 In the harness one Keras "epoch" is one evaluation interval (`eval_every` steps), so
 epoch e ends at step (e + 1) * eval_every.
@@ -13,9 +14,10 @@ import re
 import time
 
 import keras
+import numpy as np
 from absl import logging
 
-from rum_tf.training import checkpoints, results
+from rum_tf.training import checkpoints, results, run_folder
 
 
 def format_duration(seconds):
@@ -107,7 +109,7 @@ class ProgressLogger(keras.callbacks.Callback):
     def _metrics(self, logs):
         parts = []
         for key, value in logs.items():
-            if key in ("step", "train_time_s", "wall_time_s", "learning_rate"):
+            if key in results.BOOKKEEPING:
                 continue
             try:
                 text = f"{key} {float(value):.4g}"
@@ -146,6 +148,95 @@ class ProgressLogger(keras.callbacks.Callback):
             "step %s/%s (%d%%) | %s | %.3g steps/s | ETA %s",
             f"{step:,}", f"{self.total_steps:,}", 100 * step // self.total_steps, self._metrics(logs or {}),
             rate or 0, self._eta(step, rate))
+
+
+def metrics_of(logs):
+    """The metric entries of Keras logs (bookkeeping columns left out), as floats."""
+    found = {}
+    for key, value in (logs or {}).items():
+        if key in results.BOOKKEEPING:
+            continue
+        try:
+            found[key] = float(value)
+        except (TypeError, ValueError):
+            pass
+    return found
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stops the run with `run_folder.Diverged` as soon as training produces NaN or infinity.
+
+    Placed before the `StepClock` and everything that saves (`midinterval`'s saver included).
+
+    Checked after every training batch: the loss in the logs (Keras' running mean over the
+    interval, so one non-finite batch loss makes it non-finite). The harness' other batch
+    callbacks already make Keras hand these logs over as Python floats, so the check adds no
+    device synchronisation. After each interval, before anything logs or saves it: every metric
+    of the evaluation and every trainable weight (an update of the interval's last batch shows
+    only there). Raising ends `fit` before the logs, the curve or a checkpoint see the values.
+
+    Args:
+      clock: the run's `StepClock` (placed before this callback).
+    """
+
+    def __init__(self, clock):
+        super().__init__()
+        self.clock = clock
+
+    def _diverged(self, what, step):
+        raise run_folder.Diverged(f"training diverged at step {step:,}: {what} (lower --learning_rate, or set "
+                                  "--clip_norm, and use another --output_dir)", step, what)
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            # The optimizer's count is the global step, also in an interval resumed from its middle.
+            self._diverged(f"the training loss is {float(loss)}", int(keras.ops.convert_to_numpy(
+                self.model.optimizer.iterations)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = (epoch + 1) * self.clock.eval_every
+        bad = {k: v for k, v in metrics_of(logs).items() if not math.isfinite(v)}
+        if bad:
+            self._diverged(", ".join(f"{k} is {v}" for k, v in bad.items()), step)
+        for weight in self.model.trainable_weights:
+            if not np.isfinite(keras.ops.convert_to_numpy(weight)).all():
+                self._diverged(f"the weight {weight.path} is not finite", step)
+
+
+class ProgressFile(keras.callbacks.Callback):
+    """Keeps <folder>/progress.json (`results.write_progress`) up to date: at every evaluation, and
+    whenever the harness calls `write` (session start, end, failure).
+
+    Args:
+      folder: the run folder.
+      task: the task's name.
+      steps: the run's --steps.
+      clock: the run's `StepClock` (placed before this callback).
+      step: the step the session starts from.
+    """
+
+    def __init__(self, folder, task, steps, clock, step=0):
+        super().__init__()
+        self.folder = folder
+        self.task = task
+        self.steps = steps
+        self.clock = clock
+        self.step = step
+        self.metrics = {}
+        self.steps_per_s = None
+
+    def write(self, status, message=None):
+        rate = self.steps_per_s
+        eta = (self.steps - self.step) / rate if rate and status == "running" else None
+        return results.write_progress(self.folder, task=self.task, status=status, step=self.step, steps=self.steps,
+                                      eta_s=eta, steps_per_s=rate, metrics=self.metrics, message=message)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.step = self.clock.step
+        self.metrics = metrics_of(logs)
+        self.steps_per_s = self.clock.window_steps_per_s
+        self.write("running")
 
 
 class CurveLogger(keras.callbacks.Callback):

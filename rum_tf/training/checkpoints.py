@@ -4,9 +4,11 @@ Each checkpoint is a directory `step-NNNNNNNN/` holding `model.weights.h5` (Kera
 `save_weights`: the model's and the optimizer's variables) and `state.json` (the
 training state Keras does not save: the step, elapsed times, the best value so far,
 and the random generators' states, e.g. the zoneout SeedGenerator). It is written
-under a temporary name and renamed into place, so a directory named `step-*` is
-always complete: a run killed while writing leaves only a `.tmp-*` directory, which
-is ignored and later removed.
+under a temporary name, flushed and renamed into place (`results.atomic_path`), so a
+directory named `step-*` is always complete: a run killed while writing, or stopped by a
+full disk, leaves at most a `.tmp-*` directory, which is ignored and later removed. Older
+checkpoints are deleted only once the new one is in place. A run resumes through
+`restore_latest`, which falls back to an older checkpoint when the newest cannot be read.
 
 Keras' `BackupAndRestore` cannot stand in: it writes the weights and the epoch
 number one after the other in place (a kill between the two resumes with mismatched
@@ -23,6 +25,10 @@ import keras
 import numpy as np
 from absl import logging
 
+from rum_tf.training import results, run_folder
+
+_MARGIN = 1 << 20  # bytes beyond the variables that a checkpoint or model file may need (h5 metadata, JSON)
+
 WEIGHTS_FILE = "model.weights.h5"
 STATE_FILE = "state.json"
 _NAME = re.compile(r"^step-(\d+)$")
@@ -32,6 +38,14 @@ def _extra_variables(model):
     """Variables `save_weights` leaves out (the SeedGenerator states), in a fixed order."""
     saved = {id(v) for v in model.weights}
     return [v for v in model.variables if id(v) not in saved]
+
+
+def ensure_space(model, folder):
+    """OSError(ENOSPC) unless `folder` has room for a file of `model`'s and its optimizer's variables
+    (`run_folder.ensure_space`: h5py is never left to meet a full disk)."""
+    variables = list(model.variables) + (list(model.optimizer.variables) if model.optimizer is not None else [])
+    nbytes = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+    run_folder.ensure_space(folder, nbytes + nbytes // 4 + _MARGIN)
 
 
 def checkpoint_path(directory, step):
@@ -61,20 +75,15 @@ def save(model, directory, step, state, keep=()):
       keep: steps whose checkpoints must survive (e.g. the best one).
     """
     os.makedirs(directory, exist_ok=True)
+    ensure_space(model, directory)
     final = checkpoint_path(directory, step)
-    tmp = os.path.join(directory, f".tmp-step-{step:08d}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    model.save_weights(os.path.join(tmp, WEIGHTS_FILE))
     state = dict(state, step=int(step), extra_variables=[
         {"path": v.path, "value": np.asarray(keras.ops.convert_to_numpy(v)).tolist()} for v in _extra_variables(model)])
-    with open(os.path.join(tmp, STATE_FILE), "w", encoding="utf-8") as f:
-        json.dump(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    if os.path.exists(final):  # the same step saved by an earlier session
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with results.atomic_path(final) as tmp:  # replaces a checkpoint of the same step saved by an earlier session
+        os.makedirs(tmp)
+        model.save_weights(os.path.join(tmp, WEIGHTS_FILE))
+        with open(os.path.join(tmp, STATE_FILE), "w", encoding="utf-8") as f:
+            json.dump(state, f)
     keep = set(keep) | {step}
     for old_step, path in list_checkpoints(directory):
         if old_step not in keep:
@@ -89,6 +98,16 @@ def read_state(path):
     """The state dict of a checkpoint, without loading its weights."""
     with open(os.path.join(path, STATE_FILE), encoding="utf-8") as f:
         return json.load(f)
+
+
+def latest_state(directory):
+    """(step, path, state) of the newest checkpoint whose state.json reads, or None; the weights are not read."""
+    for step, path in list_checkpoints(directory):
+        try:
+            return step, path, read_state(path)
+        except (OSError, ValueError) as e:
+            logging.warning("cannot read %s (%s); looking at an older checkpoint", os.path.join(path, STATE_FILE), e)
+    return None
 
 
 def restore(model, path):
@@ -119,7 +138,8 @@ def restore_latest(model, directory):
         try:
             return restore(model, path)
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
-            logging.warning("cannot restore %s (%s); trying an older checkpoint", path, e)
+            logging.warning("cannot restore the checkpoint %s (%s: %s); trying an older one", path, type(e).__name__,
+                            str(e).splitlines()[0] if str(e) else "")
             error = e
     if error is not None:
         raise error

@@ -1,6 +1,7 @@
 """`--strategy`: tf.distribute strategies, and their absence under other backends."""
 
 import contextlib
+import json
 import os
 
 import keras
@@ -53,18 +54,33 @@ def make_strategy(name, tpu=""):
     return tf.distribute.TPUStrategy(resolver)
 
 
+def _worker_name(task_type, task_id, cluster):
+    """None on the chief, else "type-index" (the rule shared by the two functions below)."""
+    if task_type in (None, "chief"):
+        return None
+    if task_type == "worker" and task_id == 0 and "chief" not in (cluster or {}):
+        return None
+    return f"{task_type}-{task_id}"
+
+
 def worker_id(strategy):
     """None on the chief (the worker that writes the run's outputs), else "type-index"."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not os.environ.get("TF_CONFIG"):
         return None
-    task_type, task_id = resolver.task_type, resolver.task_id
-    if task_type in (None, "chief"):
+    return _worker_name(resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict())
+
+
+def worker_id_from_env(strategy_name):
+    """`worker_id` before the strategy exists, from TF_CONFIG (so the run can lock its own folder first)."""
+    if strategy_name != "multi_worker_mirrored" or not os.environ.get("TF_CONFIG"):
         return None
-    has_chief = "chief" in (resolver.cluster_spec().as_dict() or {})
-    if task_type == "worker" and task_id == 0 and not has_chief:
-        return None
-    return f"{task_type}-{task_id}"
+    try:
+        config = json.loads(os.environ["TF_CONFIG"])
+        task = config.get("task", {})
+        return _worker_name(task.get("type"), int(task.get("index", 0)), config.get("cluster"))
+    except (ValueError, AttributeError):
+        return None  # the strategy reports a malformed TF_CONFIG
 
 
 def resolve_jit_compile(value):

@@ -5,6 +5,11 @@ rest the same way everywhere: distribution strategy, XLA, seeding, resume from t
 last checkpoint, `model.fit` with TensorBoard / CSV / progress / checkpoint callbacks,
 the final test, results.json, the curve plot (files listed in `results`).
 
+The run folder is guarded (`run_folder`): a run holds its lock from before it reads or
+changes anything there until it ends, NaN or infinity in training ends it as "diverged",
+and a full disk ends it with one line while the last good checkpoint stays intact.
+progress.json says where the run is at every evaluation.
+
 Steps and evaluations: `fit` runs `steps / eval_every` Keras epochs of `eval_every`
 steps; after each one the task's validation set (if any) is evaluated, a log line and a
 curve row are written and a checkpoint is saved. A run resumes from its newest
@@ -16,7 +21,7 @@ exactly (`midinterval`).
 """
 
 import dataclasses
-import datetime
+import gc
 import logging as std_logging
 import os
 import platform
@@ -30,14 +35,11 @@ from absl import logging
 
 import rum_tf
 from rum_tf.training import callbacks as callbacks_lib
-from rum_tf.training import checkpoints, distribute, midinterval, optimizers, results
+from rum_tf.training import checkpoints, distribute, midinterval, optimizers, results, run_folder
 
-# curve.csv columns that are bookkeeping, not metrics.
-_BOOKKEEPING = ("epoch", "step", "train_time_s", "wall_time_s", "learning_rate")
-
-
-class RunError(Exception):
-    """The run cannot start as asked (e.g. its --output_dir holds another run)."""
+# The run cannot start or go on as asked (another run in its --output_dir, divergence, a full
+# disk...): binaries print its one-line message and exit with status 2.
+RunError = run_folder.RunError
 
 
 @dataclasses.dataclass
@@ -168,11 +170,19 @@ def _check_same_run(saved_flags, config, where):
             "or choose another --output_dir")
 
 
+class _QuietFileHandler(std_logging.FileHandler):
+    """A log file that stops quietly when it cannot be written (a full disk): the run reports that itself,
+    in one line, instead of a "--- Logging error ---" traceback per log line."""
+
+    def handleError(self, record):
+        self.failed = True
+
+
 class FileLog:
     """Copies absl log lines to output_dir/log.txt while a run is active."""
 
     def __init__(self, path):
-        self.handler = std_logging.FileHandler(path, encoding="utf-8")
+        self.handler = _QuietFileHandler(path, encoding="utf-8")
         self.handler.setFormatter(std_logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         self.handler.setLevel(std_logging.INFO)
 
@@ -193,7 +203,7 @@ class FileLog:
 
 def _split_metrics(row):
     """A curve row -> ({train metric: value}, {validation metric: value})."""
-    train = {k: v for k, v in row.items() if k not in _BOOKKEEPING and not k.startswith("val_")}
+    train = {k: v for k, v in row.items() if k not in results.BOOKKEEPING and not k.startswith("val_")}
     valid = {k[4:]: v for k, v in row.items() if k.startswith("val_")}
     return train, valid
 
@@ -204,7 +214,7 @@ def _plot_panels(rows, references):
     for row in rows:
         for key in row:
             base = key[4:] if key.startswith("val_") else key
-            if base not in _BOOKKEEPING and base not in names:
+            if base not in results.BOOKKEEPING and base not in names:
                 names.append(base)
     names.sort(key=lambda n: (n != "loss", n))
     return [(name, [name, f"val_{name}"], dict(references.get(name, {}))) for name in names]
@@ -261,52 +271,144 @@ def run(task, config):
     """Train (or resume, or just report) one run; returns its results dict.
 
     Raises:
-      RunError: the output folder holds a different run, or one trained past --steps.
+      RunError: the run cannot start or go on, in one line: the output folder holds a different
+        run, one trained past --steps, or one that diverged; another live process is writing it
+        (`run_folder.FolderBusy`); training diverged (`run_folder.Diverged`, after writing
+        results.json with "status": "diverged"); the disk is full (`run_folder.DiskFull`).
     """
     session_start = time.monotonic()
-    out = config.output_dir
-    os.makedirs(out, exist_ok=True)
     if config.steps % config.eval_every:
         raise RunError(f"--steps={config.steps} is not a multiple of --eval_every={config.eval_every}")
     if config.checkpoint_every is not None and config.checkpoint_every < 1:
         raise RunError(f"--checkpoint_every={config.checkpoint_every} must be >= 1 (or unset)")
-    with FileLog(os.path.join(out, results.LOG_FILE)):
-        return _run(task, config, session_start)
+    worker = distribute.worker_id_from_env(config.strategy)
+    folder = config.output_dir if worker is None else os.path.join(config.output_dir, "workers", worker)
+    progress = callbacks_lib.ProgressFile(folder, task.name, config.steps, clock=None)
+    return run_guarded(folder, progress.write, lambda: _run(task, config, session_start, worker, folder, progress))
 
 
-def _run(task, config, session_start):
-    out = config.output_dir
-    ckpt_dir = os.path.join(out, results.CHECKPOINT_DIR)
+def _detached(error):
+    """`error` without its traceback and context: raised again, it no longer keeps the failed frames (the
+    training's data iterators, open event writers) alive until the interpreter exits, where TensorFlow
+    would finalize them with noise on stderr."""
+    error.__traceback__ = error.__context__ = error.__cause__ = None
+    return error
+
+
+def run_guarded(folder, write_progress, body):
+    """`body()` holding `folder`'s lock (`run_folder.FolderLock`), with the log copied to its log.txt.
+
+    The lock is taken before anything in the folder is read, deleted or written. A failure of
+    `body` is recorded by `write_progress(status, message)` ("diverged" or "failed"); a full disk
+    becomes one `run_folder.DiskFull` line naming the folder and its last good checkpoint.
+    """
+    try:
+        lock = run_folder.FolderLock(folder).acquire()
+    except run_folder.DiskFull:
+        lock = None  # raised below, with the folder's last checkpoint, outside the handler
+    if lock is None:
+        raise _disk_full(folder, None)
+    try:
+        results.remove_temporary_files(folder)  # what killed writers left; nobody else writes here now
+        with FileLog(os.path.join(folder, results.LOG_FILE)):
+            lock.report_takeover()
+            try:
+                return body()
+            except run_folder.Diverged as e:
+                _last_progress(write_progress, "diverged", e)
+                failure = _detached(e)
+            except RunError as e:
+                _last_progress(write_progress, "failed", e)
+                failure = _detached(e)
+            except BaseException as e:
+                if not run_folder.is_disk_full(e):
+                    _last_progress(write_progress, "failed", f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+                    raise
+                failure = _detached(_disk_full(folder, e))
+                _last_progress(write_progress, "failed", failure)
+            gc.collect()  # the failed frames hold reference cycles
+            raise failure  # outside the except blocks: see _detached
+    finally:
+        lock.release()
+
+
+def _disk_full(folder, error):
+    """The `run_folder.DiskFull` of `folder`, naming its newest complete checkpoint."""
+    saved = checkpoints.list_checkpoints(os.path.join(folder, results.CHECKPOINT_DIR))
+    return run_folder.disk_full_error(folder, error, saved[0][0] if saved else None)
+
+
+def _last_progress(write_progress, status, message):
+    try:
+        write_progress(status, str(message).splitlines()[0] if str(message) else status)
+    except OSError:
+        pass  # a full disk: the run's error says so
+
+
+def _environment(config, strategy, jit_compile):
+    """Where the run trained (results.json fields)."""
+    return {"backend": keras.backend.backend(), "strategy": config.strategy,
+            "replicas": strategy.num_replicas_in_sync, "jit_compile": jit_compile, "devices": _devices(),
+            "machine": _machine(), "versions": _versions()}
+
+
+def _curve_metrics(rows):
+    """results.json "metrics" from the curve: the last row's training and validation metrics."""
+    metrics = {}
+    if rows:
+        train, valid = _split_metrics(rows[-1])
+        metrics["train"] = train
+        if valid:
+            metrics["valid"] = valid
+    return metrics
+
+
+def _end_status(summary):
+    """progress.json's (status, message) of a finished run."""
+    stopped = summary.get("stopped")
+    return ("stopped", stopped.get("reason")) if stopped else ("finished", None)
+
+
+def _check_folder(config, out, resume_dir):
+    """What `out` holds: (results.json of a finished run or None, the newest checkpoint's (step, path,
+    state) or None, not looked for when the run is already finished); RunError when it cannot be
+    this run, or continued to `config`."""
     finished = results.read_results(out)
     if finished is not None:
         _check_same_run(finished.get("flags"), config, "results.json")
+        if finished.get("status") == "diverged":
+            where = finished.get("diverged", {})
+            raise run_folder.Diverged(
+                f"--output_dir={out} holds a run that diverged at step {where.get('step', 0):,} "
+                f"({where.get('reason', 'NaN or infinity')}); it cannot be resumed: change its flags (e.g. a "
+                "lower --learning_rate) and use another --output_dir", where.get("step"), where.get("reason"))
         if _already_finished(finished, config):
-            logging.info("%s: already finished (%s steps); results in %s: test %s", task.name, finished["steps"],
-                         os.path.join(out, results.RESULTS_FILE),
-                         _format_metrics(finished.get("metrics", {}).get("test", {})))
-            return finished
+            return finished, None
         if config.steps < finished.get("steps", 0):
             raise RunError(f"--output_dir={out} holds a run finished at {finished['steps']} steps, "
                            f"more than --steps={config.steps}")
-
-    saved = checkpoints.list_checkpoints(ckpt_dir)
-    resume_state = None
-    if saved:
-        resume_state = checkpoints.read_state(saved[0][1])
-        _check_same_run(resume_state.get("flags"), config, "checkpoint")
-        if resume_state["step"] > config.steps:
-            raise RunError(f"--output_dir={out} holds a run already trained {resume_state['step']} steps, "
+    latest = checkpoints.latest_state(resume_dir)
+    if latest is not None:
+        step, _, state = latest
+        _check_same_run(state.get("flags"), config, "checkpoint")
+        if step > config.steps:
+            raise RunError(f"--output_dir={out} holds a run already trained {step} steps, "
                            f"more than --steps={config.steps}")
-        if resume_state["step"] % config.eval_every and not midinterval.is_mid_interval(resume_state):
-            raise RunError(f"--output_dir={out} holds a checkpoint at step {resume_state['step']}, "
+        if step % config.eval_every and not midinterval.is_mid_interval(state):
+            raise RunError(f"--output_dir={out} holds a checkpoint at step {step}, "
                            f"not a multiple of --eval_every={config.eval_every}")
+    return finished, latest
+
+
+def _prepare_folder(config, out, finished, latest):
+    """The chief's changes to the folder before training: continue a finished run, start clean, flags.cfg."""
     if finished is not None:
         # A finished run continues (more --steps, another --stop_when): until it finishes again its
         # old results.json would describe a run that no longer exists.
         logging.info("continuing the run that finished at step %s; its results.json is rewritten at the end",
                      f"{finished.get('steps', 0):,}")
         os.remove(os.path.join(out, results.RESULTS_FILE))
-    if not saved:  # a new run, or one killed before its first checkpoint: start clean
+    if latest is None:  # a new run, or one killed before its first checkpoint: start clean
         for leftover in (results.CURVE_CSV, results.TENSORBOARD_DIR, results.CHECKPOINT_DIR):
             path = os.path.join(out, leftover)
             if os.path.isdir(path):
@@ -315,15 +417,41 @@ def _run(task, config, session_start):
                 os.remove(path)
     results.atomic_write_text(os.path.join(out, results.FLAGS_FILE), config.flagfile_text)
 
+
+def _restore(model, resume_dir, out):
+    """Restore the newest readable checkpoint (`checkpoints.restore_latest`); its state."""
+    try:
+        state = checkpoints.restore_latest(model, resume_dir)
+    except (OSError, ValueError, KeyError) as e:
+        if run_folder.is_disk_full(e):
+            raise
+        raise RunError(f"--output_dir={out}: no checkpoint can be read (the last error: {type(e).__name__}: "
+                       f"{str(e).splitlines()[0] if str(e) else ''}); move the folder away to start over") from None
+    if state is None:
+        raise RunError(f"--output_dir={out}: its checkpoints vanished while the run started")
+    return state
+
+
+def _run(task, config, session_start, worker, folder, progress):
+    out = config.output_dir
+    chief = worker is None
+    resume_dir = os.path.join(out, results.CHECKPOINT_DIR)  # a worker resumes from the chief's checkpoints
+    ckpt_dir = os.path.join(folder, results.CHECKPOINT_DIR)
+    finished, latest = _check_folder(config, out, resume_dir)
+    if finished is not None and _already_finished(finished, config):
+        logging.info("%s: already finished (%s steps); results in %s: test %s", task.name, finished["steps"],
+                     os.path.join(out, results.RESULTS_FILE),
+                     _format_metrics(finished.get("metrics", {}).get("test", {})))
+        progress.step = finished.get("steps", 0)
+        progress.write(*_end_status(finished))
+        return finished
+    if chief:
+        _prepare_folder(config, out, finished, latest)
+
     # Fresh layer names (checkpoints name the layers) and one seed for everything.
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed)
     strategy = distribute.make_strategy(config.strategy, config.tpu)
-    worker = distribute.worker_id(strategy)
-    if worker is not None:  # only the chief writes the run's outputs
-        out = os.path.join(out, "workers", worker)
-        ckpt_dir = os.path.join(out, results.CHECKPOINT_DIR)
-        os.makedirs(out, exist_ok=True)
     jit_compile = distribute.resolve_jit_compile(config.jit_compile)
     with strategy.scope():
         model = task.build_model()
@@ -332,15 +460,15 @@ def _run(task, config, session_start):
         model.compile(optimizer=optimizer, loss=task.loss, metrics=list(task.metrics), jit_compile=jit_compile)
         model.optimizer.build(model.trainable_variables)
         step, best, state = 0, None, {}
-        if resume_state is not None:
-            state = checkpoints.restore(model, saved[0][1])
+        if latest is not None:
+            state = _restore(model, resume_dir, out)
             step, best = state["step"], state.get("best")
 
     parameters = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     logging.info("%s | model %s, %s trainable parameters | backend %s, strategy %s (%d replica%s), jit_compile %s | %s",
                  task.name, config.model, f"{parameters:,}", keras.backend.backend(), config.strategy,
-                 strategy.num_replicas_in_sync, "" if strategy.num_replicas_in_sync == 1 else "s", jit_compile, out)
-    curve_path = os.path.join(out, results.CURVE_CSV)
+                 strategy.num_replicas_in_sync, "" if strategy.num_replicas_in_sync == 1 else "s", jit_compile, folder)
+    curve_path = os.path.join(folder, results.CURVE_CSV)
     results.truncate_curve(curve_path, step)  # rows written after the checkpoint are redone
     stop_rule, stopped = _stop_rule(config, task), None
     if stop_rule is not None:
@@ -350,37 +478,59 @@ def _run(task, config, session_start):
 
     clock = callbacks_lib.StepClock(config.eval_every, state.get("train_time_s", 0.0), state.get("wall_time_s", 0.0),
                                     session_start)
+    progress.clock, progress.step = clock, step
+    progress.write("running")
     monitor, mode = task.keep_best if task.keep_best else (None, "min")
     checkpointer = callbacks_lib.Checkpointer(ckpt_dir, clock, monitor, mode, best,
                                               extra_state={"flags": dict(config.flags)})
     stopper = callbacks_lib.StopWhen(stop_rule, clock, results.read_curve(curve_path)) if stop_rule else None
     run_callbacks = [
-        *_tensorboard(os.path.join(out, results.TENSORBOARD_DIR)),
+        *_tensorboard(os.path.join(folder, results.TENSORBOARD_DIR)),
         *task.callbacks,
-        clock,  # adds step and times to the logs of the callbacks after it
+        callbacks_lib.DivergenceGuard(clock),  # before anything logs or saves non-finite values
+        clock,  # adds step and times to the logs of the callbacks after it (`midinterval` saves right after it)
         callbacks_lib.ProgressLogger(clock, config.steps, task.references, config.log_every_s),
         callbacks_lib.CurveLogger(curve_path),
         *([stopper] if stopper else []),
-        checkpointer,  # last: everything before it has seen this evaluation
+        checkpointer,  # everything before it has seen this evaluation
+        progress,  # last: says "step N" once step N is saved
     ]
+    environment = _environment(config, strategy, jit_compile)
+
+    def summary(status, steps, metrics, **extra):
+        return results.summary(task=task.name, status=status, flags=config.flags, model=config.model,
+                               parameters=parameters, steps=steps, wall_time_s=clock.wall_time_s(),
+                               train_time_s=clock.train_time_s, environment=environment, metrics=metrics,
+                               task_results=task.task_results, **extra)
+
     if step < config.steps and stopped is None:
         logging.info("%s from step %s to %s", "resuming" if step else "training", f"{step:,}", f"{config.steps:,}")
-        midinterval.fit(  # model.fit, resumed inside an interval and checkpointing inside them if asked
-            model,
-            task.train_data,
-            step=step,
-            steps=config.steps,
-            eval_every=config.eval_every,
-            checkpoint_every=config.checkpoint_every,
-            state=state,
-            directory=ckpt_dir,
-            clock=clock,
-            checkpointer=checkpointer,
-            callbacks=run_callbacks,
-            validation_data=task.valid_data() if task.valid_data else None,
-            shuffle=False,  # the stream's order is part of the run
-            verbose=0,
-        )
+        diverged = None
+        try:
+            midinterval.fit(  # model.fit, resumed inside an interval and checkpointing inside them if asked
+                model,
+                task.train_data,
+                step=step,
+                steps=config.steps,
+                eval_every=config.eval_every,
+                checkpoint_every=config.checkpoint_every,
+                state=state,
+                directory=ckpt_dir,
+                clock=clock,
+                checkpointer=checkpointer,
+                callbacks=run_callbacks,
+                validation_data=task.valid_data() if task.valid_data else None,
+                shuffle=False,  # the stream's order is part of the run
+                verbose=0,
+            )
+        except run_folder.Diverged as e:
+            diverged = _detached(e)
+        if diverged is not None:
+            if chief:  # the last good evaluation's metrics; its checkpoint is the newest
+                results.write_results(out, summary("diverged", diverged.step,
+                                                   _curve_metrics(results.read_curve(curve_path)),
+                                                   diverged={"step": diverged.step, "reason": diverged.reason}))
+            raise diverged
         stopped = stopper.stopped if stopper else None
     steps_done = stopped["step"] if stopped else config.steps
     best = checkpointer.best
@@ -389,13 +539,8 @@ def _run(task, config, session_start):
         with strategy.scope():
             checkpoints.restore(model, checkpoints.checkpoint_path(ckpt_dir, best["step"]))
 
-    metrics = {}
     rows = results.read_curve(curve_path)
-    if rows:
-        train, valid = _split_metrics(rows[-1])
-        metrics["train"] = train
-        if valid:
-            metrics["valid"] = valid
+    metrics = _curve_metrics(rows)
     if task.test_fn is not None or task.test_data is not None:
         logging.info("testing (training took %s)", callbacks_lib.format_duration(clock.train_time_s))
     if task.test_fn is not None:
@@ -406,43 +551,19 @@ def _run(task, config, session_start):
     if "test" in metrics:
         logging.info("test: %s", _format_metrics(metrics["test"]))
 
-    model_path = os.path.join(out, results.MODEL_FILE)
-    tmp_model = os.path.join(out, f"model.tmp-{os.getpid()}.keras")
-    model.save(tmp_model)
-    os.replace(tmp_model, model_path)
-
-    train_time = clock.train_time_s
-    summary = {
-        "task": task.name,
-        "status": "finished",
-        "flags": dict(config.flags),
-        "model": config.model,
-        "parameters": parameters,
-        "steps": steps_done,
-        "wall_time_s": round(clock.wall_time_s(), 3),
-        "train_time_s": round(train_time, 3),
-        "steps_per_s": round(steps_done / train_time, 3) if train_time > 0 else None,
-        "backend": keras.backend.backend(),
-        "strategy": config.strategy,
-        "replicas": strategy.num_replicas_in_sync,
-        "jit_compile": jit_compile,
-        "devices": _devices(),
-        "machine": _machine(),
-        "versions": _versions(),
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "metrics": metrics,
-        "task_results": dict(task.task_results),
-    }
-    if best is not None:
-        summary["best"] = {"monitor": monitor, "mode": mode, **best}
-    if stopped is not None:
-        summary["stopped"] = stopped
-    results.plot_curve(curve_path, os.path.join(out, results.CURVE_PNG), _plot_panels(rows, task.references),
-                       title=task.title)
-    if worker is None:
-        results.write_results(out, summary)
-        summary = results.read_results(out)  # exactly what the file says, as a re-run returns
+    checkpoints.ensure_space(model, folder)
+    with results.atomic_path(os.path.join(folder, results.MODEL_FILE), suffix=".keras") as tmp:
+        model.save(tmp)
+    final = summary("finished", steps_done, metrics, best={"monitor": monitor, "mode": mode, **best} if best else None,
+                    stopped=stopped)
+    if chief:
+        results.write_results(out, final)  # before any plot: a plot that fails costs nothing else
+        final = results.read_results(out)  # exactly what the file says, as a re-run returns
+    progress.step = steps_done
+    progress.write(*_end_status(final))
+    results.try_plot(results.plot_curve, curve_path, os.path.join(folder, results.CURVE_PNG),
+                     _plot_panels(rows, task.references), title=task.title)
     logging.info("%s finished: %s steps in %s (%.3g steps/s); results in %s", task.name, f"{steps_done:,}",
-                 callbacks_lib.format_duration(summary["wall_time_s"]), summary["steps_per_s"] or 0,
+                 callbacks_lib.format_duration(final["wall_time_s"]), final["steps_per_s"] or 0,
                  os.path.join(out, results.RESULTS_FILE))
-    return summary
+    return final

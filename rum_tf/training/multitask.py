@@ -13,13 +13,14 @@ gets the aggregate:
     runs.csv       one row per sub-run: its final metrics, steps, time
     runs.png       a bar chart of `bar_metric` (e.g. test accuracy) per sub-run
     log.txt        the log of every session (the sub-runs' lines included)
+    progress.json  step and steps summed over the sub-runs, the running sub-run's rate and metrics
 
 `parameters` is the largest sub-run's count; `wall_time_s` / `train_time_s` are sums.
+The parent folder has its own lock (`run_folder`), taken before anything else, and each
+sub-run takes its sub-folder's: different files, so they never wait on each other.
 """
 
-import csv
 import dataclasses
-import datetime
 import os
 from typing import Any, Callable, Sequence
 
@@ -78,22 +79,8 @@ def _mean_curve(curves):
     return columns, rows
 
 
-def _write_csv(path, columns, rows):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([results.format_cell(row.get(k)) for k in columns])
-    os.replace(tmp, path)
-
-
 def _bar_chart(path, labels, values, ylabel, title, reference=None):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = results.pyplot()
     fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(labels) + 2), 3.5))
     ax.bar(range(len(labels)), [v if v is not None else 0 for v in values], color="tab:blue")
     ax.set_xticks(range(len(labels)))
@@ -108,10 +95,32 @@ def _bar_chart(path, labels, values, ylabel, title, reference=None):
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize="small")
     fig.tight_layout()
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    return results.save_figure(fig, path)
+
+
+class _ParentProgress:
+    """The parent's progress.json: rewritten whenever a sub-run writes its own, with step and steps summed."""
+
+    def __init__(self, output_dir, task, sub_runs, steps_each):
+        self.output_dir = output_dir
+        self.task = task
+        self.folders = [os.path.join(output_dir, sub.folder) for sub in sub_runs]
+        self.steps_each = int(steps_each or 0)
+        self.current = None  # the record of the sub-run that wrote last
+
+    def __call__(self, folder, record):
+        if os.path.abspath(folder) in map(os.path.abspath, self.folders):
+            self.current = record
+            self.write("running")
+
+    def write(self, status, message=None):
+        records = [results.read_progress(f) if os.path.isdir(f) else None for f in self.folders]
+        step = sum(int(r["step"]) if r else 0 for r in records)
+        steps = sum(int(r["steps"]) if r else self.steps_each for r in records)
+        rate = (self.current or {}).get("steps_per_s") if status == "running" else None
+        return results.write_progress(self.output_dir, task=self.task, status=status, step=step, steps=steps,
+                                      eta_s=(steps - step) / rate if rate else None, steps_per_s=rate,
+                                      metrics=(self.current or {}).get("metrics"), message=message)
 
 
 def run_all(sub_runs: Sequence[SubRun], output_dir, *, task, model, flags, flagfile_text, bar_metric=("test",
@@ -126,21 +135,28 @@ def run_all(sub_runs: Sequence[SubRun], output_dir, *, task, model, flags, flagf
       title: title of the plots.
       extra_results: more fields for task_results.
     """
-    os.makedirs(output_dir, exist_ok=True)
-    with loop.FileLog(os.path.join(output_dir, results.LOG_FILE)):
+    progress = _ParentProgress(output_dir, task, sub_runs, dict(flags).get("steps"))
+
+    def body():
         flags_path = os.path.join(output_dir, results.FLAGS_FILE)
         if not os.path.exists(flags_path):
             results.atomic_write_text(flags_path, flagfile_text)
+        progress.write("running")
         summaries = []
-        for i, sub in enumerate(sub_runs, 1):
-            logging.info("%s: run %d/%d, %s, in %s", task, i, len(sub_runs), sub.key,
-                         os.path.join(output_dir, sub.folder))
-            summaries.append(sub.run())  # refuses (loop.RunError) a folder holding another run
+        with results.progress_listener(progress):
+            for i, sub in enumerate(sub_runs, 1):
+                logging.info("%s: run %d/%d, %s, in %s", task, i, len(sub_runs), sub.key,
+                             os.path.join(output_dir, sub.folder))
+                summaries.append(sub.run())  # refuses (loop.RunError) a folder holding another run
         # Written again once every sub-run has accepted these flags (a refused command leaves
         # the earlier file alone).
         results.atomic_write_text(flags_path, flagfile_text)
-        return _aggregate(sub_runs, summaries, output_dir, task=task, model=model, flags=flags,
-                          bar_metric=bar_metric, title=title, extra_results=extra_results)
+        summary = _aggregate(sub_runs, summaries, output_dir, task=task, model=model, flags=flags,
+                             bar_metric=bar_metric, title=title, extra_results=extra_results)
+        progress.write("finished")
+        return summary
+
+    return loop.run_guarded(output_dir, progress.write, body)
 
 
 def _aggregate(sub_runs, summaries, output_dir, *, task, model, flags, bar_metric, title, extra_results):
@@ -158,50 +174,41 @@ def _aggregate(sub_runs, summaries, output_dir, *, task, model, flags, bar_metri
         table[sub.key] = entry
     metrics = {p: m for p in ("train", "valid", "test") if (m := _mean_metrics(summaries, p))}
     first = summaries[0]
-    train_time = sum(float(s.get("train_time_s") or 0) for s in summaries)
-    total_steps = sum(int(s.get("steps") or 0) for s in summaries)
-    summary = {
-        "task": task,
-        "status": "finished",
-        "flags": dict(flags),
-        "model": model,
-        "parameters": max(int(s.get("parameters") or 0) for s in summaries),
-        "steps": first.get("steps"),
-        "wall_time_s": round(sum(float(s.get("wall_time_s") or 0) for s in summaries), 3),
-        "train_time_s": round(train_time, 3),
-        "steps_per_s": round(total_steps / train_time, 3) if train_time > 0 else None,
-        **{k: first.get(k) for k in ("backend", "strategy", "replicas", "jit_compile", "devices", "machine", "versions")},
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "metrics": metrics,
-        "task_results": {
+    summary = results.summary(
+        task=task, flags=flags, model=model,
+        parameters=max(int(s.get("parameters") or 0) for s in summaries),
+        steps=first.get("steps"),
+        wall_time_s=sum(float(s.get("wall_time_s") or 0) for s in summaries),
+        train_time_s=sum(float(s.get("train_time_s") or 0) for s in summaries),
+        trained_steps=sum(int(s.get("steps") or 0) for s in summaries),
+        environment=first, metrics=metrics,
+        task_results={
             **dict(extra_results or {}),
             "runs": table,
             "mean": {f"{p}_{name}": v for p, m in metrics.items() for name, v in m.items()},
-        },
-    }
-
-    # Mean curve over the sub-runs, and its plot.
+        })
+    # The mean curve over the sub-runs and the per-run table, then results.json, then the plots
+    # (a plot that fails costs nothing else).
     curves = [results.read_curve(os.path.join(output_dir, sub.folder, results.CURVE_CSV)) for sub in sub_runs]
     columns, rows = _mean_curve(curves)
     curve_path = os.path.join(output_dir, results.CURVE_CSV)
     if rows:
-        _write_csv(curve_path, columns, rows)
-        names = [c for c in columns if c not in ("step", "train_time_s", "wall_time_s", "learning_rate")
-                 and not c.startswith("val_")]
-        names.sort(key=lambda n: (n != "loss", n))
-        panels = [(f"{n} (mean of {len(sub_runs)})", [n, f"val_{n}"], {}) for n in names]
-        results.plot_curve(curve_path, os.path.join(output_dir, results.CURVE_PNG), panels, title=title)
-
-    # The per-run table and its bar chart.
+        results.write_csv(curve_path, columns, rows)
     key_column = f"{part}_{metric}"
-    columns = ["run", key_column] + sorted({k for e in table.values() for k in e} - {key_column, "output_dir"}) + [
-        "output_dir"]
-    _write_csv(os.path.join(output_dir, RUNS_CSV), columns, [{"run": k, **e} for k, e in table.items()])
-    _bar_chart(os.path.join(output_dir, RUNS_PNG), list(table), [e.get(key_column) for e in table.values()],
-               f"{part} {metric}", title)
-
+    table_columns = ["run", key_column] + sorted({k for e in table.values() for k in e} - {key_column, "output_dir"})
+    results.write_csv(os.path.join(output_dir, RUNS_CSV), table_columns + ["output_dir"],
+                      [{"run": k, **e} for k, e in table.items()])
     results.write_results(output_dir, summary)
     summary = results.read_results(output_dir)
+    if rows:
+        names = [c for c in columns if c not in results.BOOKKEEPING and not c.startswith("val_")]
+        names.sort(key=lambda n: (n != "loss", n))
+        panels = [(f"{n} (mean of {len(sub_runs)})", [n, f"val_{n}"], {}) for n in names]
+        results.try_plot(results.plot_curve, curve_path, os.path.join(output_dir, results.CURVE_PNG), panels,
+                         title=title)
+    results.try_plot(_bar_chart, os.path.join(output_dir, RUNS_PNG), list(table),
+                     [e.get(key_column) for e in table.values()], f"{part} {metric}", title)
+
     mean = metrics.get(part, {}).get(metric)
     logging.info("%s: %d runs finished in %s (sum); mean %s %s %s; results in %s", task, len(sub_runs),
                  callbacks_lib.format_duration(summary["wall_time_s"]), part, metric,

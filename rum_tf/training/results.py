@@ -8,9 +8,12 @@
     tensorboard/        TensorBoard events (train/ and validation/)
     model.keras         the final model (the weights the test used)
     log.txt             the log of every session of the run
+    progress.json       where the run is: status, step, ETA, last metrics (rewritten at every evaluation)
+    .lock               the lock a running writer holds (`run_folder`)
 
 results.json (SCHEMA_VERSION 1) holds:
-    schema, task, status ("finished"), flags {name: value}, model, parameters,
+    schema, task, status ("finished", or "diverged": then "diverged" says {step, message},
+    metrics have no test, and the run cannot be resumed), flags {name: value}, model, parameters,
     steps (trained: --steps, or fewer where --stop_when ended the run), wall_time_s
     (all sessions, setup and test included), train_time_s (inside
     fit), steps_per_s (steps / train_time_s), backend, strategy, replicas,
@@ -21,12 +24,26 @@ results.json (SCHEMA_VERSION 1) holds:
     best (when the task keeps the best weights: {monitor, mode, step, value}),
     stopped (when --stop_when ended the run: {step, rule, reason}),
     and the task's own fields under "task_results" (e.g. the copying baseline).
+
+progress.json (`write_progress`) holds: task, status ("running", "finished", "stopped",
+"diverged", "failed"), step, steps, eta_s, steps_per_s, metrics (the last evaluation),
+message (why it failed, diverged or stopped), pid, updated_at (ISO-8601 UTC).
+
+Every file here is written by `atomic_path` (a temporary name, then a rename), so a reader, or
+a run killed while writing, never sees half a file.
 """
 
+import contextlib
 import csv
+import datetime
 import json
 import math
 import os
+import shutil
+
+from absl import logging
+
+from rum_tf.training import run_folder
 
 SCHEMA_VERSION = 1
 FLAGS_FILE = "flags.cfg"
@@ -37,6 +54,10 @@ CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 MODEL_FILE = "model.keras"
 LOG_FILE = "log.txt"
+PROGRESS_FILE = "progress.json"
+
+# curve.csv (and Keras log) columns that are bookkeeping, not metrics.
+BOOKKEEPING = ("epoch", "step", "train_time_s", "wall_time_s", "learning_rate")
 
 REQUIRED_KEYS = (
     "task",
@@ -52,14 +73,87 @@ REQUIRED_KEYS = (
 )
 
 
+def _fsync(path):
+    """Flush a file (or a folder's files) that a library wrote to the disk before it is renamed."""
+    paths = [os.path.join(path, n) for n in os.listdir(path)] if os.path.isdir(path) else [path]
+    for p in paths:
+        if os.path.isfile(p):
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _remove(path):
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+def temporary_name(path, suffix=""):
+    """The hidden name beside `path` that `atomic_path` writes first (".tmp-" + name + pid)."""
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".tmp-{name}-{os.getpid()}{suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=""):
+    """Yield a temporary path beside `path`; when the block succeeds it is flushed and renamed onto `path`.
+
+    The one way files of a run are written (results, flags, curve, progress, plots, the model,
+    checkpoint folders). On any error (a full disk included) the temporary file is removed and
+    `path` keeps its earlier content. A folder replaces an earlier folder of the same name.
+
+    Args:
+      path: the file or folder to write.
+      suffix: ending of the temporary name, for writers that infer the format from it (".keras", ".png").
+    """
+    tmp = temporary_name(path, suffix)
+    _remove(tmp)
+    try:
+        yield tmp
+        _fsync(tmp)
+        if os.path.isdir(tmp) and os.path.isdir(path):  # os.replace cannot replace a non-empty folder
+            old = temporary_name(path, "-old")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            _remove(old)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
 def atomic_write_text(path, text):
     """Write `text` to `path` so that a reader (or a killed writer) never sees half a file."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+def write_csv(path, columns, rows):
+    """Write `rows` (dicts) under the header `columns` atomically; cells as `format_cell`."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(columns)
+            for row in rows:
+                writer.writerow([format_cell(row.get(k)) for k in columns])
+
+
+def remove_temporary_files(folder):
+    """Delete what killed writers left in `folder` (".tmp-*"); call it holding the folder's lock."""
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.startswith(".tmp-"):
+                _remove(os.path.join(folder, name))
+
+
+def utc_now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def _finite(value):
@@ -71,6 +165,35 @@ def _finite(value):
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
+
+
+def summary(*, task, flags, model, parameters, steps, wall_time_s, train_time_s, environment, metrics,
+            task_results, status="finished", trained_steps=None, **extra):
+    """The results.json dict (schema above) of a run or of a multi-run parent, before `write_results`.
+
+    Args:
+      environment: backend, strategy, replicas, jit_compile, devices, machine, versions.
+      trained_steps: the steps behind train_time_s, for steps_per_s (default `steps`).
+      **extra: optional fields (best, stopped, diverged), written last.
+    """
+    trained = steps if trained_steps is None else trained_steps
+    return {
+        "task": task,
+        "status": status,
+        "flags": dict(flags),
+        "model": model,
+        "parameters": parameters,
+        "steps": steps,
+        "wall_time_s": round(wall_time_s, 3),
+        "train_time_s": round(train_time_s, 3),
+        "steps_per_s": round(trained / train_time_s, 3) if train_time_s > 0 else None,
+        **{k: environment.get(k) for k in ("backend", "strategy", "replicas", "jit_compile", "devices", "machine",
+                                           "versions")},
+        "finished_at": utc_now(),
+        "metrics": metrics,
+        "task_results": dict(task_results),
+        **{k: v for k, v in extra.items() if v is not None},
+    }
 
 
 def write_results(output_dir, results):
@@ -132,10 +255,39 @@ def truncate_curve(path, max_step):
     rows = read_curve(path, max_step)
     if not header:
         return
-    lines = [",".join(header)]
-    for row in rows:
-        lines.append(",".join(format_cell(row.get(k)) for k in header))
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    write_csv(path, header, rows)
+
+
+_progress_listeners = []
+
+
+@contextlib.contextmanager
+def progress_listener(callback):
+    """Call `callback(folder, record)` after every `write_progress` in this block (a multi-run parent)."""
+    _progress_listeners.append(callback)
+    try:
+        yield
+    finally:
+        _progress_listeners.remove(callback)
+
+
+def write_progress(folder, *, task, status, step, steps, eta_s=None, steps_per_s=None, metrics=None,
+                   message=None):
+    """Rewrite folder/progress.json (schema above); returns the record."""
+    record = {"task": task, "status": status, "step": int(step), "steps": int(steps),
+              "eta_s": None if eta_s is None else round(float(eta_s), 1),
+              "steps_per_s": None if steps_per_s is None else round(float(steps_per_s), 3),
+              "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+              "message": message, "pid": os.getpid(), "updated_at": utc_now()}
+    atomic_write_text(os.path.join(folder, PROGRESS_FILE), json.dumps(_finite(record)) + "\n")
+    for callback in list(_progress_listeners):
+        callback(folder, record)
+    return record
+
+
+def read_progress(folder):
+    """progress.json of a run folder as a dict, or None."""
+    return read_json(os.path.join(folder, PROGRESS_FILE))
 
 
 def format_cell(value):
@@ -149,6 +301,41 @@ def format_cell(value):
     return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
 
 
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend: the one place plots set matplotlib up."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path):
+    """Save a matplotlib figure to `path` atomically and close it."""
+    try:
+        with atomic_path(path, suffix=os.path.splitext(path)[1]) as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        pyplot().close(fig)
+    return path
+
+
+def try_plot(draw, *args, **kwargs):
+    """`draw(*args, **kwargs)`, or None and a warning when it fails: a plot never costs a run its results.
+
+    A full disk is not a plotting failure: it propagates (the harness reports it).
+    """
+    try:
+        return draw(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001  (matplotlib missing, broken, or any drawing error)
+        if run_folder.is_disk_full(e):
+            raise
+        logging.warning("no plot from %s (%s: %s); the run's other outputs are complete",
+                        getattr(draw, "__name__", draw), type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        return None
+
+
 def plot_curve(csv_path, png_path, panels, title=""):
     """Draw curve.csv into a PNG, one panel per entry of `panels`.
 
@@ -156,11 +343,7 @@ def plot_curve(csv_path, png_path, panels, title=""):
       panels: list of (y label, [csv columns], {reference label: y value}); columns
         absent from the CSV are skipped, a panel with nothing to draw is left out.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = read_curve(csv_path)
     drawn = [(label, [k for k in keys if any(k in r for r in rows)], refs) for label, keys, refs in panels]
     drawn = [p for p in drawn if p[1]]
@@ -180,8 +363,4 @@ def plot_curve(csv_path, png_path, panels, title=""):
     if title:
         axes[0, 0].set_title(title)
     fig.tight_layout()
-    tmp = f"{png_path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, png_path)
-    return png_path
+    return save_figure(fig, png_path)
