@@ -9,11 +9,15 @@ import numpy as np
 import tensorflow as tf
 
 
-def generated_batches(batch_fn, start_step, output_signature):
+def generated_batches(batch_fn, start_step, output_signature=None):
     """Endless dataset of `batch_fn(k)` for k = start_step, start_step + 1, ...
 
-    `batch_fn(k)` returns a tuple of NumPy arrays matching `output_signature`.
+    `batch_fn(k)` returns a tuple of NumPy arrays matching `output_signature`; unset, it is
+    read from `batch_fn(start_step)` with a free batch dimension.
     """
+    if output_signature is None:
+        output_signature = tuple(tf.TensorSpec((None,) + np.shape(a)[1:], tf.as_dtype(np.asarray(a).dtype))
+                                 for a in batch_fn(start_step))
 
     def generate():
         step = start_step

@@ -61,6 +61,12 @@ class Task:
       task_results: extra JSON fields for results.json["task_results"].
       callbacks: extra Keras callbacks (e.g. a learning-rate schedule, state resets).
       title: title of the curve plot.
+      resume_neutral: more flag names that may differ when the run resumes (added to
+        `RunConfig.resume_neutral`).
+      data_errors: exception types that the task's callables raise for bad or missing
+        data; `run` turns them into a one-line `RunError`.
+      finish_results: (summary) -> {field: value} added to results.json["task_results"]
+        once the run has finished (e.g. PTB's characters per second of training).
     """
 
     name: str
@@ -76,6 +82,9 @@ class Task:
     task_results: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     callbacks: Sequence[Any] = ()
     title: str = ""
+    resume_neutral: Sequence[str] = ()
+    data_errors: tuple = ()
+    finish_results: Optional[Callable[[Mapping[str, Any]], Mapping[str, Any]]] = None
 
 
 @dataclasses.dataclass
@@ -263,8 +272,13 @@ def run(task, config):
     os.makedirs(out, exist_ok=True)
     if config.steps % config.eval_every:
         raise RunError(f"--steps={config.steps} is not a multiple of --eval_every={config.eval_every}")
+    if task.resume_neutral:
+        config = dataclasses.replace(config, resume_neutral=tuple(config.resume_neutral) + tuple(task.resume_neutral))
     with FileLog(os.path.join(out, results.LOG_FILE)):
-        return _run(task, config, session_start)
+        try:
+            return _run(task, config, session_start)
+        except tuple(task.data_errors) as e:
+            raise RunError(str(e).strip().replace("\n", " ")) from None
 
 
 def _run(task, config, session_start):
@@ -425,6 +439,8 @@ def _run(task, config, session_start):
         summary["best"] = {"monitor": monitor, "mode": mode, **best}
     if stopped is not None:
         summary["stopped"] = stopped
+    if task.finish_results is not None:
+        summary["task_results"].update(task.finish_results(summary))
     results.plot_curve(curve_path, os.path.join(out, results.CURVE_PNG), _plot_panels(rows, task.references),
                        title=task.title)
     if worker is None:
