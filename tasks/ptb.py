@@ -3,14 +3,12 @@
     python -m tasks.ptb --flagfile=flags/ptb/fs_rum2.cfg --output_dir=runs/ptb_fs_rum2
     python -m tasks.ptb --flagfile=flags/quick/ptb/fs_rum2.cfg --output_dir=runs/quick/ptb_fs_rum2
 
-Characters -> Embedding(50, --embed_size) -> recurrent layer(s) -> Dense(50) logits at every
-step. The training text is cut into --batch_size rows read in windows of --num_steps characters;
-the state carries from window to window (`bptt.CarryState`) and is reset at every epoch and
-evaluation. Validation BPC every epoch (one evaluation interval; --epochs replaces --steps) at
-the training batch size, the best-validation weights kept and tested at --test_batch_size.
-The defaults are FS-RUM-2's (flags/ptb/fs_rum2.cfg; flags/ptb/ holds the paper's other rows,
-each setting every value), with the official optimisation: Adam 2e-3, gradients clipped to
-norm 1.0, the learning rate x0.1 after --lr_drop_epoch epochs (181: its `if i == 180`).
+Characters -> Embedding -> recurrent layer(s) -> Dense(50) logits, in windows of --num_steps
+characters whose state carries over (`bptt.CarryState`), reset every epoch and evaluation. One
+evaluation interval is one epoch (--epochs replaces --steps): validation BPC at --batch_size, the
+best-validation weights tested at --test_batch_size. The defaults are FS-RUM-2's with the official
+optimisation (Adam 2e-3, clip norm 1.0, learning rate x0.1 after --lr_drop_epoch=181 epochs);
+flags/ptb/ holds the paper's rows, each flagfile setting every value.
 """
 
 import dataclasses
@@ -40,10 +38,9 @@ class PTB:
                                                   "test texts (unset = all).", minimum=1)
 
 
-def _one_device(config):
+def _one_device(config):  # the state carried across batches lives on one device
     if config.strategy != "default":
-        raise ValueError(f"--strategy={config.strategy}: the PTB model carries its state across batches on one "
-                         "device; use --strategy=default")
+        raise ValueError(f"--strategy={config.strategy}: the PTB model carries its state; use --strategy=default")
 
 
 APP = flags.TaskConfig(

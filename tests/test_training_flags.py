@@ -224,3 +224,15 @@ def test_task_hooks_data_errors_finish_results_and_resume_neutral(tmp_path):
     with pytest.raises(loop.RunError, match="old_label"):
         loop.run(_toy_task(), moved)
     assert loop.run(_toy_task(resume_neutral=("old_label",)), moved) == summary
+
+
+def test_task_binaries_are_thin_and_import_no_tensorflow():
+    import ast
+
+    for path in glob.glob(os.path.join(REPO, "tasks", "*.py")):
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert not {m for m in imported if m.split(".")[0] == "tensorflow"}, path
+        assert not {m for m in imported if m == "absl.flags"}, path  # the config is declared, not defined in FLAGS
