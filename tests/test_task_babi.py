@@ -77,7 +77,8 @@ def test_training_batches_follow_the_official_schedule(tmp_path):
     assert babi_data.official_batch_rows(29, 900, 32) == slice(0, 32)  # 29 mod 28.125 = 0.875
     assert babi_data.official_batch_rows(56, 900, 32) == slice(864, 896)  # 56 mod 28.125 = 27.875
     babi_task = babi_data.load_task(1, "en", DATA_DIR)
-    config = babi.APP.parse(["babi.py", "--task=1", "--babi_set=en", "--units=8", "--embed_size=8", f"--output_dir={tmp_path}"])
+    config = babi.APP.parse(["babi.py", "--task=1", "--babi_set=en", "--units=8", "--embed_size=8",
+                             f"--output_dir={tmp_path}"])
     task = babi.make_task(1, babi_task, config)
     train, _ = babi_data.split_validation(babi_task.train)
     x, y = next(iter(task.train_data(28)))

@@ -90,7 +90,8 @@ def test_output_dir_must_be_given_and_writable(tmp_path):
 
 def test_defaults_are_the_official_settings(tmp_path):
     config = recall.APP.parse(["prog", f"--output_dir={tmp_path}"])
-    assert (config.T, config.units, config.optimizer, config.eval_every, config.steps) == (30, 50, "adam", 1000, 100_000)
+    assert (config.T, config.units, config.optimizer, config.eval_every, config.steps) == (
+        30, 50, "adam", 1000, 100_000)
     config = copying.APP.parse(["prog", f"--output_dir={tmp_path}"])  # another binary in the same process
     assert (config.T, config.units, config.optimizer, config.eval_every) == (200, 100, "rmsprop", 100)
     assert config.model_label() == "rum"

@@ -143,7 +143,8 @@ class Model:
                              message="--activation must name a Keras activation (relu, tanh, ...)")
     use_layer_norm: bool = boolean(False, "RUM: layer norm on the gates and the candidate.")
     zoneout_keep_h: Optional[float] = real(None, "RUM: zoneout keep probability of the state (unset = off).",
-                                           check=_unit_interval, message="--zoneout_keep_h must be in (0, 1] (or unset)")
+                                           check=_unit_interval,
+                                           message="--zoneout_keep_h must be in (0, 1] (or unset)")
     update_gate: bool = boolean(True, "RUM: mix the old state in through the update gate.")
     trainable_rot: bool = boolean(True, "RUM: train the gate kernel.")
     track_angle: bool = boolean(False, "RUM: output [cos θ; h] instead of h.")
@@ -162,7 +163,8 @@ class Optimizer:
     rmsprop_decay: float = real(0.9, "RMSProp decay (Keras rho).", check=lambda v: v is not None and 0 <= v < 1,
                                 message="--rmsprop_decay must be in [0, 1)")
     clip_norm: Optional[float] = real(None, "Clip gradients to this global norm (unset or 0 = off).",
-                                      check=lambda v: v is None or v >= 0, message="--clip_norm must be >= 0 (or unset)")
+                                      check=lambda v: v is None or v >= 0,
+                                      message="--clip_norm must be >= 0 (or unset)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,7 +216,8 @@ class FastSlow:
     keep_prob: float = real(0.65, "Fast-slow models: dropout keep probability (training only).",
                             check=lambda v: v is not None and 0 < v <= 1, message="--keep_prob must be in (0, 1]")
     zoneout_keep_c: Optional[float] = real(0.5, "LN-LSTM cells: zoneout keep probability of c (unset = off).",
-                                           check=_unit_interval, message="--zoneout_keep_c must be in (0, 1] (or unset)")
+                                           check=_unit_interval,
+                                           message="--zoneout_keep_c must be in (0, 1] (or unset)")
 
 
 SYNTHETIC = (Model, Optimizer, Run, Synthetic, Official)
