@@ -20,9 +20,9 @@ What a language-model task needs beyond `loop.Task`:
 Why not `keras.layers.RNN(stateful=True)`: in Keras 3.15 its state variables are not part
 of the model's state, so under JAX (whose jitted steps are stateless) the state is never
 carried: every batch starts from zero. `CarryState` keeps the state in non-trainable
-weights, which every backend's train and test steps update. They travel in checkpoints;
-a run resumes at an epoch boundary, where the state is reset anyway, so resuming stays
-exact.
+weights, which every backend's train and test steps update. They travel in checkpoints:
+a run resumed at an epoch boundary resets them anyway, one resumed inside an epoch
+(`RunConfig.checkpoint_every`, `midinterval`) continues from the checkpoint's state.
 """
 
 import math
@@ -155,7 +155,8 @@ class StateResetter(keras.callbacks.Callback):
 class CharsPerSecond(keras.callbacks.Callback):
     """Adds `chars_per_s` (training characters per second of this epoch) to the epoch logs.
 
-    Timed from the epoch's first batch to its last, evaluation excluded.
+    Timed from the epoch's first batch to its last, evaluation excluded; the batches are
+    counted, so an epoch resumed in its middle (`midinterval`) reports its own rate.
     """
 
     def __init__(self, chars_per_step):
@@ -169,7 +170,7 @@ class CharsPerSecond(keras.callbacks.Callback):
         self._start, self._elapsed, self._steps = time.monotonic(), None, 0
 
     def on_train_batch_end(self, batch, logs=None):
-        self._steps = batch + 1
+        self._steps += 1
 
     def _stop(self):
         if self._start is not None and self._elapsed is None:

@@ -284,8 +284,6 @@ class Config:
                       resume_neutral=self.SPEC.resume_neutral)
         values.update({n: getattr(self, n) for n in self.SPEC.names if n in fields and n not in values})
         values.update(overrides)
-        if values.get("checkpoint_every") is not None and "checkpoint_every" not in fields:
-            raise loop.RunError("--checkpoint_every: this harness has no checkpoints inside an evaluation interval")
         return loop.RunConfig(**{k: v for k, v in values.items() if k in fields})
 
     def from_official(self, task, run_config, symbol_order=None):

@@ -10,7 +10,9 @@ steps; after each one the task's validation set (if any) is evaluated, a log lin
 curve row are written and a checkpoint is saved. A run resumes from its newest
 checkpoint: weights, optimizer and random-generator state, the clocks, the best value,
 and the data stream at the same step (`Task.train_data(start_step)`), so on CPU the
-resumed run ends with the numbers of an uninterrupted one.
+resumed run ends with the numbers of an uninterrupted one. With `checkpoint_every`,
+checkpoints are also saved inside the intervals, and a run resumes from those as
+exactly (`midinterval`).
 """
 
 import dataclasses
@@ -28,7 +30,7 @@ from absl import logging
 
 import rum_tf
 from rum_tf.training import callbacks as callbacks_lib
-from rum_tf.training import checkpoints, distribute, optimizers, results
+from rum_tf.training import checkpoints, distribute, midinterval, optimizers, results
 
 # curve.csv columns that are bookkeeping, not metrics.
 _BOOKKEEPING = ("epoch", "step", "train_time_s", "wall_time_s", "learning_rate")
@@ -112,9 +114,11 @@ class RunConfig:
     tpu: str = ""
     flags: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     flagfile_text: str = ""
-    resume_neutral: Sequence[str] = ("output_dir", "steps", "stop_when", "jit_compile", "strategy", "tpu")
+    resume_neutral: Sequence[str] = ("output_dir", "steps", "stop_when", "jit_compile", "strategy", "tpu",
+                                     "checkpoint_every")
     log_every_s: float = 60.0
     stop_when: Optional[str] = None  # a `callbacks.StopRule`: end before `steps` once it holds
+    checkpoint_every: Optional[int] = None  # also checkpoint every N steps inside an interval (`midinterval`)
 
 
 def _versions():
@@ -272,6 +276,8 @@ def run(task, config):
     os.makedirs(out, exist_ok=True)
     if config.steps % config.eval_every:
         raise RunError(f"--steps={config.steps} is not a multiple of --eval_every={config.eval_every}")
+    if config.checkpoint_every is not None and config.checkpoint_every < 1:
+        raise RunError(f"--checkpoint_every={config.checkpoint_every} must be >= 1 (or unset)")
     if task.resume_neutral:
         config = dataclasses.replace(config, resume_neutral=tuple(config.resume_neutral) + tuple(task.resume_neutral))
     with FileLog(os.path.join(out, results.LOG_FILE)):
@@ -304,7 +310,7 @@ def _run(task, config, session_start):
         if resume_state["step"] > config.steps:
             raise RunError(f"--output_dir={out} holds a run already trained {resume_state['step']} steps, "
                            f"more than --steps={config.steps}")
-        if resume_state["step"] % config.eval_every:
+        if resume_state["step"] % config.eval_every and not midinterval.is_mid_interval(resume_state):
             raise RunError(f"--output_dir={out} holds a checkpoint at step {resume_state['step']}, "
                            f"not a multiple of --eval_every={config.eval_every}")
     if finished is not None:
@@ -370,16 +376,21 @@ def _run(task, config, session_start):
         *([stopper] if stopper else []),
         checkpointer,  # last: everything before it has seen this evaluation
     ]
-    epochs = config.steps // config.eval_every
     if step < config.steps and stopped is None:
         logging.info("%s from step %s to %s", "resuming" if step else "training", f"{step:,}", f"{config.steps:,}")
-        model.fit(
-            task.train_data(step),
-            epochs=epochs,
-            initial_epoch=step // config.eval_every,
-            steps_per_epoch=config.eval_every,
-            validation_data=task.valid_data() if task.valid_data else None,
+        midinterval.fit(  # model.fit, resumed inside an interval and checkpointing inside them if asked
+            model,
+            task.train_data,
+            step=step,
+            steps=config.steps,
+            eval_every=config.eval_every,
+            checkpoint_every=config.checkpoint_every,
+            state=state,
+            directory=ckpt_dir,
+            clock=clock,
+            checkpointer=checkpointer,
             callbacks=run_callbacks,
+            validation_data=task.valid_data() if task.valid_data else None,
             shuffle=False,  # the stream's order is part of the run
             verbose=0,
         )
