@@ -10,17 +10,13 @@ drawn on the plot. The final test uses --test_size held-out sequences. Defaults 
 """
 
 import keras
-from absl import flags
 
 from rum_tf.data import copying as data
-from rum_tf.training import flags as training_flags
-from rum_tf.training import inputs, loop, models
+from rum_tf.training import flags, inputs, loop, models
 
-FLAGS = flags.FLAGS
-
-APP = training_flags.TaskFlags(
+APP = flags.TaskConfig(
     "copying",
-    groups=training_flags.SYNTHETIC_GROUPS + ("official",),
+    flags.SYNTHETIC,
     defaults=dict(T=200, units=100, batch_size=128, optimizer="rmsprop", learning_rate=1e-3, rmsprop_decay=0.9,
                   steps=20_000, eval_every=100, test_size=10_000),
 )
@@ -53,11 +49,10 @@ def make_task(T, batch_size, eval_batch_size, test_size, seed, recurrent_layer, 
     )
 
 
-def main(argv):
-    del argv
-    task = make_task(FLAGS.T, FLAGS.batch_size, APP.eval_batch_size, FLAGS.test_size, FLAGS.seed,
-                     APP.recurrent_layer, title=f"copying T={FLAGS.T}: {APP.model_label()}")
-    return loop.run(*APP.from_official(task, APP.run_config()))
+def main(config):
+    task = make_task(config.T, config.batch_size, config.evaluation_batch_size, config.test_size, config.seed,
+                     config.recurrent_layer, title=f"copying T={config.T}: {config.model_label()}")
+    return loop.run(*config.from_official(task, config.run_config()))
 
 
 if __name__ == "__main__":

@@ -9,33 +9,31 @@ official script; validation after every --eval_every steps, test at the end.
 Defaults are the official script's.
 """
 
+import dataclasses
+
 import keras
-from absl import flags
 
 from rum_tf.data import recall as data
-from rum_tf.training import flags as training_flags
-from rum_tf.training import inputs, loop, models
-
-FLAGS = flags.FLAGS
-
-TRAIN_SIZE = flags.DEFINE_integer("train_size", 100_000, "Training sequences (a fixed set).")
-VALID_SIZE = flags.DEFINE_integer("valid_size", 10_000, "Validation sequences, evaluated every --eval_every steps.")
-flags.register_validator("train_size", lambda v: v is not None and v >= 1, "--train_size must be >= 1")
-flags.register_validator("valid_size", lambda v: v is not None and v >= 1, "--valid_size must be >= 1")
+from rum_tf.training import flags, inputs, loop, models
 
 
-def _check_T():
-    if FLAGS.T < 2 or FLAGS.T % 2:
-        raise ValueError(f"--T must be an even number >= 2 for associative recall, got {FLAGS.T}")
+@dataclasses.dataclass(frozen=True)
+class Recall:
+    train_size: int = flags.integer(100_000, "Training sequences (a fixed set).", minimum=1)
+    valid_size: int = flags.integer(10_000, "Validation sequences, evaluated every --eval_every steps.", minimum=1)
 
 
-APP = training_flags.TaskFlags(
+def _even_T(config):
+    if config.T < 2 or config.T % 2:
+        raise ValueError(f"--T must be an even number >= 2 for associative recall, got {config.T}")
+
+
+APP = flags.TaskConfig(
     "recall",
-    groups=training_flags.SYNTHETIC_GROUPS + ("official",),
+    flags.SYNTHETIC + (Recall,),
     defaults=dict(T=30, units=50, batch_size=128, optimizer="adam", learning_rate=1e-3, steps=100_000,
                   eval_every=1_000, test_size=20_000),
-    own=(TRAIN_SIZE, VALID_SIZE),
-    checks=(_check_T,),
+    checks=(_even_T,),
 )
 
 
@@ -72,12 +70,11 @@ def make_task(T, batch_size, eval_batch_size, sizes, seed, recurrent_layer, titl
     )
 
 
-def main(argv):
-    del argv
-    sizes = (FLAGS.train_size, FLAGS.valid_size, FLAGS.test_size)
-    task = make_task(FLAGS.T, FLAGS.batch_size, APP.eval_batch_size, sizes, FLAGS.seed, APP.recurrent_layer,
-                     title=f"associative recall T={FLAGS.T}: {APP.model_label()}")
-    return loop.run(*APP.from_official(task, APP.run_config()))
+def main(config):
+    sizes = (config.train_size, config.valid_size, config.test_size)
+    task = make_task(config.T, config.batch_size, config.evaluation_batch_size, sizes, config.seed,
+                     config.recurrent_layer, title=f"associative recall T={config.T}: {config.model_label()}")
+    return loop.run(*config.from_official(task, config.run_config()))
 
 
 if __name__ == "__main__":

@@ -499,7 +499,7 @@ def test_ptb_binary_tests_the_official_fs_rum2(tmp_path, data_dir, monkeypatch):
                   "Model/softmax/softmax_b": _rand(rng, 50)})
     prefix = write_checkpoint(tmp_path / "model.ckpt", names)
     summary = run_in_process(ptb, [
-        "--config=fs_rum2", f"--fast_units={nf}", f"--units={ns}", f"--embed_size={embed}", "--batch_size=4",
+        f"--fast_units={nf}", f"--units={ns}", f"--embed_size={embed}", "--batch_size=4",
         f"--num_steps={steps}", "--max_chars=1000", "--max_eval_chars=300", f"--test_batch_size={batch}",
         f"--data_dir={data_dir}", f"--init_from_official={prefix}", f"--output_dir={tmp_path / 'run'}"])
     assert summary["steps"] == 0

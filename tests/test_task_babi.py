@@ -6,12 +6,10 @@ import os
 import keras
 import numpy as np
 import pytest
-from absl.testing import flagsaver
-
 from rum_tf.data import babi as babi_data
 from rum_tf.data import files
 from rum_tf.training import flags as training_flags
-from rum_tf.training import loop, multitask, results
+from rum_tf.training import multitask, results
 from tasks import babi
 from training_helpers import REPO, assert_complete_outputs, read_json, run_in_process, run_subprocess
 
@@ -71,15 +69,17 @@ def test_several_tasks_train_in_subfolders_then_summarise(tmp_path):
     assert again == subs[1]
 
 
-def test_training_batches_follow_the_official_schedule():
+def test_training_batches_follow_the_official_schedule(tmp_path):
     # a = int(k mod (900 / 32)) = int(k mod 28.125): 28 full batches, a short one of 4 rows, then again.
-    assert babi.official_batch_rows(0, 900, 32) == slice(0, 32)
-    assert babi.official_batch_rows(27, 900, 32) == slice(864, 896)
-    assert babi.official_batch_rows(28, 900, 32) == slice(896, 900)
-    assert babi.official_batch_rows(29, 900, 32) == slice(0, 32)  # 29 mod 28.125 = 0.875
-    assert babi.official_batch_rows(56, 900, 32) == slice(864, 896)  # 56 mod 28.125 = 27.875
+    assert babi_data.official_batch_rows(0, 900, 32) == slice(0, 32)
+    assert babi_data.official_batch_rows(27, 900, 32) == slice(864, 896)
+    assert babi_data.official_batch_rows(28, 900, 32) == slice(896, 900)
+    assert babi_data.official_batch_rows(29, 900, 32) == slice(0, 32)  # 29 mod 28.125 = 0.875
+    assert babi_data.official_batch_rows(56, 900, 32) == slice(864, 896)  # 56 mod 28.125 = 27.875
     babi_task = babi_data.load_task(1, "en", DATA_DIR)
-    task = babi.make_task(1, babi_task, "en", 32, 32, None, units=8, embed_size=8, embedding_init="official")
+    config = babi.APP.parse(["babi.py", "--task=1", "--babi_set=en", "--units=8", "--embed_size=8",
+                             f"--output_dir={tmp_path}"])
+    task = babi.make_task(1, babi_task, config)
     train, _ = babi_data.split_validation(babi_task.train)
     x, y = next(iter(task.train_data(28)))
     np.testing.assert_array_equal(x.numpy(), train.inputs[896:900])
@@ -119,17 +119,31 @@ def test_rum_learns_task_1_well_above_chance(tmp_path):
     (["--task=one"], "--task must be 1..20, a comma-separated list of them, or all; got 'one'"),
     (["--babi_set=en-100k"], "--babi_set"),
     (["--embedding_init=zeros"], "--embedding_init"),
-    (["--T=20"], "--T does not apply to the babi task"),
+    (["--T=20"], "Unknown command line flag 'T'"),
 ])
 def test_bad_flags_are_one_line_usage_errors(args, message, tmp_path):
-    with flagsaver.flagsaver(), pytest.raises(training_flags.UsageError) as error:
+    with pytest.raises(training_flags.UsageError) as error:
         babi.APP.parse(["babi.py", f"--output_dir={tmp_path}"] + args)
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
-def test_tasks_list_is_canonical():
-    assert babi.parse_tasks("all") == list(range(1, 21))
-    assert babi.parse_tasks(" 3, 1,3 ") == [3, 1]
+def test_tasks_list_is_canonical(tmp_path):
+    assert babi_data.parse_tasks("all") == list(range(1, 21))
+    assert babi_data.parse_tasks(" 3, 1,3 ") == [3, 1]
+    assert babi.APP.parse(["babi.py", "--task= 3, 1,3 ", f"--output_dir={tmp_path}"]).task == "3,1"
+    assert babi.APP.parse(["babi.py", "--task=ALL", f"--output_dir={tmp_path}"]).task == "all"
+
+
+def test_sub_run_configs_are_what_their_own_command_lines_give(tmp_path):
+    args = ["--babi_set=en", "--model=gru", "--units=8", "--steps=20", "--eval_every=10", f"--data_dir={DATA_DIR}"]
+    parent = babi.APP.parse(["babi.py", "--task=6,1", f"--output_dir={tmp_path}"] + args)
+    subs = babi.sub_configs(parent)
+    assert list(subs) == [6, 1]
+    for n, sub in subs.items():
+        alone = babi.APP.parse(["babi.py", f"--task={n}", f"--output_dir={tmp_path / f'qa{n}'}"] + args)
+        assert sub == alone
+        assert sub.run_config() == alone.run_config()
+    assert parent.task == "6,1"  # the parent config is left as it was
 
 
 def test_missing_file_stops_before_training_with_one_line(tmp_path):
@@ -139,7 +153,7 @@ def test_missing_file_stops_before_training_with_one_line(tmp_path):
     (data_dir / "babi" / "tasks_1-20_v1-2" / "en-10k").mkdir(parents=True)
     for name in sorted(set(os.listdir(source)) - {missing}):
         (data_dir / "babi" / "tasks_1-20_v1-2" / "en-10k" / name).symlink_to(os.path.join(source, name))
-    with pytest.raises(loop.RunError, match="missing bAbI file tasks_1-20_v1-2/en-10k/qa3_three-supporting-facts_"
+    with pytest.raises(files.DataError, match="missing bAbI file tasks_1-20_v1-2/en-10k/qa3_three-supporting-facts_"
                                             "train.txt"):
         run_in_process(babi, ["--task=all", "--babi_set=en-10k", f"--data_dir={data_dir}", f"--output_dir={tmp_path}"])
     assert not (tmp_path / "qa1").exists()
@@ -157,6 +171,5 @@ def test_flagfiles_parse(tmp_path):
         names = sorted(os.listdir(folder))
         assert names == ["goru_en.cfg", "gru_en.cfg", "lstm_en.cfg", "rum_en.cfg", "rum_en10k.cfg"], folder
         for name in names:
-            with flagsaver.flagsaver():
-                babi.APP.parse(["babi.py", f"--flagfile={os.path.join(folder, name)}", f"--output_dir={tmp_path}"])
-                assert babi.FLAGS.babi_set == ("en-10k" if "en10k" in name else "en")
+            config = babi.APP.parse(["babi.py", f"--flagfile={os.path.join(folder, name)}", f"--output_dir={tmp_path}"])
+            assert config.babi_set == ("en-10k" if "en10k" in name else "en")

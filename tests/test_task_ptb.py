@@ -1,5 +1,6 @@
 """python -m tasks.ptb: outputs, the state carried across windows, resume, configurations, bad input."""
 
+import glob
 import math
 import os
 import subprocess
@@ -8,11 +9,9 @@ import sys
 import keras
 import numpy as np
 import pytest
-from absl.testing import flagsaver
-
 from rum_tf.data import files
 from rum_tf.data import ptb as ptb_data
-from rum_tf.training import bptt, fast_slow, loop, models, results
+from rum_tf.training import bptt, loop, models, results
 from rum_tf.training import flags as training_flags
 from tasks import ptb
 from training_helpers import REPO, read_json, run_in_process, run_subprocess
@@ -55,7 +54,7 @@ def test_tiny_run_writes_complete_outputs(tmp_path):
     info = summary["task_results"]
     # 1,000 chars in 4 rows of 250: (250 - 1) // 10 = 24 windows per epoch.
     assert info["steps_per_epoch"] == 24 and summary["steps"] == 48
-    assert info["config"] == "fs_rum2" and info["vocab_size"] == 50 and info["test_batch_size"] == 3
+    assert info["epochs"] == 2 and info["vocab_size"] == 50 and info["test_batch_size"] == 3
     assert info["train_chars"] == 24 * 4 * 10 and info["train_chars_per_s"] > 0
     assert 3 < info["unigram_entropy_bits"] < math.log2(50)
     assert summary["best"]["monitor"] == "val_bpc"
@@ -72,16 +71,17 @@ FS_ARGS = dict(fast_units=6, fast_layers=2, keep_prob=0.65, zoneout_keep_c=0.5)
 
 def _carrying(model, **options):
     """The PTB binary's recurrent layer (6 units), carrying its state across batches."""
-    return ptb.recurrent_layers(model, 6, 1, 0, options, FS_ARGS)
+    more = FS_ARGS if not models.get(model).stackable else {}
+    return ptb.recurrent_layers(model, 6, 1, 0, {**options, **more})
 
 
 def _twin(length, model, **options):
     """The same model without state carrying, over whole rows; returns (logits, final states)."""
     chars = keras.Input((length,), dtype="int32")
     x = keras.layers.Embedding(50, 5)(chars)
-    more = FS_ARGS if model in fast_slow.FS_MODELS else {}
-    out = models.recurrent_layer(model, 6, seed=0, options=options, return_sequences=True, return_state=True,
-                                 **more)(x)
+    more = FS_ARGS if not models.get(model).stackable else {}
+    out = models.recurrent_layer(model, 6, seed=0, options={**options, **more}, return_sequences=True,
+                                 return_state=True)(x)
     return keras.Model(chars, [keras.layers.Dense(50)(out[0]), out[1:]])
 
 
@@ -163,25 +163,42 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path):
 
 def test_configurations_match_the_paper_sizes(tmp_path):
     counts = {}
-    for config, model, units in (("fs_rum2", "fs_rum", 1000), ("fs_lstm2", "fs_lstm", 400)):
-        with flagsaver.flagsaver():
-            _parse([f"--config={config}"], tmp_path)
-            got = (ptb.FLAGS.model, ptb.FLAGS.units, ptb.FLAGS.fast_units, ptb.FLAGS.epochs)
-            assert got == (model, units, 700, 200)
-            layers = ptb.recurrent_layers(model, units, 1, 0, ptb.APP.model_options(), dict(
-                fast_units=700, fast_layers=2, keep_prob=0.65, zoneout_keep_c=0.5))
-            weights = ptb.build_model(2, 3, 50, 128, layers).trainable_weights
-            counts[config] = int(sum(np.prod(w.shape) for w in weights))
+    for row, model, units in (("fs_rum2", "fs_rum", 1000), ("fs_lstm2", "fs_lstm", 400)):
+        config = _parse([f"--flagfile={os.path.join(REPO, 'flags', 'ptb', row + '.cfg')}"], tmp_path)
+        assert (config.model, config.units, config.fast_units, config.epochs) == (model, units, 700, 200)
+        layers = ptb.recurrent_layers(model, units, 1, 0, config.model_options())
+        weights = ptb.build_model(2, 3, 50, 128, layers).trainable_weights
+        counts[row] = int(sum(np.prod(w.shape) for w in weights))
     assert counts == {"fs_rum2": 11_247_450, "fs_lstm2": 7_225_050}  # the paper: about 11.2 M and 7.2 M
-    with flagsaver.flagsaver():
-        _parse(["--config=rum1500x2", "--units=32"], tmp_path)
-        assert (ptb.FLAGS.model, ptb.FLAGS.units, ptb.FLAGS.num_layers, ptb.FLAGS.eta, ptb.FLAGS.epochs) == (
-            "rum", 32, 2, 0.3, 100)
-        assert ptb.APP.model_options()["zoneout_keep_h"] == 0.9 and ptb.APP.model_options()["use_layer_norm"]
-        assert "fast_units" not in ptb.APP.values() and ptb.APP.values()["num_layers"] == 2
-    with flagsaver.flagsaver():
-        _parse(["--config=rum2000", "--model=lstm"], tmp_path)  # explicit flags win over the configuration
-        assert (ptb.FLAGS.model, ptb.FLAGS.units) == ("lstm", 2000) and "eta" not in ptb.APP.values()
+    config = _parse([f"--flagfile={os.path.join(REPO, 'flags', 'ptb', 'rum1500x2.cfg')}", "--units=32"], tmp_path)
+    assert (config.model, config.units, config.num_layers, config.eta, config.epochs) == ("rum", 32, 2, 0.3, 100)
+    assert config.model_options()["zoneout_keep_h"] == 0.9 and config.model_options()["use_layer_norm"]
+    assert "fast_units" not in config.values() and config.values()["num_layers"] == 2
+
+
+# What a paper row fixes (the presets of the retired --config set these): each flagfile gives all of them
+# that its model takes, so that no row depends on the binary's defaults.
+ROW_FLAGS = ("model", "units", "lambda_", "eta", "use_layer_norm", "zoneout_keep_h", "capacity", "fast_units",
+             "fast_layers", "keep_prob", "zoneout_keep_c", "num_layers", "embed_size", "optimizer", "learning_rate",
+             "clip_norm", "batch_size", "num_steps", "epochs", "lr_drop_epoch", "test_batch_size", "seed")
+
+
+def test_flagfiles_set_every_value_of_their_row(tmp_path):
+    for scale in ("ptb", os.path.join("quick", "ptb")):
+        for path in sorted(glob.glob(os.path.join(REPO, "flags", scale, "*.cfg"))):
+            with open(path, encoding="utf-8") as f:
+                given = {line.strip()[2:].split("=")[0] for line in f if line.startswith("--")}
+            config = _parse([f"--flagfile={path}"], tmp_path)
+            wanted = {n for n in ROW_FLAGS if config.applies(n)}
+            assert wanted <= given, (path, sorted(wanted - given))
+
+
+def test_defaults_are_the_fs_rum2_row(tmp_path):
+    default = _parse([], tmp_path)
+    row = _parse([f"--flagfile={os.path.join(REPO, 'flags', 'ptb', 'fs_rum2.cfg')}"], tmp_path)
+    assert default == row
+    lstm = _parse(["--model=lstm"], tmp_path)  # the other values stay FS-RUM-2's; RUM's are left out
+    assert lstm.units == 1000 and "eta" not in lstm.values() and "fast_units" not in lstm.values()
 
 
 def test_schedule_loss_and_metric():
@@ -196,19 +213,20 @@ def test_schedule_loss_and_metric():
 
 @pytest.mark.parametrize("args, message", [
     (["--num_steps=0"], "--num_steps must be >= 1"),
-    (["--config=fs_rum3"], "--config"),
-    (["--steps=100"], "--steps does not apply to the ptb task"),
-    (["--eval_batch_size=10"], "--eval_batch_size does not apply to the ptb task"),
-    (["--config=rum2000", "--fast_units=10"], "--fast_units does not apply to --model=rum"),
-    (["--config=fs_lstm2", "--eta=1"], "--eta does not apply to --model=fs_lstm"),
+    (["--config=fs_rum2"], "Unknown command line flag 'config'"),  # the presets are the flagfiles now
+    (["--steps=100"], "Unknown command line flag 'steps'"),  # PTB counts --epochs
+    (["--eval_batch_size=10"], "Unknown command line flag 'eval_batch_size'"),
+    (["--model=rum", "--fast_units=10"], "--fast_units does not apply to --model=rum"),
+    (["--model=rum", "--keep_prob=0.5"], "--keep_prob does not apply to --model=rum"),
+    (["--model=fs_lstm", "--eta=1"], "--eta does not apply to --model=fs_lstm"),
     (["--num_layers=2"], "--num_layers does not apply to --model=fs_rum"),
+    (["--model=fs_lstm", "--num_layers=1"], "--num_layers does not apply to --model=fs_lstm"),
+    (["--fast_layers=1"], "--fast_layers must be >= 2"),
     (["--strategy=mirrored"], "use --strategy=default"),
-    (["--task=1"], "--task does not apply to the ptb task"),
+    (["--task=1"], "Unknown command line flag 'task'"),  # bAbI's
 ])
 def test_bad_flags_are_one_line_usage_errors(args, message, tmp_path):
-    if args == ["--task=1"]:
-        __import__("tasks.babi")  # defines --task in this process
-    with flagsaver.flagsaver(), pytest.raises(training_flags.UsageError) as error:
+    with pytest.raises(training_flags.UsageError) as error:
         _parse(args, tmp_path)
     assert message in str(error.value) and "\n" not in str(error.value)
 
@@ -216,7 +234,7 @@ def test_bad_flags_are_one_line_usage_errors(args, message, tmp_path):
 def test_missing_or_short_data_stops_before_training(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(loop.RunError, match=f"missing PTB file ptb.train.txt: put it at {empty}/ptb/ptb.train.txt"):
+    with pytest.raises(files.DataError, match=f"missing PTB file ptb.train.txt: put it at {empty}/ptb/ptb.train.txt"):
         run_in_process(ptb, TINY + [f"--data_dir={empty}", f"--output_dir={tmp_path / 'a'}"])
     with pytest.raises(loop.RunError, match="the training text .--max_chars.: a stream of 30 ids is too short"):
         run_in_process(ptb, TINY + ["--max_chars=30", f"--output_dir={tmp_path / 'b'}"])
@@ -233,6 +251,6 @@ def test_flagfiles_parse(tmp_path):
         names = sorted(os.listdir(folder))
         assert names == ["fs_goru.cfg", "fs_lstm2.cfg", "fs_rum2.cfg", "rum1500x2.cfg", "rum2000.cfg"], folder
         for name in names:
-            with flagsaver.flagsaver():
-                _parse([f"--flagfile={os.path.join(folder, name)}"], tmp_path)
-                assert ptb.FLAGS.config == name[:-4]
+            config = _parse([f"--flagfile={os.path.join(folder, name)}"], tmp_path)
+            assert config.model == {"fs_rum2": "fs_rum", "fs_lstm2": "fs_lstm", "fs_goru": "fs_goru"}.get(name[:-4],
+                                                                                                         "rum")

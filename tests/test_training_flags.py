@@ -1,17 +1,19 @@
-"""The shared flags: every flagfile parses and builds its model; bad input is one line."""
+"""The task configs: declared once, parsed from flags into frozen objects; bad input is one line."""
 
+import dataclasses
 import glob
 import os
+import subprocess
+import sys
 
 import pytest
-from absl import flags
+from absl import flags as absl_flags
 
 from rum_tf.training import flags as training_flags
-from rum_tf.training import results
-from tasks import copying, recall
-from training_helpers import FLAGS_DIR, run_in_process, run_subprocess
+from rum_tf.training import loop, models, results
+from tasks import babi, copying, ptb, recall
+from training_helpers import FLAGS_DIR, REPO, run_in_process, run_subprocess
 
-FLAGS = flags.FLAGS
 BINARIES = {"copying": copying, "recall": recall}
 
 
@@ -26,21 +28,17 @@ def _flagfiles():
 
 @pytest.mark.parametrize("module,path", _flagfiles())
 def test_flagfile_parses_and_builds_its_model(module, path, tmp_path):
-    from absl.testing import flagsaver
-
-    with flagsaver.flagsaver():
-        module.APP.parse(["prog", f"--flagfile={path}", f"--output_dir={tmp_path}"])
-        model = module.build_model(FLAGS.T, module.APP.recurrent_layer)
-        assert model.count_params() > 0
-        assert FLAGS.steps % FLAGS.eval_every == 0
-        row = {n: FLAGS[n].value for n in ("model", "lambda_", "eta", "optimizer", "learning_rate")}
+    config = module.APP.parse(["prog", f"--flagfile={path}", f"--output_dir={tmp_path}"])
+    model = module.build_model(config.T, config.recurrent_layer)
+    assert model.count_params() > 0
+    assert config.steps % config.eval_every == 0
+    row = {n: getattr(config, n) for n in ("model", "lambda_", "eta", "optimizer", "learning_rate")}
     name = os.path.basename(path)
     full = os.path.join(FLAGS_DIR, module.APP.task, name)
     assert os.path.exists(full), f"quick row {name} has no full-scale row"
     if full != path:  # a quick row is the same paper row, only smaller
-        with flagsaver.flagsaver():
-            module.APP.parse(["prog", f"--flagfile={full}", f"--output_dir={tmp_path}"])
-            assert row == {n: FLAGS[n].value for n in row}
+        config = module.APP.parse(["prog", f"--flagfile={full}", f"--output_dir={tmp_path}"])
+        assert row == {n: getattr(config, n) for n in row}
 
 
 def test_every_full_row_has_a_quick_row():
@@ -58,9 +56,12 @@ BAD = [
     (copying, ["--model=nosuch"], "unknown --model=nosuch; choose from "),
     (copying, ["--optimizer=sgd"], "--optimizer=sgd: value should be one of"),
     (copying, ["--model=lstm", "--lambda_=1"], "--lambda_ does not apply to --model=lstm"),
+    (copying, ["--model=lstm", "--lambda_=0"], "--lambda_ does not apply to --model=lstm"),  # given, even = default
+    (copying, ["--model=gru", "--capacity=3"], "--capacity does not apply to --model=gru"),
     (copying, ["--steps=150", "--eval_every=100"], "--steps must be a multiple of --eval_every"),
-    (copying, ["--train_size=5"], "--train_size does not apply to the copying task"),  # recall's flag
+    (copying, ["--train_size=5"], "Unknown command line flag 'train_size'"),  # recall's flag
     (copying, ["--zoneout_keep_h=1.5"], "--zoneout_keep_h must be in (0, 1]"),
+    (copying, ["--checkpoint_every=0"], "--checkpoint_every must be >= 1 (or unset)"),
     (recall, ["--T=7"], "--T must be an even number >= 2"),
     (recall, ["--valid_size=0"], "--valid_size must be >= 1"),
     (recall, ["--learning_rate=0"], "--learning_rate must be > 0"),
@@ -73,33 +74,72 @@ BAD = [
 
 @pytest.mark.parametrize("module,args,message", BAD, ids=[" ".join(a) for _, a, _ in BAD])
 def test_bad_flags_are_one_line_usage_errors(module, args, message, tmp_path):
-    from absl.testing import flagsaver
-
-    with flagsaver.flagsaver(), pytest.raises(training_flags.UsageError) as error:
+    with pytest.raises(training_flags.UsageError) as error:
         module.APP.parse(["prog", f"--output_dir={tmp_path}"] + args)
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
 def test_output_dir_must_be_given_and_writable(tmp_path):
-    from absl.testing import flagsaver
-
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with flagsaver.flagsaver(), pytest.raises(training_flags.UsageError, match="--output_dir is required"):
+    with pytest.raises(training_flags.UsageError, match="--output_dir is required"):
         copying.APP.parse(["prog"])
-    with flagsaver.flagsaver(), pytest.raises(training_flags.UsageError, match="is not a writable folder"):
+    with pytest.raises(training_flags.UsageError, match="is not a writable folder"):
         copying.APP.parse(["prog", f"--output_dir={blocker}/run"])
 
 
 def test_defaults_are_the_official_settings(tmp_path):
-    from absl.testing import flagsaver
+    config = recall.APP.parse(["prog", f"--output_dir={tmp_path}"])
+    assert (config.T, config.units, config.optimizer, config.eval_every, config.steps) == (
+        30, 50, "adam", 1000, 100_000)
+    config = copying.APP.parse(["prog", f"--output_dir={tmp_path}"])  # another binary in the same process
+    assert (config.T, config.units, config.optimizer, config.eval_every) == (200, 100, "rmsprop", 100)
+    assert config.model_label() == "rum"
+    assert recall.APP.parse(["prog", f"--output_dir={tmp_path}", "--lambda_=1", "--eta=0.1"]).model_label() == (
+        "rum lambda_=1 eta=0.1")
 
-    with flagsaver.flagsaver():
-        recall.APP.parse(["prog", f"--output_dir={tmp_path}"])
-        assert (FLAGS.T, FLAGS.units, FLAGS.optimizer, FLAGS.eval_every, FLAGS.steps) == (30, 50, "adam", 1000, 100_000)
-        copying.APP.parse(["prog", f"--output_dir={tmp_path}"])  # another binary in the same process
-        assert (FLAGS.T, FLAGS.units, FLAGS.optimizer, FLAGS.eval_every) == (200, 100, "rmsprop", 100)
-        assert copying.APP.model_label() == "rum"
+
+def test_config_is_frozen_and_validated(tmp_path):
+    config = copying.APP.parse(["prog", f"--output_dir={tmp_path}"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.units = 7
+    assert dataclasses.replace(config, units=7).units == 7 and config.units == 100
+    with pytest.raises(ValueError, match="--units must be >= 1"):
+        dataclasses.replace(config, units=0)  # a variant is checked as the command line is
+    with pytest.raises(ValueError, match="--T must be an even number"):
+        dataclasses.replace(recall.APP.parse(["prog", f"--output_dir={tmp_path}"]), T=5)
+
+
+def test_parsing_touches_no_global_flag(tmp_path):
+    names = {f.name for s in training_flags.SYNTHETIC for f in dataclasses.fields(s)}
+    before = {name: absl_flags.FLAGS[name].value for name in names if name in absl_flags.FLAGS}
+    copying.APP.parse(["prog", f"--output_dir={tmp_path}", "--units=7", "--T=9"])
+    assert {name: absl_flags.FLAGS[name].value for name in names if name in absl_flags.FLAGS} == before
+    assert not names & set(absl_flags.FLAGS)  # the binaries define nothing in absl's global FLAGS
+
+
+def test_every_model_option_is_declared_once_in_a_section():
+    declared = [f.name for s in (training_flags.Model, training_flags.FastSlow) for f in dataclasses.fields(s)]
+    assert sorted(set(models.MODEL_OPTIONS)) == sorted(n for n in declared if n != "model" and n != "units")
+    for name in models.names():
+        assert set(models.get(name).options) <= set(models.MODEL_OPTIONS)
+
+
+def test_registry_is_complete_in_a_fresh_process_that_imports_only_models():
+    code = "from rum_tf.training import models; print(' '.join(models.names()))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["eunn", "fs_goru", "fs_lstm", "fs_rum", "goru", "gru", "lstm", "rnn", "rum"]
+
+
+def test_which_option_a_model_takes_is_the_registry():
+    assert models.takes("rum", "lambda_") and not models.takes("lstm", "lambda_")
+    assert models.takes("fs_rum", "fast_units") and not models.takes("rum", "fast_units")
+    assert models.takes("rum", "num_layers") and not models.takes("fs_lstm", "num_layers")
+    assert models.takes("lstm", "batch_size")  # not a model option: every model
+    with pytest.raises(ValueError, match="--model=lstm does not take lambda_"):
+        models.recurrent_layer("lstm", 4, options={"lambda_": 1})
 
 
 @pytest.mark.parametrize("module", ["tasks.copying", "tasks.recall"])
@@ -112,6 +152,20 @@ def test_binary_bad_flag_exits_with_one_line(module, tmp_path):
     assert not os.listdir(tmp_path)  # nothing was started
 
 
+def test_binary_model_option_of_another_model_exits_with_one_line(tmp_path):
+    result = run_subprocess("tasks.ptb", ["--model=rum", "--fast_units=8", f"--output_dir={tmp_path}"])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "ptb.py: error: --fast_units does not apply to --model=rum"
+
+
+def test_help_lists_the_binary_flags():
+    result = run_subprocess("tasks.recall", ["--helpshort"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in ("--train_size", "--lambda_", "--T", "--checkpoint_every", "--output_dir"):
+        assert name in result.stdout, name
+    assert "Associative recall" in result.stdout and "--fast_units" not in result.stdout
+
+
 def test_resolved_flags_file_repeats_the_run(tmp_path):
     out = tmp_path / "run"
     args = ["--T=4", "--units=4", "--batch_size=4", "--steps=2", "--eval_every=2", "--test_size=4", "--model=gru",
@@ -121,3 +175,65 @@ def test_resolved_flags_file_repeats_the_run(tmp_path):
     assert "--model=gru" in text and "--lambda_" not in text  # RUM arguments left out for GRU
     again = run_in_process(copying, [f"--flagfile={out / results.FLAGS_FILE}"])
     assert again == first  # same flags: the finished run is reported, not retrained
+
+
+def test_run_config_carries_the_config(tmp_path):
+    config = copying.APP.parse(["prog", f"--output_dir={tmp_path}", "--steps=40", "--eval_every=20", "--seed=3",
+                                "--stop_when=loss<=0.1"])
+    run = config.run_config()
+    assert (run.task, run.steps, run.eval_every, run.seed, run.stop_when) == ("copying", 40, 20, 3, "loss<=0.1")
+    assert run.flags == config.values() and run.flagfile_text == config.flagfile_text()
+    assert {"steps", "stop_when", "output_dir", "jit_compile", "strategy", "tpu", "checkpoint_every"} == set(
+        run.resume_neutral)
+    assert run.checkpoint_every is None
+    assert copying.APP.parse(["prog", f"--output_dir={tmp_path}", "--checkpoint_every=5"]).run_config(
+    ).checkpoint_every == 5
+    neutral = ptb.APP.parse(["prog", f"--output_dir={tmp_path}"]).run_config(steps=1, eval_every=1).resume_neutral
+    assert {"epochs", "data_dir"} <= set(neutral)
+    assert "data_dir" in babi.APP.parse(["prog", f"--output_dir={tmp_path}"]).run_config().resume_neutral
+
+
+def _toy_task(**hooks):
+    import keras
+    import numpy as np
+
+    from rum_tf.training import inputs
+
+    def build():
+        x = keras.Input((3,))
+        return keras.Model(x, keras.layers.Dense(2, name="dense")(x))
+
+    arrays = (np.ones((8, 3), np.float32), np.zeros((8,), np.int32))
+    return loop.Task(name="toy", build_model=build, train_data=lambda step: inputs.cyclic_batches(arrays, 4, step),
+                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                     test_data=lambda: inputs.fixed_batches(arrays, 4), **hooks)
+
+
+def test_task_hooks_data_errors_finish_results_and_resume_neutral(tmp_path):
+    class Missing(Exception):
+        pass
+
+    def missing(step):
+        raise Missing("missing file data.txt:\nput it at DIR")
+
+    config = loop.RunConfig(task="toy", output_dir=str(tmp_path / "a"), steps=2, eval_every=2, flags={"x": 1})
+    with pytest.raises(loop.RunError, match="^missing file data.txt: put it at DIR$"):
+        loop.run(dataclasses.replace(_toy_task(data_errors=(Missing,)), train_data=missing), config)
+    summary = loop.run(_toy_task(finish_results=lambda s: {"steps_twice": 2 * s["steps"]}), config)
+    assert summary["task_results"] == {"steps_twice": 4}
+    moved = dataclasses.replace(config, flags={"x": 1, "old_label": "a"})
+    with pytest.raises(loop.RunError, match="old_label"):
+        loop.run(_toy_task(), moved)
+    assert loop.run(_toy_task(resume_neutral=("old_label",)), moved) == summary
+
+
+def test_task_binaries_are_thin_and_import_no_tensorflow():
+    import ast
+
+    for path in glob.glob(os.path.join(REPO, "tasks", "*.py")):
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert not {m for m in imported if m.split(".")[0] == "tensorflow"}, path
+        assert not {m for m in imported if m == "absl.flags"}, path  # the config is declared, not defined in FLAGS

@@ -6,17 +6,14 @@ import subprocess
 import sys
 
 import numpy as np
-from absl.testing import flagsaver
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS_DIR = os.path.join(REPO, "flags")
 
 
 def run_in_process(module, args):
-    """Parse `args` as `module`'s command line and run its main(); returns the results dict."""
-    with flagsaver.flagsaver():
-        module.APP.parse([module.__name__] + list(args))
-        return module.main([])
+    """Parse `args` as `module`'s command line into its config and run its main(); returns the results dict."""
+    return module.main(module.APP.parse([module.__name__] + list(args)))
 
 
 def run_subprocess(module_name, args, env=None, prelude="", timeout=300):

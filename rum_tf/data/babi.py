@@ -170,3 +170,51 @@ def split_validation(arrays, fraction=0.1):
     n = len(arrays.answer)
     cut = n - int(n * fraction + 1e-9)
     return (BabiArrays(*(a[:cut] for a in arrays)), BabiArrays(*(a[cut:] for a in arrays)))
+
+
+ALL_TASKS = tuple(range(1, 21))
+
+
+def parse_tasks(text):
+    """"all" -> 1..20; "3" -> [3]; "1,6,15" -> [1, 6, 15]. ValueError naming the problem."""
+    text = (text or "").strip().lower()
+    if text == "all":
+        return list(ALL_TASKS)
+    numbers = []
+    for part in text.split(","):
+        try:
+            number = int(part.strip())
+        except ValueError:
+            raise ValueError(f"--task must be 1..20, a comma-separated list of them, or all; got {text!r}") from None
+        if number not in ALL_TASKS:
+            raise ValueError(f"--task must be in 1..20 (or all), got {number}")
+        if number not in numbers:
+            numbers.append(number)
+    return numbers
+
+
+def canonical_tasks(text):
+    """--task written canonically ("all" or "1,6,15"), so that equal runs have equal flags."""
+    numbers = parse_tasks(text)
+    return "all" if text.strip().lower() == "all" else ",".join(map(str, numbers))
+
+
+def check_files(numbers, babi_set, data_dir=None):
+    """Find and verify every file of tasks `numbers` (files.DataError naming the first one missing)."""
+    for number in numbers:
+        for split in files.BABI_SPLITS:
+            files.babi_file(number, split, babi_set, data_dir)
+
+
+def official_batch_rows(step, n_train, batch_size):
+    """The rows of training batch `step` in the official script: a*B .. a*B+B-1 (clipped),
+    a = int(step mod (n_train / B)); no shuffling, the last batch of a pass is short."""
+    a = int(step % (n_train / batch_size))
+    return slice(a * batch_size, min((a + 1) * batch_size, n_train))
+
+
+def baselines(train_answers, test_answers):
+    """(chance = 1 / distinct train answers, accuracy of always giving the commonest train answer on test)."""
+    counts = collections.Counter(int(a) for a in train_answers)
+    commonest = counts.most_common(1)[0][0]
+    return 1.0 / len(counts), float(np.mean(np.asarray(test_answers) == commonest))

@@ -102,3 +102,19 @@ def bptt_dataset(ids, batch, num_steps):
 def bpc(mean_nats):
     """Bits per character of a mean cross-entropy in nats."""
     return mean_nats / math.log(2)
+
+
+def unigram_entropy(ids, vocab_size):
+    """Entropy in bits of the character frequencies of `ids`: the BPC of the best model
+    that ignores context, on that text."""
+    p = np.bincount(ids, minlength=vocab_size).astype(np.float64)
+    p = p[p > 0] / p.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+def unigram_cross_entropy(train_ids, ids, vocab_size):
+    """BPC on `ids` of the training text's character frequencies (add-one smoothed, so a
+    character absent from a short training prefix costs finite bits)."""
+    p = np.bincount(train_ids, minlength=vocab_size).astype(np.float64) + 1.0
+    q = np.bincount(ids, minlength=vocab_size).astype(np.float64)
+    return float(-(q / q.sum() * np.log2(p / p.sum())).sum())

@@ -1,6 +1,6 @@
-"""Fast-Slow RNNs (SPEC §3) in the `--model` registry: `fs_rum`, `fs_lstm` and `fs_goru`.
+"""Fast-Slow RNNs (SPEC §3): the layers of the `--model`s `fs_rum`, `fs_lstm` and `fs_goru`.
 
-Importing this module registers them. `--units` is the slow cell's size; the fast cells
+`rum_tf.training.models` registers them with their options. `--units` is the slow cell's size; the fast cells
 are `fast_layers` LN-LSTMs of `fast_units` (700 in the paper) sharing one state:
 
     fs_rum   slow cell RUMCell(units, **RUM options): FS-RUM-2 with units=1000,
@@ -17,10 +17,7 @@ the dropout and zoneout noise of all steps before the loop.
 from rum_tf.baselines import GORUCell
 from rum_tf.cells import FastSlowCell, LayerNormLSTMCell, RUMCell
 from rum_tf.layers import Recurrent
-from rum_tf.training import models
 
-# Arguments the fast-slow builders take besides units, seed and the model options.
-FS_ARGUMENTS = ("fast_units", "fast_layers", "keep_prob", "zoneout_keep_c")
 FS_MODELS = ("fs_rum", "fs_lstm", "fs_goru")
 
 
@@ -37,19 +34,17 @@ def fast_slow_layer(slow_cell, *, fast_units=700, fast_layers=2, keep_prob=0.65,
     return Recurrent(cell, **layer_kwargs)
 
 
-@models.register("fs_rum", options=models.RUM_OPTIONS,
-                 description="Fast-Slow RNN, LN-LSTM fast cells (--fast_units), RUM slow cell (--units)")
-def _fs_rum(units, *, seed=None, fast_units=700, fast_layers=2, keep_prob=0.65, zoneout_keep_c=0.5, **kwargs):
-    rum_args = {k: kwargs.pop(k) for k in models.RUM_OPTIONS if k in kwargs}
+def fs_rum(units, *, rum_options, seed=None, fast_units=700, fast_layers=2, keep_prob=0.65, zoneout_keep_c=0.5,
+           **kwargs):
+    """FS-RUM: `kwargs` named in `rum_options` go to the slow RUMCell, the others to the layer."""
+    rum_args = {k: kwargs.pop(k) for k in rum_options if k in kwargs}
     slow = RUMCell(units, seed=seed, name="slow", **rum_args)
     return fast_slow_layer(slow, fast_units=fast_units, fast_layers=fast_layers, keep_prob=keep_prob,
                            zoneout_keep_h=rum_args.get("zoneout_keep_h"), zoneout_keep_c=zoneout_keep_c,
                            seed=seed, **kwargs)
 
 
-@models.register("fs_lstm", options=("zoneout_keep_h",),
-                 description="Fast-Slow RNN, LN-LSTM fast cells (--fast_units) and slow cell (--units)")
-def _fs_lstm(units, *, seed=None, fast_units=700, fast_layers=2, keep_prob=0.65, zoneout_keep_h=None,
+def fs_lstm(units, *, seed=None, fast_units=700, fast_layers=2, keep_prob=0.65, zoneout_keep_h=None,
              zoneout_keep_c=0.5, **kwargs):
     slow = LayerNormLSTMCell(units, zoneout_keep_h=zoneout_keep_h, zoneout_keep_c=zoneout_keep_c, seed=seed,
                              name="slow")
@@ -57,9 +52,7 @@ def _fs_lstm(units, *, seed=None, fast_units=700, fast_layers=2, keep_prob=0.65,
                            zoneout_keep_h=zoneout_keep_h, zoneout_keep_c=zoneout_keep_c, seed=seed, **kwargs)
 
 
-@models.register("fs_goru", options=("zoneout_keep_h", "capacity", "fft"),
-                 description="Fast-Slow RNN, LN-LSTM fast cells (--fast_units), GORU slow cell (--units)")
-def _fs_goru(units, *, seed=None, fast_units=700, fast_layers=2, keep_prob=0.65, zoneout_keep_h=None,
+def fs_goru(units, *, seed=None, fast_units=700, fast_layers=2, keep_prob=0.65, zoneout_keep_h=None,
              zoneout_keep_c=0.5, capacity=2, fft=False, **kwargs):
     slow = GORUCell(units, capacity=capacity, fft=fft, name="slow")
     return fast_slow_layer(slow, fast_units=fast_units, fast_layers=fast_layers, keep_prob=keep_prob,

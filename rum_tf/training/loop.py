@@ -65,6 +65,12 @@ class Task:
       task_results: extra JSON fields for results.json["task_results"].
       callbacks: extra Keras callbacks (e.g. a learning-rate schedule, state resets).
       title: title of the curve plot.
+      resume_neutral: more flag names that may differ when the run resumes (added to
+        `RunConfig.resume_neutral`).
+      data_errors: exception types that the task's callables raise for bad or missing
+        data; `run` turns them into a one-line `RunError`.
+      finish_results: (summary) -> {field: value} added to results.json["task_results"]
+        once the run has finished (e.g. PTB's characters per second of training).
     """
 
     name: str
@@ -80,6 +86,9 @@ class Task:
     task_results: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     callbacks: Sequence[Any] = ()
     title: str = ""
+    resume_neutral: Sequence[str] = ()
+    data_errors: tuple = ()
+    finish_results: Optional[Callable[[Mapping[str, Any]], Mapping[str, Any]]] = None
 
 
 @dataclasses.dataclass
@@ -281,10 +290,19 @@ def run(task, config):
         raise RunError(f"--steps={config.steps} is not a multiple of --eval_every={config.eval_every}")
     if config.checkpoint_every is not None and config.checkpoint_every < 1:
         raise RunError(f"--checkpoint_every={config.checkpoint_every} must be >= 1 (or unset)")
+    if task.resume_neutral:
+        config = dataclasses.replace(config, resume_neutral=tuple(config.resume_neutral) + tuple(task.resume_neutral))
     worker = distribute.worker_id_from_env(config.strategy)
     folder = config.output_dir if worker is None else os.path.join(config.output_dir, "workers", worker)
     progress = callbacks_lib.ProgressFile(folder, task.name, config.steps, clock=None)
-    return run_guarded(folder, progress.write, lambda: _run(task, config, session_start, worker, folder, progress))
+
+    def body():
+        try:
+            return _run(task, config, session_start, worker, folder, progress)
+        except tuple(task.data_errors) as e:
+            raise RunError(str(e).strip().replace("\n", " ")) from None
+
+    return run_guarded(folder, progress.write, body)
 
 
 def _detached(error):
@@ -556,6 +574,8 @@ def _run(task, config, session_start, worker, folder, progress):
         model.save(tmp)
     final = summary("finished", steps_done, metrics, best={"monitor": monitor, "mode": mode, **best} if best else None,
                     stopped=stopped)
+    if task.finish_results is not None:
+        final["task_results"].update(task.finish_results(final))
     if chief:
         results.write_results(out, final)  # before any plot: a plot that fails costs nothing else
         final = results.read_results(out)  # exactly what the file says, as a re-run returns

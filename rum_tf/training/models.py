@@ -10,6 +10,8 @@ A task builds its own model around `recurrent_layer(...)`: its input front-end
 
 `options` names the model arguments (`RUM_OPTIONS` for RUM) a builder accepts; asking
 another model for them is an error, so a flag meant for RUM cannot silently do nothing.
+This is the one place that says which option applies to which model (`takes`); the
+registry holds every model once this module is imported (the fast-slow ones included).
 """
 
 import dataclasses
@@ -20,6 +22,7 @@ from keras import ops
 
 from rum_tf.baselines import EUNNCell, GORUCell
 from rum_tf.layers import RUM
+from rum_tf.training import fast_slow
 
 _PACKAGE = "rum_tf"
 
@@ -32,24 +35,30 @@ RUM_OPTIONS = tuple(
 )
 # The EUNN/GORU arguments that the shared flags expose (rum_tf.baselines).
 BASELINE_OPTIONS = ("capacity", "fft", "complex")
+# The fast-slow models' own arguments (rum_tf.training.fast_slow).
+FS_OPTIONS = ("fast_units", "fast_layers", "keep_prob", "zoneout_keep_c")
 # Every model argument with a flag of its own; a model takes a subset of them.
-MODEL_OPTIONS = RUM_OPTIONS + BASELINE_OPTIONS
+MODEL_OPTIONS = RUM_OPTIONS + BASELINE_OPTIONS + FS_OPTIONS
+# The depth of a stack of `recurrent_layer`s (PTB's --num_layers): for the models that stack.
+STACK_OPTION = "num_layers"
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelEntry:
-    """A registered model: `builder(units, *, seed, **options, **layer_kwargs)`."""
+    """A registered model: `builder(units, *, seed, **options, **layer_kwargs)`; `stackable`:
+    whether a task may stack several of its layers (a fast-slow layer is a stack already)."""
 
     name: str
     builder: object
     options: tuple
     description: str
+    stackable: bool = True
 
 
 _REGISTRY = {}
 
 
-def register(name, *, options=(), description=""):
+def register(name, *, options=(), description="", stackable=True):
     """Decorator registering `builder` as `--model=name`.
 
     The builder is called as `builder(units, seed=seed, **options, **layer_kwargs)`,
@@ -61,7 +70,11 @@ def register(name, *, options=(), description=""):
     def decorate(builder):
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelEntry(name, builder, tuple(options), description or (builder.__doc__ or "").strip())
+        unknown = set(options) - set(MODEL_OPTIONS)
+        if unknown:
+            raise ValueError(f"model {name!r}: options {sorted(unknown)} are not in MODEL_OPTIONS")
+        _REGISTRY[name] = ModelEntry(name, builder, tuple(options), description or (builder.__doc__ or "").strip(),
+                                     stackable)
         return builder
 
     return decorate
@@ -77,6 +90,14 @@ def get(name):
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(names())}")
     return _REGISTRY[name]
+
+
+def takes(model, name):
+    """Whether `--model=model` uses the option `name`: a model argument it was registered
+    with, the stack depth if it stacks, and every option that is not model-specific."""
+    if name == STACK_OPTION:
+        return get(model).stackable
+    return name not in MODEL_OPTIONS or name in get(model).options
 
 
 def recurrent_layer(model, units, *, seed=None, options=None, **layer_kwargs):
@@ -128,6 +149,34 @@ def _eunn(units, *, seed=None, capacity=2, fft=False, complex=False, **kwargs):
 def _goru(units, *, seed=None, capacity=2, fft=False, **kwargs):
     del seed
     return keras.layers.RNN(GORUCell(units, capacity=capacity, fft=fft), **kwargs)
+
+
+def recurrent_stack(model, units, num_layers, *, seed=0, options=None, **layer_kwargs):
+    """The layers of `--model=model --num_layers=num_layers`: that many layers "<model>_<i>" of seeds
+    seed + i; for a model that does not stack (a fast-slow layer is a stack already), its one layer
+    "fast_slow" (the stack depth is refused for it when parsing: `takes`)."""
+    if not get(model).stackable:
+        return [recurrent_layer(model, units, seed=seed, options=options, name="fast_slow", **layer_kwargs)]
+    return [recurrent_layer(model, units, seed=seed + i, options=options, name=f"{model}_{i}", **layer_kwargs)
+            for i in range(num_layers)]
+
+
+@register("fs_rum", options=RUM_OPTIONS + FS_OPTIONS, stackable=False,
+          description="Fast-Slow RNN, LN-LSTM fast cells (--fast_units), RUM slow cell (--units)")
+def _fs_rum(units, **kwargs):
+    return fast_slow.fs_rum(units, rum_options=RUM_OPTIONS, **kwargs)
+
+
+@register("fs_lstm", options=("zoneout_keep_h",) + FS_OPTIONS, stackable=False,
+          description="Fast-Slow RNN, LN-LSTM fast cells (--fast_units) and slow cell (--units)")
+def _fs_lstm(units, **kwargs):
+    return fast_slow.fs_lstm(units, **kwargs)
+
+
+@register("fs_goru", options=("zoneout_keep_h", "capacity", "fft") + FS_OPTIONS, stackable=False,
+          description="Fast-Slow RNN, LN-LSTM fast cells (--fast_units), GORU slow cell (--units)")
+def _fs_goru(units, **kwargs):
+    return fast_slow.fs_goru(units, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
