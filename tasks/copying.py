@@ -39,7 +39,7 @@ def make_task(T, batch_size, eval_batch_size, test_size, seed, recurrent_layer, 
     return loop.Task(
         name="copying",
         build_model=lambda: build_model(T, recurrent_layer),
-        train_data=lambda step: data.copying_dataset(batch_size, T, seed, start_step=step).prefetch(2),
+        train_data=lambda step: data.copying_dataset(batch_size, T, seed, start_step=step),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         test_data=lambda: inputs.fixed_batches(data.copying_test_set(test_size, T, seed), eval_batch_size),

@@ -39,11 +39,6 @@ class Batches(keras.utils.PyDataset):
     def num_batches(self):
         return self._num_batches
 
-    def prefetch(self, buffer_size=None):
-        """Itself: tf.data's `.prefetch(n)` spelling, so a task written for either kind runs on both."""
-        del buffer_size
-        return self
-
     def __getitem__(self, index):
         if self._num_batches is not None and not 0 <= index < self._num_batches:
             raise IndexError(f"batch {index} of {self._num_batches}")
