@@ -441,8 +441,9 @@ class RUMCell(NoisyCell):
             embedded = embedded + self.embedding_bias
         return gates, embedded
 
-    def recurrent_step(self, projected, states, noise=None, recurrent_kernel=None, recurrent_mask=None,
-                       return_memory_factors=False):
+    def recurrent_step(
+        self, projected, states, noise=None, recurrent_kernel=None, recurrent_mask=None, return_memory_factors=False
+    ):
         """The state half of a step, given `project_inputs` of this step's input.
 
         Args:
@@ -636,7 +637,9 @@ class LayerNormLSTMCell(NoisyCell):
         n = self.units
         # W_xh and W_hh are separate draws in the official code; one variable here, rows [x; h].
         self.kernel = self.add_weight(
-            shape=(d + n, 4 * n), initializer=blockwise_initializer(self.kernel_initializer, [d, n], axis=0), name="kernel"
+            shape=(d + n, 4 * n),
+            initializer=blockwise_initializer(self.kernel_initializer, [d, n], axis=0),
+            name="kernel",
         )
         self.bias = self.add_weight(shape=(4 * n,), initializer=self.bias_initializer, name="bias")
         self.gate_ln_gamma = self.add_weight(shape=(4 * n,), initializer="ones", name="gate_ln_gamma")

@@ -189,7 +189,6 @@ class RUM(Recurrent):
             return self.cell.project_inputs(sequences, self.cell.input_weights())
         return sequences
 
-
     def _make_step(self, training):
         cell = self.cell
         recurrent_kernel = cell.gate_kernel[cell.input_dim :]  # sliced once, not per step
@@ -205,8 +204,13 @@ class RUM(Recurrent):
 
     def _runs_reversible(self):
         # The reversible step takes no recurrent dropout mask: that rare case differentiates automatically.
-        return (self.reversible and self.cell.lambda_ == 1 and not self.unroll and self._recurrent_mask is None
-                and reversible_lib.supported())
+        return (
+            self.reversible
+            and self.cell.lambda_ == 1
+            and not self.unroll
+            and self._recurrent_mask is None
+            and reversible_lib.supported()
+        )
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         states = initial_state if isinstance(initial_state, (list, tuple)) else [initial_state]

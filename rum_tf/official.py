@@ -50,14 +50,16 @@ OFFICIAL_NAMES = {
         ("gate_bias", ("gates/fully_connected/biases", "gates/fully_connected_1/biases"), -1),
         ("gate_ln_gamma", ("gates/ln_r_u/layer_norm_alpha",), -1),
         ("gate_ln_beta", ("gates/ln_r_u/layer_norm_bias",), -1),
-    ) + _LATER_CANDIDATE,
+    )
+    + _LATER_CANDIDATE,
     # The same with update_gate=False: the r gate only.
     "rum_no_update_gate": (
         ("gate_kernel", ("gates/fully_connected/weights",), -1),
         ("gate_bias", ("gates/fully_connected/biases",), -1),
         ("gate_ln_gamma", ("gates/ln_r/layer_norm_alpha",), -1),
         ("gate_ln_beta", ("gates/ln_r/layer_norm_bias",), -1),
-    ) + _LATER_CANDIDATE,
+    )
+    + _LATER_CANDIDATE,
     # baselineModels/LNLSTM.py: W_xh above W_hh is the kernel of [x; h].
     "ln_lstm": (
         ("kernel", ("LN_LSTMCell/W_xh", "LN_LSTMCell/W_hh"), 0),
@@ -190,8 +192,10 @@ def _find_cell(target):
     if not found:
         raise ValueError(f"{name} holds no rum_tf cell (RUMCell, LayerNormLSTMCell, FastSlowCell, EUNNCell, GORUCell)")
     if len(found) > 1:
-        raise ValueError(f"{name} holds {len(found)} rum_tf cells ({', '.join(c.name for c in found)}): "
-                         "restore each of them, with its own scope")
+        raise ValueError(
+            f"{name} holds {len(found)} rum_tf cells ({', '.join(c.name for c in found)}): "
+            "restore each of them, with its own scope"
+        )
     if not found[0].built:
         raise ValueError(f"{found[0].name} is not built: build it (or call it once) before restoring weights")
     return found[0]
@@ -210,8 +214,13 @@ def _layouts_of(cell):
 
 def _scope_names(layouts):
     """The official names of `layouts` that live under the cell's scope (not the angles)."""
-    return {n.format(i=0) for layout in layouts for _, names, _ in OFFICIAL_NAMES[layout] for n in names
-            if not n.startswith("@")}
+    return {
+        n.format(i=0)
+        for layout in layouts
+        for _, names, _ in OFFICIAL_NAMES[layout]
+        for n in names
+        if not n.startswith("@")
+    }
 
 
 def _under(variables, path):
@@ -228,17 +237,21 @@ def _resolve_scope(variables, scope, layouts, what, checkpoint):
     below = set()
     for variable in variables:
         if variable.startswith(prefix):
-            level, _, rest = variable[len(prefix):].partition("/")
+            level, _, rest = variable[len(prefix) :].partition("/")
             if any(rest == n or rest.startswith(n + "/") for n in names):
                 below.add(_join(scope, level))
     if len(below) == 1:
         return below.pop()
     if below:
-        raise ValueError(f"several official {what} cells under scope {scope!r} in {checkpoint}: "
-                         f"{', '.join(sorted(below))}; pass the one to load as scope")
+        raise ValueError(
+            f"several official {what} cells under scope {scope!r} in {checkpoint}: "
+            f"{', '.join(sorted(below))}; pass the one to load as scope"
+        )
     tops = sorted({v.split("/")[0] for v in variables})
-    raise ValueError(f"no official {what} variables under scope {scope!r} in {checkpoint} (looked for "
-                     f"{sorted(names)[0]!r} there and one level below); top-level scopes: {', '.join(tops[:8])}")
+    raise ValueError(
+        f"no official {what} variables under scope {scope!r} in {checkpoint} (looked for "
+        f"{sorted(names)[0]!r} there and one level below); top-level scopes: {', '.join(tops[:8])}"
+    )
 
 
 def _choose_layout(cell, variables, scope):
@@ -254,8 +267,10 @@ def _choose_layout(cell, variables, scope):
         else:
             layout = "rum_no_update_gate"
         if cell.update_gate != (layout != "rum_no_update_gate"):
-            raise ValueError(f"the official cell under {scope!r} has {'no ' if cell.update_gate else 'an '}update "
-                             f"gate: build {cell.name} with update_gate={not cell.update_gate}")
+            raise ValueError(
+                f"the official cell under {scope!r} has {'no ' if cell.update_gate else 'an '}update "
+                f"gate: build {cell.name} with update_gate={not cell.update_gate}"
+            )
         return layout
     if isinstance(cell, eunn_lib.EUNNCell):
         return "eunn_complex" if cell.complex else "eunn"
@@ -291,18 +306,24 @@ def _plan(cell, variables, read, scope, angle_prefix, checkpoint):
         if weight is None:
             present = [p for p in paths if p in variables and np.prod(variables[p]) > 0]
             if present:
-                raise ValueError(f"official variable {present[0]!r} has no counterpart in {cell.name} (no "
-                                 f"{weight_name}): build {what} with the official cell's options")
+                raise ValueError(
+                    f"official variable {present[0]!r} has no counterpart in {cell.name} (no "
+                    f"{weight_name}): build {what} with the official cell's options"
+                )
             continue
         missing = [p for p in paths if p not in variables]
         if missing:
-            raise ValueError(f"no variable {missing[0]!r} in {checkpoint} (for {cell.name}'s {weight_name}): "
-                             f"{_hint(variables, scope)}")
+            raise ValueError(
+                f"no variable {missing[0]!r} in {checkpoint} (for {cell.name}'s {weight_name}): "
+                f"{_hint(variables, scope)}"
+            )
         shapes = [variables[p] for p in paths]
         if _concatenated_shape(shapes, axis) != tuple(weight.shape):
             got = " + ".join(f"{p!r} {list(s)}" for p, s in zip(paths, shapes))
-            raise ValueError(f"official variable {got} does not fit {cell.name}'s {weight_name} "
-                             f"{list(weight.shape)}: build {what} with the official sizes and options")
+            raise ValueError(
+                f"official variable {got} does not fit {cell.name}'s {weight_name} "
+                f"{list(weight.shape)}: build {what} with the official sizes and options"
+            )
         values = [read(p) for p in paths]
         value = np.concatenate(values, axis=axis) if len(values) > 1 else values[0]
         plan.append((weight, value, paths if len(paths) > 1 else paths[0]))
@@ -317,14 +338,14 @@ def _concatenated_shape(shapes, axis):
     if len(shapes) == 1:
         return first
     axis %= len(first)
-    if any(s[:axis] + s[axis + 1:] != first[:axis] + first[axis + 1:] for s in shapes):
+    if any(s[:axis] + s[axis + 1 :] != first[:axis] + first[axis + 1 :] for s in shapes):
         return None
-    return first[:axis] + (sum(s[axis] for s in shapes),) + first[axis + 1:]
+    return first[:axis] + (sum(s[axis] for s in shapes),) + first[axis + 1 :]
 
 
 def _hint(variables, scope):
     here = sorted(v for v in variables if v.startswith(scope + "/") and "/Adam" not in v and "/RMSProp" not in v)
     if not here:
         return f"nothing under {scope!r}"
-    shown = ", ".join(v[len(scope) + 1:] for v in here[:6])
+    shown = ", ".join(v[len(scope) + 1 :] for v in here[:6])
     return f"under {scope!r} there are {shown}{', ...' if len(here) > 6 else ''}"

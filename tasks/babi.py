@@ -32,34 +32,56 @@ from tasks import text_flags
 
 @dataclasses.dataclass(frozen=True)
 class Babi:
-    task: str = flags.string("all", "bAbI task: 1..20, a comma-separated list (1,6,15), or all; each task trains its "
-                             "own model.", convert=data.canonical_tasks)
-    babi_set: str = flags.enum("en-10k", files.BABI_SETS, "en (1,000 training questions per task) or en-10k "
-                               "(10,000; the official script's).")
-    embedding_init: str = flags.enum("official", ("official", "uniform"), "official: normal with mean -sqrt(6/V) and "
-                                     "std sqrt(6/V), as the official script (SPEC §6: a likely slip); uniform: "
-                                     "uniform in ±sqrt(6/V).")
+    task: str = flags.string(
+        "all",
+        "bAbI task: 1..20, a comma-separated list (1,6,15), or all; each task trains its own model.",
+        convert=data.canonical_tasks,
+    )
+    babi_set: str = flags.enum(
+        "en-10k", files.BABI_SETS, "en (1,000 training questions per task) or en-10k (10,000; the official script's)."
+    )
+    embedding_init: str = flags.enum(
+        "official",
+        ("official", "uniform"),
+        "official: normal with mean -sqrt(6/V) and "
+        "std sqrt(6/V), as the official script (SPEC §6: a likely slip); uniform: "
+        "uniform in ±sqrt(6/V).",
+    )
 
 
 APP = flags.TaskConfig(
     "babi",
     (flags.Model, flags.Optimizer, flags.Run, Babi, text_flags.Text),
-    defaults=dict(model="rum", units=256, batch_size=32, optimizer="adam", learning_rate=1e-3, steps=4_000,
-                  eval_every=200, embed_size=64),
+    defaults=dict(
+        model="rum",
+        units=256,
+        batch_size=32,
+        optimizer="adam",
+        learning_rate=1e-3,
+        steps=4_000,
+        eval_every=200,
+        embed_size=64,
+    ),
 )
 
 
 def build_model(vocab_size, length, recurrent_layer, *, units, embed_size=64, embedding_init="official"):
     """tokens [length] -> Embedding(V, embed_size) -> recurrent layer (last state) -> Dense(V) logits."""
     scale = math.sqrt(6.0 / vocab_size)
-    initializer = {"official": keras.initializers.RandomNormal(mean=-scale, stddev=scale),
-                   "uniform": keras.initializers.RandomUniform(-scale, scale)}[embedding_init]
+    initializer = {
+        "official": keras.initializers.RandomNormal(mean=-scale, stddev=scale),
+        "uniform": keras.initializers.RandomUniform(-scale, scale),
+    }[embedding_init]
     tokens = keras.Input((length,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(vocab_size, embed_size, embeddings_initializer=initializer, name="embedding")(tokens)
     x = recurrent_layer(return_sequences=False, name="rnn")(x)
     limit = math.sqrt(6.0 / (units + embed_size))
-    logits = keras.layers.Dense(vocab_size, kernel_initializer=keras.initializers.RandomUniform(-limit, limit),
-                                bias_initializer=keras.initializers.Constant(0.01), name="output")(x)
+    logits = keras.layers.Dense(
+        vocab_size,
+        kernel_initializer=keras.initializers.RandomUniform(-limit, limit),
+        bias_initializer=keras.initializers.Constant(0.01),
+        name="output",
+    )(x)
     return keras.Model(tokens, logits, name="babi")
 
 
@@ -76,19 +98,33 @@ def make_task(number, babi_task, config, title="bAbI"):
     eval_batch = config.evaluation_batch_size
     return loop.Task(
         name="babi",
-        build_model=lambda: build_model(len(babi_task.vocab), length, config.recurrent_layer, units=config.units,
-                                        embed_size=config.embed_size, embedding_init=config.embedding_init),
+        build_model=lambda: build_model(
+            len(babi_task.vocab),
+            length,
+            config.recurrent_layer,
+            units=config.units,
+            embed_size=config.embed_size,
+            embedding_init=config.embedding_init,
+        ),
         train_data=lambda step: inputs.generated_batches(batch, step),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         valid_data=lambda: inputs.fixed_batches((valid.inputs, valid.answer), eval_batch),
         test_data=lambda: inputs.fixed_batches((test.inputs, test.answer), eval_batch),
         references={"accuracy": {"commonest answer": majority}},
-        task_results={"babi_task": number, "task_name": files.BABI_TASKS[number], "babi_set": config.babi_set,
-                      "vocab_size": len(babi_task.vocab), "story_maxlen": babi_task.story_maxlen,
-                      "question_maxlen": babi_task.question_maxlen, "train_size": n_train,
-                      "valid_size": len(valid.answer), "test_size": len(test.answer), "chance": chance,
-                      "commonest_answer_baseline": majority},
+        task_results={
+            "babi_task": number,
+            "task_name": files.BABI_TASKS[number],
+            "babi_set": config.babi_set,
+            "vocab_size": len(babi_task.vocab),
+            "story_maxlen": babi_task.story_maxlen,
+            "question_maxlen": babi_task.question_maxlen,
+            "train_size": n_train,
+            "valid_size": len(valid.answer),
+            "test_size": len(test.answer),
+            "chance": chance,
+            "commonest_answer_baseline": majority,
+        },
         title=title,
     )
 
@@ -102,8 +138,10 @@ def _one_task(config):
 
 def sub_configs(config):
     """{task number: the config of its sub-run}: what `--task=N --output_dir=<output_dir>/qaN` gives."""
-    return {n: dataclasses.replace(config, task=str(n), output_dir=os.path.join(config.output_dir, f"qa{n}"))
-            for n in data.parse_tasks(config.task)}
+    return {
+        n: dataclasses.replace(config, task=str(n), output_dir=os.path.join(config.output_dir, f"qa{n}"))
+        for n in data.parse_tasks(config.task)
+    }
 
 
 def main(config):
@@ -111,14 +149,24 @@ def main(config):
     data.check_files(numbers, config.babi_set, config.data_dir)  # all of them before anything trains
     if len(numbers) == 1:
         return _one_task(config)
-    subs = [multitask.SubRun(key=f"qa{n}", folder=f"qa{n}", run=lambda c=sub: _one_task(c),
-                             info={"task_name": files.BABI_TASKS[n]}) for n, sub in sub_configs(config).items()]
+    subs = [
+        multitask.SubRun(
+            key=f"qa{n}", folder=f"qa{n}", run=lambda c=sub: _one_task(c), info={"task_name": files.BABI_TASKS[n]}
+        )
+        for n, sub in sub_configs(config).items()
+    ]
     run_config = config.run_config()
     return multitask.run_all(
-        subs, config.output_dir, task="babi", model=config.model, flags=run_config.flags,
-        flagfile_text=run_config.flagfile_text, bar_metric=("test", "accuracy"),
+        subs,
+        config.output_dir,
+        task="babi",
+        model=config.model,
+        flags=run_config.flags,
+        flagfile_text=run_config.flagfile_text,
+        bar_metric=("test", "accuracy"),
         title=f"bAbI ({config.babi_set}), {len(numbers)} tasks: {config.model_label()}",
-        extra_results={"babi_set": config.babi_set, "babi_tasks": numbers})
+        extra_results={"babi_set": config.babi_set, "babi_tasks": numbers},
+    )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,17 @@ from rum_tf.training import flags, inputs, loop, models
 APP = flags.TaskConfig(
     "copying",
     flags.SYNTHETIC,
-    defaults=dict(T=200, units=100, batch_size=128, optimizer="rmsprop", learning_rate=1e-3, rmsprop_decay=0.9,
-                  steps=20_000, eval_every=100, test_size=10_000),
+    defaults=dict(
+        T=200,
+        units=100,
+        batch_size=128,
+        optimizer="rmsprop",
+        learning_rate=1e-3,
+        rmsprop_decay=0.9,
+        steps=20_000,
+        eval_every=100,
+        test_size=10_000,
+    ),
 )
 
 
@@ -50,8 +59,15 @@ def make_task(T, batch_size, eval_batch_size, test_size, seed, recurrent_layer, 
 
 
 def main(config):
-    task = make_task(config.T, config.batch_size, config.evaluation_batch_size, config.test_size, config.seed,
-                     config.recurrent_layer, title=f"copying T={config.T}: {config.model_label()}")
+    task = make_task(
+        config.T,
+        config.batch_size,
+        config.evaluation_batch_size,
+        config.test_size,
+        config.seed,
+        config.recurrent_layer,
+        title=f"copying T={config.T}: {config.model_label()}",
+    )
     return loop.run(*config.from_official(task, config.run_config()))
 
 

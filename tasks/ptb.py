@@ -12,7 +12,6 @@ flags/ptb/ holds the paper's rows, each flagfile setting every value.
 """
 
 import dataclasses
-from typing import Optional
 
 import keras
 
@@ -23,19 +22,26 @@ from tasks import text_flags
 
 @dataclasses.dataclass(frozen=True)
 class PTB:
-    num_layers: int = flags.integer(1, "Models that stack (not fast-slow): number of stacked recurrent layers.",
-                                    minimum=1)
-    num_steps: int = flags.integer(150, "Truncated-BPTT length: characters per window; the state carries over to "
-                                   "the next window.", minimum=1)
-    epochs: int = flags.integer(200, "Training epochs (passes over the training text).", minimum=1,
-                                resume_neutral=True)
-    lr_drop_epoch: int = flags.integer(181, "Epochs at the full learning rate; later ones use x0.1 (0 = never). The "
-                                       "official code drops after its epoch index 180.", minimum=0)
+    num_layers: int = flags.integer(
+        1, "Models that stack (not fast-slow): number of stacked recurrent layers.", minimum=1
+    )
+    num_steps: int = flags.integer(
+        150, "Truncated-BPTT length: characters per window; the state carries over to the next window.", minimum=1
+    )
+    epochs: int = flags.integer(200, "Training epochs (passes over the training text).", minimum=1, resume_neutral=True)
+    lr_drop_epoch: int = flags.integer(
+        181,
+        "Epochs at the full learning rate; later ones use x0.1 (0 = never). The "
+        "official code drops after its epoch index 180.",
+        minimum=0,
+    )
     test_batch_size: int = flags.integer(20, "Batch size (rows) of the final test.", minimum=1)
-    max_chars: Optional[int] = flags.integer(None, "Train on this prefix of the training text (quick runs; unset = "
-                                             "all).", minimum=1)
-    max_eval_chars: Optional[int] = flags.integer(None, "Validate and test on these prefixes of the validation and "
-                                                  "test texts (unset = all).", minimum=1)
+    max_chars: int | None = flags.integer(
+        None, "Train on this prefix of the training text (quick runs; unset = all).", minimum=1
+    )
+    max_eval_chars: int | None = flags.integer(
+        None, "Validate and test on these prefixes of the validation and test texts (unset = all).", minimum=1
+    )
 
 
 def _one_device(config):  # the state carried across batches lives on one device
@@ -47,8 +53,19 @@ APP = flags.TaskConfig(
     "ptb",
     (flags.Model, flags.Optimizer, flags.Run, flags.Official, flags.FastSlow, PTB, text_flags.Text),
     exclude=("steps", "eval_every", "eval_batch_size"),  # epochs; validation at --batch_size, test at its own
-    defaults=dict(model="fs_rum", units=1000, lambda_=0, eta=1.0, use_layer_norm=True, zoneout_keep_h=0.9,
-                  batch_size=128, optimizer="adam", learning_rate=2e-3, clip_norm=1.0, embed_size=128),
+    defaults=dict(
+        model="fs_rum",
+        units=1000,
+        lambda_=0,
+        eta=1.0,
+        use_layer_norm=True,
+        zoneout_keep_h=0.9,
+        batch_size=128,
+        optimizer="adam",
+        learning_rate=2e-3,
+        clip_norm=1.0,
+        embed_size=128,
+    ),
     checks=(_one_device,),
 )
 
@@ -57,8 +74,9 @@ def recurrent_layers(model, units, num_layers, seed, options):
     """() -> the recurrent layers (`models.recurrent_stack`), each carrying its state across batches."""
 
     def make():
-        stack = models.recurrent_stack(model, units, num_layers, seed=seed, options=options, return_sequences=True,
-                                       return_state=True)
+        stack = models.recurrent_stack(
+            model, units, num_layers, seed=seed, options=options, return_sequences=True, return_state=True
+        )
         return [bptt.CarryState(layer, name="rnn" if len(stack) == 1 else f"rnn_{i}") for i, layer in enumerate(stack)]
 
     return make
@@ -71,8 +89,12 @@ def build_model(batch_size, num_steps, vocab_size, embed_size, layers):
     x = keras.layers.Embedding(vocab_size, embed_size, embeddings_initializer="orthogonal", name="embedding")(chars)
     for layer in layers():
         x = layer(x)
-    logits = keras.layers.Dense(vocab_size, kernel_initializer="orthogonal",
-                                bias_initializer=keras.initializers.RandomUniform(-0.01, 0.01), name="output")(x)
+    logits = keras.layers.Dense(
+        vocab_size,
+        kernel_initializer="orthogonal",
+        bias_initializer=keras.initializers.RandomUniform(-0.01, 0.01),
+        name="output",
+    )(x)
     return keras.Model(chars, logits, name="char_ptb")
 
 
@@ -90,8 +112,11 @@ def make_task(corpus, config):
     vx, vy = _windows(corpus.valid, batch, steps, "validation text (--max_eval_chars) at --batch_size")
     tx, ty = _windows(corpus.test, c.test_batch_size, steps, "test text (--max_eval_chars) at --test_batch_size")
     layers = recurrent_layers(c.model, c.units, c.num_layers, c.seed, c.model_options())
-    sizes = f"{c.num_layers}x{c.units}" if models.get(c.model).stackable else f"fast {c.fast_layers}x{c.fast_units}, " \
-        f"slow {c.units}"
+    sizes = (
+        f"{c.num_layers}x{c.units}"
+        if models.get(c.model).stackable
+        else f"fast {c.fast_layers}x{c.fast_units}, slow {c.units}"
+    )
     build = lambda rows: build_model(rows, steps, vocab_size, c.embed_size, layers)  # noqa: E731
     jit_compile = distribute.resolve_jit_compile(c.jit_compile)
     unigram = data.unigram_entropy(corpus.train, vocab_size)
@@ -107,17 +132,35 @@ def make_task(corpus, config):
         loss=bptt.SequenceLoss(steps),
         metrics=[bptt.bpc_metric()],
         valid_data=lambda: bptt.windows_dataset(vx, vy),
-        test_fn=lambda model: bptt.evaluate_at_batch(model, lambda: build(c.test_batch_size), tx, ty,
-                                                     bptt.SequenceLoss(steps), [bptt.bpc_metric()],
-                                                     jit_compile=jit_compile),
+        test_fn=lambda model: bptt.evaluate_at_batch(
+            model,
+            lambda: build(c.test_batch_size),
+            tx,
+            ty,
+            bptt.SequenceLoss(steps),
+            [bptt.bpc_metric()],
+            jit_compile=jit_compile,
+        ),
         keep_best=("val_bpc", "min"),
         references={"bpc": {"unigram entropy": unigram}},
-        task_results={"epochs": c.epochs, "vocab_size": vocab_size, "num_steps": steps, "batch_size": batch,
-                      "test_batch_size": c.test_batch_size, "steps_per_epoch": len(x), "train_chars": int(x.size),
-                      "valid_chars": int(vx.size), "test_chars": int(tx.size), "unigram_entropy_bits": unigram,
-                      "unigram_test_bpc": data.unigram_cross_entropy(corpus.train, corpus.test, vocab_size)},
-        callbacks=[bptt.StateResetter(), bptt.lr_drop_schedule(c.learning_rate, c.lr_drop_epoch),
-                   bptt.CharsPerSecond(batch * steps)],
+        task_results={
+            "epochs": c.epochs,
+            "vocab_size": vocab_size,
+            "num_steps": steps,
+            "batch_size": batch,
+            "test_batch_size": c.test_batch_size,
+            "steps_per_epoch": len(x),
+            "train_chars": int(x.size),
+            "valid_chars": int(vx.size),
+            "test_chars": int(tx.size),
+            "unigram_entropy_bits": unigram,
+            "unigram_test_bpc": data.unigram_cross_entropy(corpus.train, corpus.test, vocab_size),
+        },
+        callbacks=[
+            bptt.StateResetter(),
+            bptt.lr_drop_schedule(c.learning_rate, c.lr_drop_epoch),
+            bptt.CharsPerSecond(batch * steps),
+        ],
         title=f"char-PTB: {c.model} {sizes}",
         resume_neutral=("config",),  # run folders made while --config existed saved it; it set nothing else
         finish_results=chars_per_second,

@@ -31,8 +31,16 @@ def _even_T(config):
 APP = flags.TaskConfig(
     "recall",
     flags.SYNTHETIC + (Recall,),
-    defaults=dict(T=30, units=50, batch_size=128, optimizer="adam", learning_rate=1e-3, steps=100_000,
-                  eval_every=1_000, test_size=20_000),
+    defaults=dict(
+        T=30,
+        units=50,
+        batch_size=128,
+        optimizer="adam",
+        learning_rate=1e-3,
+        steps=100_000,
+        eval_every=1_000,
+        test_size=20_000,
+    ),
     checks=(_even_T,),
 )
 
@@ -72,8 +80,15 @@ def make_task(T, batch_size, eval_batch_size, sizes, seed, recurrent_layer, titl
 
 def main(config):
     sizes = (config.train_size, config.valid_size, config.test_size)
-    task = make_task(config.T, config.batch_size, config.evaluation_batch_size, sizes, config.seed,
-                     config.recurrent_layer, title=f"associative recall T={config.T}: {config.model_label()}")
+    task = make_task(
+        config.T,
+        config.batch_size,
+        config.evaluation_batch_size,
+        sizes,
+        config.seed,
+        config.recurrent_layer,
+        title=f"associative recall T={config.T}: {config.model_label()}",
+    )
     return loop.run(*config.from_official(task, config.run_config()))
 
 

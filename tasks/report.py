@@ -62,7 +62,7 @@ class Row:
         path = self.flagfile(scale)
         if path is None:
             return None
-        path = path[len("quick/"):] if path.startswith("quick/") else path
+        path = path[len("quick/") :] if path.startswith("quick/") else path
         return path[: -len(".cfg")] if path.endswith(".cfg") else path
 
 
@@ -76,8 +76,9 @@ def load_targets(path):
         unknown = set(raw) - fields
         missing = {"table", "row", "task", "metric"} - set(raw)
         if unknown or missing:
-            raise ValueError(f"{path}: row {i + 1} ({raw.get('row')!r}): unknown {sorted(unknown)}, "
-                             f"missing {sorted(missing)}")
+            raise ValueError(
+                f"{path}: row {i + 1} ({raw.get('row')!r}): unknown {sorted(unknown)}, missing {sorted(missing)}"
+            )
         rows.append(Row(**raw))
     return rows
 
@@ -270,8 +271,12 @@ def tables_markdown(outcomes, base_dir, heading="##"):
     # Full-scale rows ran at different times, on machines worth naming; quick rows run together.
     full = any(o.scale == "full" for o in outcomes)
     for table in tables:
-        lines += [f"{heading} {table}", "", "| row | published | ours | metric | check | scale | verdict |"
-                  + (" trained on |" if full else ""), "|---|---|---|---|---|---|---|" + ("---|" if full else "")]
+        lines += [
+            f"{heading} {table}",
+            "",
+            "| row | published | ours | metric | check | scale | verdict |" + (" trained on |" if full else ""),
+            "|---|---|---|---|---|---|---|" + ("---|" if full else ""),
+        ]
         for o in (o for o in outcomes if o.row.table == table):
             verdict = o.verdict if not o.detail else f"{o.verdict} ({o.detail})"
             run_link = o.row.row

@@ -47,11 +47,19 @@ flags.DEFINE_string("rows", None, "Only the rows whose run id (flagfile path) co
 flags.DEFINE_string("extra_flags", "", "Flags appended to every row's command (e.g. to shrink a test run).")
 flags.DEFINE_float("progress_every_s", 60.0, "At most one progress line per row this often (and its last one).")
 flags.DEFINE_bool("report_only", False, "Run nothing: write RESULTS.md from the runs already in --out.")
-flags.DEFINE_string("readme", None, "Also write the tables and plots into this Markdown file, between the lines "
-                    "'<!-- <scale>-results:begin -->' and '<!-- <scale>-results:end -->' (which it must have).")
-flags.DEFINE_string("record", None, "Run nothing: copy every finished run under this folder (one <run id> "
-                    "sub-folder per row, as --out holds them) into docs/results/<scale>/<run id>/, replacing "
-                    "that row's folder, then write RESULTS.md there.")
+flags.DEFINE_string(
+    "readme",
+    None,
+    "Also write the tables and plots into this Markdown file, between the lines "
+    "'<!-- <scale>-results:begin -->' and '<!-- <scale>-results:end -->' (which it must have).",
+)
+flags.DEFINE_string(
+    "record",
+    None,
+    "Run nothing: copy every finished run under this folder (one <run id> "
+    "sub-folder per row, as --out holds them) into docs/results/<scale>/<run id>/, replacing "
+    "that row's folder, then write RESULTS.md there.",
+)
 
 flags.register_validator("only", lambda v: set(v) <= set(TABLES), f"--only takes tables from {', '.join(TABLES)}")
 flags.register_multi_flags_validator(
@@ -60,8 +68,13 @@ flags.register_multi_flags_validator(
 
 
 def _command(row, scale, run_dir):
-    cmd = [sys.executable, "-m", f"tasks.{row.task}", f"--flagfile={os.path.join(ROOT, 'flags', row.flagfile(scale))}",
-           f"--output_dir={run_dir}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        f"tasks.{row.task}",
+        f"--flagfile={os.path.join(ROOT, 'flags', row.flagfile(scale))}",
+        f"--output_dir={run_dir}",
+    ]
     if FLAGS.data_dir and row.task in DATA_TASKS:
         cmd.append(f"--data_dir={FLAGS.data_dir}")
     return cmd + FLAGS.extra_flags.split()
@@ -105,8 +118,11 @@ def _forward_signal(signum, frame):
         except subprocess.TimeoutExpired:
             _child.kill()
             _child.wait()
-    print(f"reproduce: stopped by {signal.Signals(signum).name}; the same command continues where it stopped",
-          file=sys.stderr, flush=True)
+    print(
+        f"reproduce: stopped by {signal.Signals(signum).name}; the same command continues where it stopped",
+        file=sys.stderr,
+        flush=True,
+    )
     sys.exit(128 + signum)
 
 
@@ -120,8 +136,9 @@ def _run(row, scale, run_dir):
     with open(log_path, "a", encoding="utf-8") as log:
         log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
-        _child = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                  preexec_fn=_child_setup())
+        _child = subprocess.Popen(
+            cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_child_setup()
+        )
         pid, seen, printed_at, current = _child.pid, None, None, None
         while True:
             try:
@@ -148,8 +165,14 @@ def _run(row, scale, run_dir):
 
 # What a recorded run keeps: small files, exactly as the run wrote them (multitask runs add
 # their per-task table). Checkpoints, models, logs and events stay behind.
-RECORD_FILES = (results_lib.FLAGS_FILE, results_lib.RESULTS_FILE, results_lib.CURVE_CSV, results_lib.CURVE_PNG,
-                "runs.csv", "runs.png")
+RECORD_FILES = (
+    results_lib.FLAGS_FILE,
+    results_lib.RESULTS_FILE,
+    results_lib.CURVE_CSV,
+    results_lib.CURVE_PNG,
+    "runs.csv",
+    "runs.png",
+)
 RECORD_DIR = os.path.join(ROOT, "docs", "results")
 
 
@@ -172,8 +195,10 @@ def record(rows, scale, source, dest):
             shutil.rmtree(target)
         os.replace(staging, target)
         recorded.append(run_id)
-        print(f"recorded {run_id}: {row.metric} = {report.lookup(results_lib.read_results(target), row.metric)}",
-              flush=True)
+        print(
+            f"recorded {run_id}: {row.metric} = {report.lookup(results_lib.read_results(target), row.metric)}",
+            flush=True,
+        )
     return recorded
 
 
@@ -220,16 +245,25 @@ def main(argv):
     todo = [r for r in rows if not _finished(os.path.join(out_dir, r.run_id(scale)))]
     finished = len(rows) - len(todo)
     if FLAGS.report_only or FLAGS.record:
-        print(f"{scale} report: {len(rows)} rows in {', '.join(FLAGS.only)}, {finished} finished, none run; "
-              f"output in {out_dir}", flush=True)
+        print(
+            f"{scale} report: {len(rows)} rows in {', '.join(FLAGS.only)}, {finished} finished, none run; "
+            f"output in {out_dir}",
+            flush=True,
+        )
         todo = []
     else:
-        print(f"{scale} reproduction: {len(rows)} rows in {', '.join(FLAGS.only)}; {finished} already finished; "
-              f"output in {out_dir}", flush=True)
+        print(
+            f"{scale} reproduction: {len(rows)} rows in {', '.join(FLAGS.only)}; {finished} already finished; "
+            f"output in {out_dir}",
+            flush=True,
+        )
     durations = []  # (estimated, measured) seconds of the rows run so far
     for i, row in enumerate(todo):
-        print(f"[{i + 1}/{len(todo)}] {row.table}: {row.row} ({row.flagfile(scale)}); "
-              f"{len(todo) - i - 1} after it; {_time_left(todo[i:], scale, durations)}", flush=True)
+        print(
+            f"[{i + 1}/{len(todo)}] {row.table}: {row.row} ({row.flagfile(scale)}); "
+            f"{len(todo) - i - 1} after it; {_time_left(todo[i:], scale, durations)}",
+            flush=True,
+        )
         start = time.time()
         _run(row, scale, os.path.join(out_dir, row.run_id(scale)))
         durations.append((_estimate(row, scale), time.time() - start))
@@ -239,8 +273,10 @@ def main(argv):
     plots = report.plot_tables(outcomes, out_dir)
     header = f"Scale: {scale}. Produced by `bash reproduce.sh --{scale} --only {','.join(FLAGS.only)}`."
     if FLAGS.record or FLAGS.report_only:
-        header = (f"Scale: {scale}. Rendered by `bash reproduce.sh --{scale} --report_only` from the runs in this "
-                  "folder; each row's folder holds its results.json, curve.csv and flags.cfg as the run wrote them.")
+        header = (
+            f"Scale: {scale}. Rendered by `bash reproduce.sh --{scale} --report_only` from the runs in this "
+            "folder; each row's folder holds its results.json, curve.csv and flags.cfg as the run wrote them."
+        )
     path = os.path.join(out_dir, "RESULTS.md")
     results_lib.atomic_write_text(path, report.render(outcomes, out_dir, plots, header))
     if FLAGS.readme:

@@ -50,8 +50,21 @@ ACTIVATIONS = {
 }
 
 
-def rum_step(x, h, m, w, lambda_=0, eta=None, activation="relu", layer_norm_on=False,
-             zoneout_keep_h=None, update_gate=True, eps=EPS, zoneout_mask=None, recurrent_mask=None):
+def rum_step(
+    x,
+    h,
+    m,
+    w,
+    lambda_=0,
+    eta=None,
+    activation="relu",
+    layer_norm_on=False,
+    zoneout_keep_h=None,
+    update_gate=True,
+    eps=EPS,
+    zoneout_mask=None,
+    recurrent_mask=None,
+):
     """One RUM step for one example: at inference (zoneout expectation), or in
     training with the 0/1 `zoneout_mask` [N] (1 keeps the new unit) and the
     recurrent dropout mask `recurrent_mask` [N] (scaled, as the cell takes it).
@@ -125,7 +138,7 @@ def ln_lstm_step(x, h, c, w, keep_h=0.9, keep_c=0.5, forget_bias=1.0):
     n = h.shape[0]
     z = np.concatenate([x, h]) @ w["kernel"] + w["bias"]
     z = layer_norm(z, w["gate_ln_gamma"], w["gate_ln_beta"], blocks=4)
-    i, j, f, o = (z[k * n:(k + 1) * n] for k in range(4))
+    i, j, f, o = (z[k * n : (k + 1) * n] for k in range(4))
     new_c = c * sigmoid(f + forget_bias) + sigmoid(i) * np.tanh(j)
     new_h = np.tanh(layer_norm(new_c, w["cell_ln_gamma"], w["cell_ln_beta"])) * sigmoid(o)
     if keep_h is not None:

@@ -88,12 +88,16 @@ def test_transition_preserves_the_norm_over_100_steps(n, capacity, fft, complex)
     assert worst < 1e-5, worst
 
 
-MATRIX_CONFIGS = [
-    (n, capacity, fft, complex)
-    for n in (1, 2, 3, 6, 9)
-    for capacity, fft in [(1, False), (2, False), (3, False), (2, True)]
-    for complex in (False, True)
-] + [(n, 2, True, complex) for n in (8, 12, 17) for complex in (False, True)] + [(5, 4, False, True)]
+MATRIX_CONFIGS = (
+    [
+        (n, capacity, fft, complex)
+        for n in (1, 2, 3, 6, 9)
+        for capacity, fft in [(1, False), (2, False), (3, False), (2, True)]
+        for complex in (False, True)
+    ]
+    + [(n, 2, True, complex) for n in (8, 12, 17) for complex in (False, True)]
+    + [(5, 4, False, True)]
+)
 
 
 @pytest.mark.parametrize("n,capacity,fft,complex", MATRIX_CONFIGS)
@@ -181,10 +185,38 @@ OFFICIAL_STEPS = {
         [-0.795885, -1.0118132, 1.311963, -0.1455101, 0.2475408, -0.8231343, 1.0141407, 0.0960751],
     ],
     ("eunn", 7, 4, False, True): [
-        [-0.0126208, -0.3465255, -1.4811513, 0.2643322, 0.1496989, 0.5772447, 0.4241312,
-         -0.6418341, -0.5782262, -1.2129738, -0.3702317, 0.2234035, 0.7733051, 0.3297383],
-        [-0.2249892, 0.1589758, 1.0457736, -0.1380641, 0.020435, -0.5584237, -0.7281528,
-         0.7425732, 0.5638104, 1.4002861, 0.3094653, -0.2574126, -0.9365866, -0.4026901],
+        [
+            -0.0126208,
+            -0.3465255,
+            -1.4811513,
+            0.2643322,
+            0.1496989,
+            0.5772447,
+            0.4241312,
+            -0.6418341,
+            -0.5782262,
+            -1.2129738,
+            -0.3702317,
+            0.2234035,
+            0.7733051,
+            0.3297383,
+        ],
+        [
+            -0.2249892,
+            0.1589758,
+            1.0457736,
+            -0.1380641,
+            0.020435,
+            -0.5584237,
+            -0.7281528,
+            0.7425732,
+            0.5638104,
+            1.4002861,
+            0.3094653,
+            -0.2574126,
+            -0.9365866,
+            -0.4026901,
+        ],
     ],
     ("eunn", 8, 1, True, False): [
         [-0.0, 1.0224983, 1.9851508, 0.0439736, 0.0, 0.2585251, 0.9872642, 1.206359],
@@ -247,9 +279,7 @@ def official_transition_count(n, capacity, fft, complex):
     """The official code's angle count, written as closed-form sums."""
     if fft:
         k = math.ceil(math.log2(n)) if n > 1 else 0
-        angles = sum(
-            (n // 2**s) * 2 ** (s - 1) + max(0, n % 2**s - 2 ** (s - 1)) for s in range(1, k + 1)
-        )
+        angles = sum((n // 2**s) * 2 ** (s - 1) + max(0, n % 2**s - 2 ** (s - 1)) for s in range(1, k + 1))
     else:
         angles = math.ceil(capacity / 2) * (n // 2) + (capacity // 2) * ((n - 1) // 2)
     return 2 * angles + n if complex else angles
@@ -257,9 +287,18 @@ def official_transition_count(n, capacity, fft, complex):
 
 # Transition sizes printed by the official code itself (tf.compat.v1), for spot checks.
 OFFICIAL_COUNTS = {
-    (2, 2, False, False): 1, (4, 2, False, False): 3, (5, 1, False, True): 9, (7, 4, False, True): 31,
-    (12, 3, False, False): 17, (12, 3, False, True): 46, (6, 2, True, False): 7, (9, 2, True, False): 13,
-    (9, 2, True, True): 35, (12, 2, True, False): 20, (12, 2, True, True): 52, (16, 2, True, False): 32,
+    (2, 2, False, False): 1,
+    (4, 2, False, False): 3,
+    (5, 1, False, True): 9,
+    (7, 4, False, True): 31,
+    (12, 3, False, False): 17,
+    (12, 3, False, True): 46,
+    (6, 2, True, False): 7,
+    (9, 2, True, False): 13,
+    (9, 2, True, True): 35,
+    (12, 2, True, False): 20,
+    (12, 2, True, True): 52,
+    (16, 2, True, False): 32,
     (16, 2, True, True): 80,
 }
 

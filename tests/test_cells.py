@@ -50,7 +50,9 @@ def test_rum_cell_matches_numpy_reference(lambda_, eta, ln, keep, update_gate):
     for i in range(B):
         want, h, m = ref.rum_sequence(xs[i], w, layer_norm_on=ln, **kwargs)
         diff = np.max(np.abs(got[i] - want))
-        MAX_DIFF[(lambda_, eta, ln, keep, update_gate)] = max(diff, MAX_DIFF.get((lambda_, eta, ln, keep, update_gate), 0))
+        MAX_DIFF[(lambda_, eta, ln, keep, update_gate)] = max(
+            diff, MAX_DIFF.get((lambda_, eta, ln, keep, update_gate), 0)
+        )
         np.testing.assert_allclose(got[i], want, atol=5e-5, rtol=1e-4)
         np.testing.assert_allclose(states[0][i], h, atol=5e-5, rtol=1e-4)
         if lambda_ == 1:
@@ -217,7 +219,9 @@ def test_fast_slow_matches_reference(slow, n_fast):
     rng = np.random.default_rng(9)
     fast = [LayerNormLSTMCell(nf) for _ in range(n_fast)]
     rum_kwargs = dict(eta=1.0, layer_norm_on=True, zoneout_keep_h=0.9)
-    slow_cell = LayerNormLSTMCell(ns) if slow == "lstm" else RUMCell(ns, eta=1.0, use_layer_norm=True, zoneout_keep_h=0.9)
+    slow_cell = (
+        LayerNormLSTMCell(ns) if slow == "lstm" else RUMCell(ns, eta=1.0, use_layer_norm=True, zoneout_keep_h=0.9)
+    )
     cell = FastSlowCell(fast, slow_cell, keep_prob=0.65)
     cell.build((None, D))
     randomize(cell, rng)

@@ -17,7 +17,6 @@ def _offline(monkeypatch, tmp_path):
     monkeypatch.setenv(files.ENV_CACHE_DIR, str(tmp_path / "cache"))
 
 
-
 # ---------------------------------------------------------------------------- the fixture
 
 S1 = ("Anna", "walked", "to", "the", "library", ".")
@@ -29,19 +28,48 @@ C2 = ("Clara", "took", "the", "ball", ".")
 
 EXPECTED = [
     babi.Example((S1, S2), (1, 2), ("Where", "is", "Anna", "?"), "library", (1,)),
-    babi.Example((S1, S2, S4, S5), (1, 2, 4, 5), ("Where", "is", "the", "lamp", "?"),
-                 "attic", (4, 5)),
-    babi.Example((S1, S2, S4, S5), (1, 2, 4, 5), ("What", "is", "Bruno", "carrying", "?"),
-                 "nothing", (2,)),
-    babi.Example((C1, C2), (1, 2), ("What", "is", "Clara", "carrying", "?"), "kite,ball",
-                 (1, 2)),
+    babi.Example((S1, S2, S4, S5), (1, 2, 4, 5), ("Where", "is", "the", "lamp", "?"), "attic", (4, 5)),
+    babi.Example((S1, S2, S4, S5), (1, 2, 4, 5), ("What", "is", "Bruno", "carrying", "?"), "nothing", (2,)),
+    babi.Example((C1, C2), (1, 2), ("What", "is", "Clara", "carrying", "?"), "kite,ball", (1, 2)),
     babi.Example((C1, C2), (1, 2), ("Is", "Clara", "happy", "?"), "maybe", ()),
 ]
 
-VOCAB = ["<pad>", ",", ".", "?", "Anna", "Bruno", "Clara", "Is", "What", "Where", "attic",
-         "ball", "carrying", "cellar", "grabbed", "happy", "into", "is", "kite", "kite,ball",
-         "lamp", "left", "library", "maybe", "nothing", "picked", "ran", "the", "then", "to",
-         "took", "up", "walked", "went"]
+VOCAB = [
+    "<pad>",
+    ",",
+    ".",
+    "?",
+    "Anna",
+    "Bruno",
+    "Clara",
+    "Is",
+    "What",
+    "Where",
+    "attic",
+    "ball",
+    "carrying",
+    "cellar",
+    "grabbed",
+    "happy",
+    "into",
+    "is",
+    "kite",
+    "kite,ball",
+    "lamp",
+    "left",
+    "library",
+    "maybe",
+    "nothing",
+    "picked",
+    "ran",
+    "the",
+    "then",
+    "to",
+    "took",
+    "up",
+    "walked",
+    "went",
+]
 
 
 def test_tokenize():
@@ -76,11 +104,9 @@ def test_vectorize_fixture():
     assert arrays.story.shape == (5, 26) and arrays.question.shape == (5, 5)
     assert arrays.story.dtype == arrays.question.dtype == arrays.answer.dtype == np.int32
     # Story left-padded, question right-padded.
-    np.testing.assert_array_equal(
-        arrays.story[0], [0] * 14 + [4, 32, 29, 27, 22, 2, 5, 26, 16, 27, 13, 2])
+    np.testing.assert_array_equal(arrays.story[0], [0] * 14 + [4, 32, 29, 27, 22, 2, 5, 26, 16, 27, 13, 2])
     np.testing.assert_array_equal(arrays.question[0], [9, 17, 4, 3, 0])
-    np.testing.assert_array_equal(
-        arrays.story[4], [0] * 15 + [6, 25, 31, 27, 18, 2, 6, 30, 27, 11, 2])
+    np.testing.assert_array_equal(arrays.story[4], [0] * 15 + [6, 25, 31, 27, 18, 2, 6, 30, 27, 11, 2])
     np.testing.assert_array_equal(arrays.question[4], [7, 6, 15, 3, 0])
     np.testing.assert_array_equal(arrays.answer, [22, 10, 24, 19, 23])
     assert arrays.inputs.shape == (5, 31)
@@ -133,12 +159,29 @@ def test_every_en_train_file_has_1000_questions(data_dir):
 def test_task1_vocab_and_lengths(data_dir):
     data = babi.load_task(1, "en", data_dir)
     assert data.vocab == [
-        "<pad>", ".", "?",
-        "Daniel", "John", "Mary", "Sandra",  # the actors
+        "<pad>",
+        ".",
+        "?",
+        "Daniel",
+        "John",
+        "Mary",
+        "Sandra",  # the actors
         "Where",
         "back",
-        "bathroom", "bedroom", "garden", "hallway",  # places (with kitchen, office below)
-        "is", "journeyed", "kitchen", "moved", "office", "the", "to", "travelled", "went"]
+        "bathroom",
+        "bedroom",
+        "garden",
+        "hallway",  # places (with kitchen, office below)
+        "is",
+        "journeyed",
+        "kitchen",
+        "moved",
+        "office",
+        "the",
+        "to",
+        "travelled",
+        "went",
+    ]
     assert data.question_maxlen == 4  # "Where is Mary ?"
     assert data.story_maxlen == 66
     assert data.train.story.shape == (1000, 66) and data.test.question.shape == (1000, 4)

@@ -29,7 +29,6 @@ def _offline(monkeypatch, tmp_path):
     monkeypatch.setattr(files.urllib.request, "urlopen", urlopen)
 
 
-
 def _sha256(path):
     return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
 
@@ -111,13 +110,15 @@ def test_absent_data_message(tmp_path, monkeypatch):
     rel = "tasks_1-20_v1-2/en/qa2_two-supporting-facts_train.txt"
     assert str(err.value) == (
         f"missing bAbI file {rel}: put it at {empty}/babi/{rel} (data folder from --data_dir) "
-        f"or put tasks_1-20_v1-2.tar.gz in {empty}; automatic download disabled by download=False")
+        f"or put tasks_1-20_v1-2.tar.gz in {empty}; automatic download disabled by download=False"
+    )
     with pytest.raises(files.DataError) as err:
         files.ptb_file("test")  # no folder at all, download disabled by the env var
     msg = str(err.value)
     assert msg == (
         "missing PTB file ptb.test.txt: put it at <data_dir>/ptb/ptb.test.txt (data folder set "
-        "by --data_dir or $RUM_TF_DATA_DIR); automatic download disabled by $RUM_TF_NO_DOWNLOAD")
+        "by --data_dir or $RUM_TF_DATA_DIR); automatic download disabled by $RUM_TF_NO_DOWNLOAD"
+    )
 
 
 def test_missing_data_folder(tmp_path, monkeypatch):
@@ -138,8 +139,7 @@ def test_missing_en10k_qa3_train(data_dir):
 
 
 def test_bad_arguments():
-    assert files.babi_relpath(np.int64(7), "test", "en-10k") == (
-        "tasks_1-20_v1-2/en-10k/qa7_counting_test.txt")
+    assert files.babi_relpath(np.int64(7), "test", "en-10k") == ("tasks_1-20_v1-2/en-10k/qa7_counting_test.txt")
     with pytest.raises(ValueError, match=r"1\.\.20"):
         files.babi_relpath(21, "train")
     with pytest.raises(ValueError, match="split"):
@@ -170,8 +170,14 @@ def test_tarball_is_verified_then_extracted(data_dir, tmp_path, monkeypatch):
     (folder / "babi").mkdir(parents=True)
     tarball = folder / "babi" / files.BABI_TARBALL
     payload = (data_dir / "babi" / QA1_TEST).read_bytes()
-    _make_tarball(tarball, {QA1_TEST: payload, "tasks_1-20_v1-2/../../evil.txt": b"x",
-                            "tasks_1-20_v1-2/hn/qa1_single-supporting-fact_test.txt": b"x"})
+    _make_tarball(
+        tarball,
+        {
+            QA1_TEST: payload,
+            "tasks_1-20_v1-2/../../evil.txt": b"x",
+            "tasks_1-20_v1-2/hn/qa1_single-supporting-fact_test.txt": b"x",
+        },
+    )
     with pytest.raises(files.DataError, match=f"checksum mismatch.*{tarball.name}"):
         files.babi_file(1, "test", data_dir=folder)
     # Our home-made tarball stands in for the real one once its sum is the expected one.

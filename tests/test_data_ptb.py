@@ -14,7 +14,6 @@ def _offline(monkeypatch, tmp_path):
     monkeypatch.setenv(files.ENV_CACHE_DIR, str(tmp_path / "cache"))
 
 
-
 def test_vocab_encode_decode():
     vocab = ptb.build_vocab(b"banana split\n")
     assert vocab == b"\n abilnpst"
@@ -29,18 +28,19 @@ def test_vocab_encode_decode():
 def _reference_layout(ids, batch, num_steps):
     """The BPTT layout written out with loops: row i is the i-th contiguous slice."""
     row_len = len(ids) // batch
-    rows = [ids[i * row_len:(i + 1) * row_len] for i in range(batch)]
+    rows = [ids[i * row_len : (i + 1) * row_len] for i in range(batch)]
     xs, ys = [], []
     start = 0
     while start + num_steps + 1 <= row_len:
-        xs.append([r[start:start + num_steps] for r in rows])
-        ys.append([r[start + 1:start + num_steps + 1] for r in rows])
+        xs.append([r[start : start + num_steps] for r in rows])
+        ys.append([r[start + 1 : start + num_steps + 1] for r in rows])
         start += num_steps
     return np.array(xs), np.array(ys)
 
 
-@pytest.mark.parametrize("n, batch, num_steps", [
-    (1000, 4, 7), (1001, 3, 10), (64, 2, 31), (66, 2, 32), (500, 1, 1), (97, 5, 6)])
+@pytest.mark.parametrize(
+    "n, batch, num_steps", [(1000, 4, 7), (1001, 3, 10), (64, 2, 31), (66, 2, 32), (500, 1, 1), (97, 5, 6)]
+)
 def test_bptt_layout_matches_reference(n, batch, num_steps):
     ids = np.random.default_rng(n).integers(0, 50, n).astype(np.int32)
     x, y = ptb.bptt_batches(ids, batch, num_steps)

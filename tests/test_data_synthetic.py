@@ -17,11 +17,11 @@ def test_copying_layout(T):
     assert x.dtype == y.dtype == np.int32
     symbols = x[:, :10]
     assert symbols.min() >= 1 and symbols.max() <= 8
-    assert (x[:, 10:T + 9] == 0).all()  # T-1 blanks
+    assert (x[:, 10 : T + 9] == 0).all()  # T-1 blanks
     assert (x[:, T + 9] == 9).all()  # the marker
-    assert (x[:, T + 10:] == 0).all()  # 10 blanks while the answer is due
-    assert (y[:, :T + 10] == 0).all()
-    np.testing.assert_array_equal(y[:, T + 10:], symbols)
+    assert (x[:, T + 10 :] == 0).all()  # 10 blanks while the answer is due
+    assert (y[:, : T + 10] == 0).all()
+    np.testing.assert_array_equal(y[:, T + 10 :], symbols)
 
 
 def test_copying_symbols_cover_1_to_8():
@@ -112,7 +112,7 @@ def test_recall_layout(T):
     for row in keys:  # T/2 distinct keys: a permutation of 1..T/2
         assert sorted(row) == list(range(1, half + 1))
     assert values.min() >= half + 1 and values.max() <= half + 10
-    assert (x[:, T:T + 2] == 0).all()
+    assert (x[:, T : T + 2] == 0).all()
     assert x.max() < recall.vocab_size(T) == half + 11
     assert y.min() >= 0 and y.max() <= 9
     for row, answer in zip(x, y):

@@ -1,6 +1,5 @@
 """The TFDS builders give what the plain loaders give, offline, into a temporary data_dir."""
 
-
 import numpy as np
 import pytest
 
@@ -17,7 +16,6 @@ def _offline(monkeypatch, tmp_path):
     monkeypatch.delenv(files.ENV_DATA_DIR, raising=False)
 
 
-
 def _kwargs(manual_dir):
     return {"download_config": tfds.download.DownloadConfig(manual_dir=manual_dir)}
 
@@ -30,8 +28,12 @@ def test_registered():
 
 
 def test_rum_babi_matches_loader(data_dir, tmp_path):
-    ds, info = tfds.load("rum_babi/en-qa1", data_dir=str(tmp_path / "tfds"), with_info=True,
-                         download_and_prepare_kwargs=_kwargs(data_dir))
+    ds, info = tfds.load(
+        "rum_babi/en-qa1",
+        data_dir=str(tmp_path / "tfds"),
+        with_info=True,
+        download_and_prepare_kwargs=_kwargs(data_dir),
+    )
     plain = {s: babi.load_examples(1, s, "en", data_dir) for s in ("train", "test")}
     vocab = info.metadata["vocab"]
     assert vocab == babi.build_vocab(plain["train"], plain["test"])
@@ -50,7 +52,10 @@ def test_rum_babi_matches_loader(data_dir, tmp_path):
         [[t.decode() for t in g["story"]] for g in test],
         [[t.decode() for t in g["question"]] for g in test],
         [g["answer"].decode() for g in test],
-        vocab, task.story_maxlen, task.question_maxlen)
+        vocab,
+        task.story_maxlen,
+        task.question_maxlen,
+    )
     for a, b in zip(arrays, task.test):
         np.testing.assert_array_equal(a, b)
 
@@ -71,5 +76,4 @@ def test_missing_files_fail_clearly(tmp_path):
     empty.mkdir()
     (empty / "README").write_text("no data here")  # TFDS ignores an empty manual dir
     with pytest.raises(files.DataError, match="missing bAbI file"):
-        tfds.load("rum_babi/en-qa2", data_dir=str(tmp_path / "tfds"),
-                  download_and_prepare_kwargs=_kwargs(str(empty)))
+        tfds.load("rum_babi/en-qa2", data_dir=str(tmp_path / "tfds"), download_and_prepare_kwargs=_kwargs(str(empty)))

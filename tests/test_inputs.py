@@ -85,7 +85,7 @@ def test_neutral_stream_yields_the_tf_data_batches(monkeypatch, name, start):
 def test_batches_index_from_their_start_and_end_where_they_say():
     stream = inputs.Batches(lambda k: (np.full(2, k),), start=5)
     assert stream.num_batches is None and stream[0][0].tolist() == [5, 5] and stream[10][0].tolist() == [15, 15]
-    finite = inputs.Batches(lambda i: (np.arange(5)[2 * i:2 * i + 2],), num_batches=3)
+    finite = inputs.Batches(lambda i: (np.arange(5)[2 * i : 2 * i + 2],), num_batches=3)
     assert finite.num_batches == 3 and [b[0].tolist() for b in finite] == [[0, 1], [2, 3], [4]]
     with pytest.raises(IndexError):
         finite[3]
@@ -101,8 +101,9 @@ def _fit_weights(monkeypatch, tf_data, restart_each_epoch=False):
     keras.utils.set_random_seed(0)
     x, y = _RECALL.train
     model = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(10)])
-    model.compile(optimizer=keras.optimizers.SGD(0.01),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     train = inputs.cyclic_batches((x.astype(np.float32), y), 8, 2)
     valid = inputs.fixed_batches((_RECALL.valid.x.astype(np.float32), _RECALL.valid.y), 2)
     if restart_each_epoch:
@@ -164,11 +165,18 @@ _JAX_RESUME = textwrap.dedent("""
 def test_jax_run_without_tensorflow_resumes_exactly(tmp_path):
     pytest.importorskip("jax")
     env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    result = subprocess.run([sys.executable, "-c", _JAX_RESUME, str(tmp_path)], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", _JAX_RESUME, str(tmp_path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     got = json.loads(result.stdout.strip().splitlines()[-1])
     assert got["resumed"] == got["whole"] and "test" in got["whole"]
-    whole, cut = ([{k: v for k, v in row.items() if "time" not in k} for row in csv.DictReader(lines)]
-                  for lines in got["curves"])
+    whole, cut = (
+        [{k: v for k, v in row.items() if "time" not in k} for row in csv.DictReader(lines)] for lines in got["curves"]
+    )
     assert len(whole) == 4 and cut == whole, (cut, whole)

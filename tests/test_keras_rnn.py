@@ -33,8 +33,9 @@ def _call_training(layer, x, jit):
     def run(trainable, non_trainable, x):
         return layer.stateless_call(trainable, non_trainable, x, training=True)
 
-    out, non_trainable = run([v.value for v in layer.trainable_variables],
-                             [v.value for v in layer.non_trainable_variables], x)
+    out, non_trainable = run(
+        [v.value for v in layer.trainable_variables], [v.value for v in layer.non_trainable_variables], x
+    )
     for variable, value in zip(layer.non_trainable_variables, non_trainable):
         variable.assign(value)  # the seed generators advance, as in fit
     return _np(out)
@@ -115,7 +116,9 @@ def _fast_slow():
     [
         lambda: RUMCell(16, lambda_=1, eta=2.0, zoneout_keep_h=0.9, seed=2),
         lambda: LayerNormLSTMCell(16, seed=2),
-        lambda: FastSlowCell([LayerNormLSTMCell(16), LayerNormLSTMCell(16)], RUMCell(16, eta=1.0), keep_prob=0.9, seed=2),
+        lambda: FastSlowCell(
+            [LayerNormLSTMCell(16), LayerNormLSTMCell(16)], RUMCell(16, eta=1.0), keep_prob=0.9, seed=2
+        ),
     ],
     ids=["rum", "ln_lstm", "fast_slow"],
 )

@@ -417,6 +417,7 @@ def test_reversible_equals_autodiff_for_states_and_initial_state_gradients():
     for g, w in zip(layers[0](x, initial_state=[h0, d0]), layers[1](x, initial_state=[h0, d0])):
         np.testing.assert_allclose(_np(g), _np(w), atol=1e-5)
 
+
 # Left padding without a mask, constant, huge and tiny inputs: ten such steps, then data.
 EXTREME_INPUTS = {"zeros": 0.0, "constant": 0.7, "huge": 1e12, "tiny": 1e-20}
 
@@ -513,8 +514,9 @@ def test_dropout_masks_the_inputs_and_the_state_before_the_gates(input_projectio
     for i in range(B):
         h, m = np.zeros(N), np.eye(N)
         for t in range(T):
-            _, h, m = ref.rum_step(x[i, t] * input_mask[i], h, m, w, lambda_=1, eta=1.0,
-                                   recurrent_mask=recurrent_mask[i])
+            _, h, m = ref.rum_step(
+                x[i, t] * input_mask[i], h, m, w, lambda_=1, eta=1.0, recurrent_mask=recurrent_mask[i]
+            )
             np.testing.assert_allclose(got[i, t], h, atol=5e-5, rtol=1e-4)
     plain = keras.layers.RNN(layer.cell, return_sequences=True)
     np.testing.assert_allclose(_np(plain(x, training=True)), got, atol=1e-5)

@@ -26,8 +26,10 @@ D, N, T, B = 5, 6, 4, 3
 
 def write_checkpoint(path, variables):
     """A TF1 checkpoint at prefix `path` holding {official name: array}."""
-    holders = {name: tf.compat.v1.Variable(np.asarray(value, np.float32), name=f"v{i}")
-               for i, (name, value) in enumerate(variables.items())}
+    holders = {
+        name: tf.compat.v1.Variable(np.asarray(value, np.float32), name=f"v{i}")
+        for i, (name, value) in enumerate(variables.items())
+    }
     return tf.compat.v1.train.Saver(var_list=holders).save(None, str(path))
 
 
@@ -49,11 +51,14 @@ def _distractors(rng, names):
 
 # ---------------------------------------------------------------------------- RUM
 
+
 def official_rum(rng, layout, d=D, n=N, layer_norm=False, embedding_bias=False, update_gate=True):
     """{name below the cell scope: array} as the official RUMCell creates them."""
     if layout == "2017":  # RUM-Tensorflow RUM.py: [r, u] = [x; h] W + b, one dense layer
-        v = {"gates/fully_connected/weights": _rand(rng, d + n, 2 * n),
-             "gates/fully_connected/biases": _rand(rng, 2 * n)}
+        v = {
+            "gates/fully_connected/weights": _rand(rng, d + n, 2 * n),
+            "gates/fully_connected/biases": _rand(rng, 2 * n),
+        }
         ln_gates, ln_c = "gates/LN_r_u/", "candidate/LN_c/"
     else:  # rotational-unit-of-memory RUM.py: r and u, one dense layer each
         v = {"gates/fully_connected/weights": _rand(rng, d + n, n), "gates/fully_connected/biases": _rand(rng, n)}
@@ -81,8 +86,10 @@ def reference_rum_weights(v, layout, n=N, update_gate=True):
     layer norm scales [r; u] per block by alpha and shifts by bias; e = x W_e (+ b_e).
     Without the update gate only r exists, in the official code, in rum_tf and in the reference.
     """
-    w = {"embedding_kernel": v["candidate/fully_connected/weights"],
-         "embedding_bias": v.get("candidate/fully_connected/biases")}
+    w = {
+        "embedding_kernel": v["candidate/fully_connected/weights"],
+        "embedding_bias": v.get("candidate/fully_connected/biases"),
+    }
     if layout == "2017":
         w["gate_kernel"], w["gate_bias"] = v["gates/fully_connected/weights"], v["gates/fully_connected/biases"]
         ln_gates, ln_c = "gates/LN_r_u/", "candidate/LN_c/"
@@ -102,11 +109,19 @@ RUM_CASES = {
     # name: (official layout, official scope, scope passed, RUM options)
     "2017 RUMCell": ("2017", "rnn/rum_cell", "rnn", dict()),
     "2017 ARUMCell eta": ("2017", "rnn/arum_cell", "rnn/arum_cell", dict(lambda_=1, eta=2.0)),
-    "2017 layer norm, embedding bias": ("2017", "rnn/rum_cell", "rnn",
-                                        dict(use_layer_norm=True, eta=1.0, use_embedding_bias=True)),
+    "2017 layer norm, embedding bias": (
+        "2017",
+        "rnn/rum_cell",
+        "rnn",
+        dict(use_layer_norm=True, eta=1.0, use_embedding_bias=True),
+    ),
     "later lambda 0 layer norm": ("later", "rnn/rum_cell", "rnn", dict(use_layer_norm=True, eta=1.0)),
-    "later lambda 1 tanh": ("later", "Model/RNN/multi_rnn_cell/cell_0/rum_cell", "Model/RNN/multi_rnn_cell/cell_0",
-                            dict(lambda_=1, eta=0.5, activation="tanh", use_embedding_bias=True)),
+    "later lambda 1 tanh": (
+        "later",
+        "Model/RNN/multi_rnn_cell/cell_0/rum_cell",
+        "Model/RNN/multi_rnn_cell/cell_0",
+        dict(lambda_=1, eta=0.5, activation="tanh", use_embedding_bias=True),
+    ),
     "later no update gate": ("later", "rnn/rum_cell", "rnn", dict(update_gate=False, use_layer_norm=True, eta=1.0)),
 }
 
@@ -118,8 +133,13 @@ def test_rum_from_official_checkpoint_matches_reference(case, tmp_path):
     layer = rum_tf.RUM(N, return_sequences=True, **options)
     layer.build((None, T, D))
     rng = np.random.default_rng(len(case))
-    v = official_rum(rng, layout, layer_norm=options.get("use_layer_norm", False),
-                     embedding_bias=options.get("use_embedding_bias", False), update_gate=update_gate)
+    v = official_rum(
+        rng,
+        layout,
+        layer_norm=options.get("use_layer_norm", False),
+        embedding_bias=options.get("use_embedding_bias", False),
+        update_gate=update_gate,
+    )
     names = {f"{official_scope}/{k}": a for k, a in v.items()}
     prefix = write_checkpoint(tmp_path / "model", {**names, **_distractors(rng, names)})
 
@@ -129,8 +149,13 @@ def test_rum_from_official_checkpoint_matches_reference(case, tmp_path):
     xs = rng.normal(size=(B, T, D))
     got = _run(layer, xs)
     w = reference_rum_weights(v, layout, update_gate=update_gate)
-    kwargs = dict(lambda_=options.get("lambda_", 0), eta=options.get("eta"), update_gate=update_gate,
-                  activation=options.get("activation", "relu"), layer_norm_on=options.get("use_layer_norm", False))
+    kwargs = dict(
+        lambda_=options.get("lambda_", 0),
+        eta=options.get("eta"),
+        update_gate=update_gate,
+        activation=options.get("activation", "relu"),
+        layer_norm_on=options.get("use_layer_norm", False),
+    )
     for i in range(B):
         want, _, _ = ref.rum_sequence(xs[i], w, **kwargs)
         np.testing.assert_allclose(got[i], want, atol=5e-5, rtol=1e-4)
@@ -138,21 +163,29 @@ def test_rum_from_official_checkpoint_matches_reference(case, tmp_path):
 
 # ---------------------------------------------------------------------------- LN-LSTM and FS-RNN
 
+
 def official_ln_lstm(rng, d, n):
-    return {"LN_LSTMCell/W_xh": _rand(rng, d, 4 * n), "LN_LSTMCell/W_hh": _rand(rng, n, 4 * n),
-            "LN_LSTMCell/bias": _rand(rng, 4 * n),
-            "LN_LSTMCell/ln/layer_norm_alpha": 1.0 + _rand(rng, 4 * n, scale=0.2),
-            "LN_LSTMCell/ln/layer_norm_bias": _rand(rng, 4 * n, scale=0.2),
-            "LN_LSTMCell/ln_c/alpha": 1.0 + _rand(rng, n, scale=0.2),
-            "LN_LSTMCell/ln_c/bias": _rand(rng, n, scale=0.2)}
+    return {
+        "LN_LSTMCell/W_xh": _rand(rng, d, 4 * n),
+        "LN_LSTMCell/W_hh": _rand(rng, n, 4 * n),
+        "LN_LSTMCell/bias": _rand(rng, 4 * n),
+        "LN_LSTMCell/ln/layer_norm_alpha": 1.0 + _rand(rng, 4 * n, scale=0.2),
+        "LN_LSTMCell/ln/layer_norm_bias": _rand(rng, 4 * n, scale=0.2),
+        "LN_LSTMCell/ln_c/alpha": 1.0 + _rand(rng, n, scale=0.2),
+        "LN_LSTMCell/ln_c/bias": _rand(rng, n, scale=0.2),
+    }
 
 
 def reference_ln_lstm_weights(v):
     """The official LN_LSTMCell multiplies [x; h] by W_xh stacked above W_hh."""
-    return {"kernel": np.concatenate([v["LN_LSTMCell/W_xh"], v["LN_LSTMCell/W_hh"]], 0),
-            "bias": v["LN_LSTMCell/bias"],
-            "gate_ln_gamma": v["LN_LSTMCell/ln/layer_norm_alpha"], "gate_ln_beta": v["LN_LSTMCell/ln/layer_norm_bias"],
-            "cell_ln_gamma": v["LN_LSTMCell/ln_c/alpha"], "cell_ln_beta": v["LN_LSTMCell/ln_c/bias"]}
+    return {
+        "kernel": np.concatenate([v["LN_LSTMCell/W_xh"], v["LN_LSTMCell/W_hh"]], 0),
+        "bias": v["LN_LSTMCell/bias"],
+        "gate_ln_gamma": v["LN_LSTMCell/ln/layer_norm_alpha"],
+        "gate_ln_beta": v["LN_LSTMCell/ln/layer_norm_bias"],
+        "cell_ln_gamma": v["LN_LSTMCell/ln_c/alpha"],
+        "cell_ln_beta": v["LN_LSTMCell/ln_c/bias"],
+    }
 
 
 def test_ln_lstm_from_official_checkpoint_matches_reference(tmp_path):
@@ -184,12 +217,17 @@ def test_fast_slow_rum_from_official_checkpoint_matches_reference(model_scope, t
     slow = official_rum(rng, "later", d=nf, n=ns, layer_norm=True)
     names = {f"{cell_scope}/Fast_{i}/ln_lstm_cell/{k}": a for i, f in enumerate(fast) for k, a in f.items()}
     names.update({f"{cell_scope}/Slow/rum_cell/{k}": a for k, a in slow.items()})
-    extra = {"Model/embedding": _rand(rng, 50, D), "Model/softmax_w": _rand(rng, nf, 50),
-             "Model/softmax_b": _rand(rng, 50), **{k + "/Adam": a for k, a in names.items()}}
+    extra = {
+        "Model/embedding": _rand(rng, 50, D),
+        "Model/softmax_w": _rand(rng, nf, 50),
+        "Model/softmax_b": _rand(rng, 50),
+        **{k + "/Adam": a for k, a in names.items()},
+    }
     prefix = write_checkpoint(tmp_path / "model", {**names, **extra})
 
-    cell = FastSlowCell([LayerNormLSTMCell(nf) for _ in range(2)],
-                        RUMCell(ns, eta=1.0, use_layer_norm=True, zoneout_keep_h=0.9))
+    cell = FastSlowCell(
+        [LayerNormLSTMCell(nf) for _ in range(2)], RUMCell(ns, eta=1.0, use_layer_norm=True, zoneout_keep_h=0.9)
+    )
     layer = rum_tf.Recurrent(cell, return_sequences=True)
     layer.build((None, T, D))
     assigned = official.restore(layer, prefix, model_scope)
@@ -200,19 +238,20 @@ def test_fast_slow_rum_from_official_checkpoint_matches_reference(model_scope, t
     fast_w = [reference_ln_lstm_weights(f) for f in fast]
     slow_w = reference_rum_weights(slow, "later")
     for i in range(B):
-        want = ref.fast_slow_sequence(xs[i], fast_w, slow_w, 2,
-                                      dict(eta=1.0, layer_norm_on=True, zoneout_keep_h=0.9))
+        want = ref.fast_slow_sequence(xs[i], fast_w, slow_w, 2, dict(eta=1.0, layer_norm_on=True, zoneout_keep_h=0.9))
         np.testing.assert_allclose(got[i], want, atol=5e-5, rtol=1e-4)
 
 
 # ---------------------------------------------------------------------------- EUNN, GORU
 
+
 def official_angles(rng, n, capacity, fft, complex_):
     layout = rum_tf.baselines.EUNNLayout(n, capacity, fft)
     angles = {name: rng.uniform(-np.pi, np.pi, shape) for name, shape in layout.param_shapes}
     if complex_:
-        angles.update({name.replace("theta", "phi"): rng.uniform(-np.pi, np.pi, shape)
-                       for name, shape in layout.param_shapes})
+        angles.update(
+            {name.replace("theta", "phi"): rng.uniform(-np.pi, np.pi, shape) for name, shape in layout.param_shapes}
+        )
         angles["omega"] = rng.uniform(-np.pi, np.pi, n)
     return angles
 
@@ -235,8 +274,11 @@ def test_eunn_from_official_checkpoint_matches_reference(capacity, fft, complex_
     xs = rng.normal(size=(B, T, D))
     got = _run(layer, xs)
     # The official complex input is x U_re + i x U_im; the reference takes [U_re, U_im].
-    w = dict(angles, modrelu_bias=names["rnn/eunn_cell/modReLUBias"],
-             input_kernel=np.concatenate([inputs["U_re"], inputs["U_im"]], 1) if complex_ else inputs["U"])
+    w = dict(
+        angles,
+        modrelu_bias=names["rnn/eunn_cell/modReLUBias"],
+        input_kernel=np.concatenate([inputs["U_re"], inputs["U_im"]], 1) if complex_ else inputs["U"],
+    )
     for i in range(B):
         h = np.zeros(2 * N if complex_ else N)
         for t in range(T):
@@ -248,8 +290,14 @@ def test_eunn_from_official_checkpoint_matches_reference(capacity, fft, complex_
 def test_goru_from_official_checkpoint_matches_reference(fft, angle_prefix, tmp_path):
     rng = np.random.default_rng(4)
     angles = official_angles(rng, N, 2, fft, False)
-    v = {"U": _rand(rng, D, 3 * N), "W_r": _rand(rng, N, N), "W_g": _rand(rng, N, N),
-         "bias_r": _rand(rng, N), "bias_g": _rand(rng, N), "bias_c": _rand(rng, N, scale=0.1)}
+    v = {
+        "U": _rand(rng, D, 3 * N),
+        "W_r": _rand(rng, N, N),
+        "W_g": _rand(rng, N, N),
+        "bias_r": _rand(rng, N),
+        "bias_g": _rand(rng, N),
+        "bias_c": _rand(rng, N, scale=0.1),
+    }
     names = {f"{angle_prefix or ''}{k}": a for k, a in angles.items()}
     names.update({f"rnn/goru_cell/{k}": a for k, a in v.items()})
     prefix = write_checkpoint(tmp_path / "model", {**names, **_distractors(rng, names)})
@@ -260,8 +308,14 @@ def test_goru_from_official_checkpoint_matches_reference(fft, angle_prefix, tmp_
     xs = rng.normal(size=(B, T, D))
     got = _run(layer, xs)
     # Official: [U_c x, U_r x, U_g x] = x U; r = σ(U_r x + h W_r + b_r); g = σ(U_g x + h W_g + b_g).
-    w = dict(angles, input_kernel=v["U"], recurrent_kernel=np.concatenate([v["W_r"], v["W_g"]], 1),
-             reset_bias=v["bias_r"], update_bias=v["bias_g"], modrelu_bias=v["bias_c"])
+    w = dict(
+        angles,
+        input_kernel=v["U"],
+        recurrent_kernel=np.concatenate([v["W_r"], v["W_g"]], 1),
+        reset_bias=v["bias_r"],
+        update_bias=v["bias_g"],
+        modrelu_bias=v["bias_c"],
+    )
     for i in range(B):
         h = np.zeros(N)
         for t in range(T):
@@ -270,6 +324,7 @@ def test_goru_from_official_checkpoint_matches_reference(fft, angle_prefix, tmp_
 
 
 # ---------------------------------------------------------------------------- errors
+
 
 @pytest.fixture
 def rum_checkpoint(tmp_path):
@@ -352,8 +407,10 @@ def test_restores_into_a_model_and_its_folder(rum_checkpoint):
     write_checkpoint(path / "model", names)
     model = keras.Sequential([keras.Input((T, D)), rum_tf.RUM(N), keras.layers.Dense(2)])
     official.restore(model, str(path), "rnn")  # a folder: its latest checkpoint
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.layers[0].cell.embedding_kernel),
-                                  names["rnn/rum_cell/candidate/fully_connected/weights"].astype(np.float32))
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(model.layers[0].cell.embedding_kernel),
+        names["rnn/rum_cell/candidate/fully_connected/weights"].astype(np.float32),
+    )
 
 
 def test_every_official_name_is_documented():
@@ -377,16 +434,25 @@ def test_restore_works_under_jax():
     import sys
 
     here = os.path.dirname(os.path.abspath(__file__))
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-           "test_official.py::test_rum_from_official_checkpoint_matches_reference[2017 RUMCell]",
-           "test_official.py::test_missing_variable_is_named"]
-    result = subprocess.run(cmd, cwd=here, env=dict(os.environ, KERAS_BACKEND="jax"), capture_output=True,
-                            text=True, timeout=600)
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "test_official.py::test_rum_from_official_checkpoint_matches_reference[2017 RUMCell]",
+        "test_official.py::test_missing_variable_is_named",
+    ]
+    result = subprocess.run(
+        cmd, cwd=here, env=dict(os.environ, KERAS_BACKEND="jax"), capture_output=True, text=True, timeout=600
+    )
     tail = "\n".join(result.stdout.splitlines()[-5:])
     assert result.returncode == 0 and "2 passed" in tail, f"{tail}\n{result.stderr[-2000:]}"
 
 
 # ---------------------------------------------------------------------------- task binaries
+
 
 def _cross_entropy(logits, labels):
     logits = logits - logits.max(-1, keepdims=True)
@@ -417,11 +483,22 @@ def test_copying_binary_tests_an_official_checkpoint(tmp_path):
     np.testing.assert_allclose(summary["metrics"]["test"]["loss"], _cross_entropy(logits, y).mean(), rtol=1e-5)
     np.testing.assert_allclose(summary["metrics"]["test"]["accuracy"], (logits.argmax(-1) == y).mean())
 
-    with pytest.raises(loop_error(), match=r"^--init_from_official=.*: official variable "
-                                           r"'rnn/arum_cell/gates/fully_connected/weights' \[18, 16\] does not fit "
-                                           r"rum_cell's gate_kernel \[19, 18\]"):
-        run_in_process(copying, [f"--T={t}", "--units=9", "--lambda_=1", f"--init_from_official={prefix}",
-                                 f"--output_dir={tmp_path / 'bad'}"])
+    with pytest.raises(
+        loop_error(),
+        match=r"^--init_from_official=.*: official variable "
+        r"'rnn/arum_cell/gates/fully_connected/weights' \[18, 16\] does not fit "
+        r"rum_cell's gate_kernel \[19, 18\]",
+    ):
+        run_in_process(
+            copying,
+            [
+                f"--T={t}",
+                "--units=9",
+                "--lambda_=1",
+                f"--init_from_official={prefix}",
+                f"--output_dir={tmp_path / 'bad'}",
+            ],
+        )
 
 
 def loop_error():
@@ -440,18 +517,45 @@ def test_recall_binary_tests_an_official_goru_checkpoint(tmp_path):
     d = recall_data.vocab_size(t)
     rng = np.random.default_rng(7)
     angles = official_angles(rng, n, 2, False, False)  # GORUCell built at the top: angles "theta_0", "theta_1"
-    v = {"U": _rand(rng, d, 3 * n), "W_r": _rand(rng, n, n), "W_g": _rand(rng, n, n),
-         "bias_r": _rand(rng, n), "bias_g": _rand(rng, n), "bias_c": _rand(rng, n, scale=0.1)}
-    names = {**angles, **{f"rnn/goru_cell/{k}": a for k, a in v.items()},
-             "V_weights": _rand(rng, n, 10), "V_bias": _rand(rng, 10)}
+    v = {
+        "U": _rand(rng, d, 3 * n),
+        "W_r": _rand(rng, n, n),
+        "W_g": _rand(rng, n, n),
+        "bias_r": _rand(rng, n),
+        "bias_g": _rand(rng, n),
+        "bias_c": _rand(rng, n, scale=0.1),
+    }
+    names = {
+        **angles,
+        **{f"rnn/goru_cell/{k}": a for k, a in v.items()},
+        "V_weights": _rand(rng, n, 10),
+        "V_bias": _rand(rng, 10),
+    }
     prefix = write_checkpoint(tmp_path / "model", {**names, **{k + "/Adam": a for k, a in names.items()}})
-    summary = run_in_process(recall, [f"--T={t}", "--model=goru", f"--units={n}", "--train_size=8", "--valid_size=8",
-                                      f"--test_size={size}", "--batch_size=8", f"--init_from_official={prefix}",
-                                      f"--output_dir={tmp_path / 'run'}"])
+    summary = run_in_process(
+        recall,
+        [
+            f"--T={t}",
+            "--model=goru",
+            f"--units={n}",
+            "--train_size=8",
+            "--valid_size=8",
+            f"--test_size={size}",
+            "--batch_size=8",
+            f"--init_from_official={prefix}",
+            f"--output_dir={tmp_path / 'run'}",
+        ],
+    )
 
     x, y = recall_data.recall_data(t, 8, 8, size, seed=0).test
-    w = dict(angles, input_kernel=v["U"], recurrent_kernel=np.concatenate([v["W_r"], v["W_g"]], 1),
-             reset_bias=v["bias_r"], update_bias=v["bias_g"], modrelu_bias=v["bias_c"])
+    w = dict(
+        angles,
+        input_kernel=v["U"],
+        recurrent_kernel=np.concatenate([v["W_r"], v["W_g"]], 1),
+        reset_bias=v["bias_r"],
+        update_bias=v["bias_g"],
+        modrelu_bias=v["bias_c"],
+    )
     last = []
     for i in range(size):
         h = np.zeros(n)
@@ -465,8 +569,16 @@ def test_recall_binary_tests_an_official_goru_checkpoint(tmp_path):
     del names["V_bias"]
     prefix = write_checkpoint(tmp_path / "no_bias" / "model", names)
     with pytest.raises(loop_error(), match=r"no variable 'V_bias' in .* \(for output/bias\)$"):
-        run_in_process(recall, [f"--T={t}", "--model=goru", f"--units={n}", f"--init_from_official={prefix}",
-                                f"--output_dir={tmp_path / 'bad'}"])
+        run_in_process(
+            recall,
+            [
+                f"--T={t}",
+                "--model=goru",
+                f"--units={n}",
+                f"--init_from_official={prefix}",
+                f"--output_dir={tmp_path / 'bad'}",
+            ],
+        )
 
 
 def test_init_from_official_needs_a_checkpoint(tmp_path):
@@ -495,13 +607,30 @@ def test_ptb_binary_tests_the_official_fs_rum2(tmp_path, data_dir, monkeypatch):
     slow = official_rum(rng, "2017", d=nf, n=ns, layer_norm=True)
     names = {f"{cell}/Fast_{i}/ln_lstm_cell/{k}": a for i, f in enumerate(fast) for k, a in f.items()}
     names.update({f"{cell}/Slow/rum_cell/{k}": a for k, a in slow.items()})
-    names.update({"Model/embedding": _rand(rng, 50, embed), "Model/softmax/softmax_w": _rand(rng, nf, 50),
-                  "Model/softmax/softmax_b": _rand(rng, 50)})
+    names.update(
+        {
+            "Model/embedding": _rand(rng, 50, embed),
+            "Model/softmax/softmax_w": _rand(rng, nf, 50),
+            "Model/softmax/softmax_b": _rand(rng, 50),
+        }
+    )
     prefix = write_checkpoint(tmp_path / "model.ckpt", names)
-    summary = run_in_process(ptb, [
-        f"--fast_units={nf}", f"--units={ns}", f"--embed_size={embed}", "--batch_size=4",
-        f"--num_steps={steps}", "--max_chars=1000", "--max_eval_chars=300", f"--test_batch_size={batch}",
-        f"--data_dir={data_dir}", f"--init_from_official={prefix}", f"--output_dir={tmp_path / 'run'}"])
+    summary = run_in_process(
+        ptb,
+        [
+            f"--fast_units={nf}",
+            f"--units={ns}",
+            f"--embed_size={embed}",
+            "--batch_size=4",
+            f"--num_steps={steps}",
+            "--max_chars=1000",
+            "--max_eval_chars=300",
+            f"--test_batch_size={batch}",
+            f"--data_dir={data_dir}",
+            f"--init_from_official={prefix}",
+            f"--output_dir={tmp_path / 'run'}",
+        ],
+    )
     assert summary["steps"] == 0
 
     # The official reader numbers the characters by decreasing count in ptb.train.txt.
@@ -516,10 +645,15 @@ def test_ptb_binary_tests_the_official_fs_rum2(tmp_path, data_dir, monkeypatch):
     losses = []
     for row in rows:
         ids = np.array([official_id[c] for c in row])
-        hs = ref.fast_slow_sequence(names["Model/embedding"][ids[:span]], fast_w, slow_w, 2,
-                                    dict(eta=1.0, layer_norm_on=True, zoneout_keep_h=0.9))
+        hs = ref.fast_slow_sequence(
+            names["Model/embedding"][ids[:span]],
+            fast_w,
+            slow_w,
+            2,
+            dict(eta=1.0, layer_norm_on=True, zoneout_keep_h=0.9),
+        )
         logits = hs @ names["Model/softmax/softmax_w"] + names["Model/softmax/softmax_b"]
-        losses.append(_cross_entropy(logits, ids[1:span + 1]))
+        losses.append(_cross_entropy(logits, ids[1 : span + 1]))
     # float32 (3 cells, state carried over 9 windows) against float64: 2e-5 apart here.
     np.testing.assert_allclose(summary["metrics"]["test"]["bpc"], np.mean(losses) / np.log(2), rtol=1e-4)
     assert ptb_data.official_vocab(train)[0] == ord(" ")  # the space is the most frequent character

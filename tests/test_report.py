@@ -54,18 +54,39 @@ quick_check = { max = 3.0 }
 """
 
 
-def _write_run(out, run_id, metrics=None, task_results=None, status="finished", exit_code=None, progress=None,
-               steps=100):
+def _write_run(
+    out, run_id, metrics=None, task_results=None, status="finished", exit_code=None, progress=None, steps=100
+):
     run_dir = os.path.join(out, run_id)
     os.makedirs(run_dir, exist_ok=True)
     if progress is not None:  # the binaries' progress.json (rum_tf.training.results.PROGRESS_FILE)
         with open(os.path.join(run_dir, report.PROGRESS_FILE), "w") as f:
-            json.dump({"task": "copying", "steps": 400, "eta_s": None, "steps_per_s": 2.0, "metrics": {},
-                       "message": None, "pid": 1, "updated_at": "2026-11-30T12:00:00+00:00", **progress}, f)
+            json.dump(
+                {
+                    "task": "copying",
+                    "steps": 400,
+                    "eta_s": None,
+                    "steps_per_s": 2.0,
+                    "metrics": {},
+                    "message": None,
+                    "pid": 1,
+                    "updated_at": "2026-11-30T12:00:00+00:00",
+                    **progress,
+                },
+                f,
+            )
     if metrics is not None:
         with open(os.path.join(run_dir, "results.json"), "w") as f:
-            json.dump({"status": status, "steps": steps, "wall_time_s": 90.0, "metrics": metrics,
-                       "task_results": task_results or {}}, f)
+            json.dump(
+                {
+                    "status": status,
+                    "steps": steps,
+                    "wall_time_s": 90.0,
+                    "metrics": metrics,
+                    "task_results": task_results or {},
+                },
+                f,
+            )
         with open(os.path.join(run_dir, "curve.csv"), "w") as f:
             f.write("step,loss,val_accuracy\n10,0.5,0.2\n20,0.3,0.4\n")
     if exit_code is not None:
@@ -142,31 +163,50 @@ def test_full_scale_table_names_machine_versions_and_early_stops(targets, tmp_pa
     path = os.path.join(out, "copying/rum", "results.json")
     with open(path) as f:
         summary = json.load(f)
-    summary.update(steps=7300, stopped={"step": 7300, "rule": "loss<=0.00945:5"}, backend="tensorflow",
-                   devices=["CPU:0"], machine={"cpu": "AMD EPYC", "cores_used": 1},
-                   versions={"tensorflow": "2.21.0", "keras": "3.15.1", "jax": "0.10.2"})
+    summary.update(
+        steps=7300,
+        stopped={"step": 7300, "rule": "loss<=0.00945:5"},
+        backend="tensorflow",
+        devices=["CPU:0"],
+        machine={"cpu": "AMD EPYC", "cores_used": 1},
+        versions={"tensorflow": "2.21.0", "keras": "3.15.1", "jax": "0.10.2"},
+    )
     with open(path, "w") as f:
         json.dump(summary, f)
     text = report.render(report.collect(targets, "full", out), out)
     assert "| scale | verdict | trained on |" in text
-    assert ("| full, 7300 steps (stopped: loss<=0.00945:5), 1.5 min | pass | AMD EPYC, 1 core; "
-            "tensorflow 2.21.0, keras 3.15.1 |") in text
+    assert (
+        "| full, 7300 steps (stopped: loss<=0.00945:5), 1.5 min | pass | AMD EPYC, 1 core; "
+        "tensorflow 2.21.0, keras 3.15.1 |"
+    ) in text
 
 
 def test_diverged_failed_and_unfinished_runs_say_so_from_their_files(targets, tmp_path):
     out = str(tmp_path / "out")
     base = {"memoryless_baseline": 0.2}
     # Diverged: a FAIL naming the step, whatever its (NaN-free) metrics say.
-    _write_run(out, "copying/rum", {"test": {"loss": 0.01}}, base, status="diverged", steps=250, exit_code=1,
-               progress={"status": "diverged", "step": 250, "message": "the loss is nan at step 250"})
+    _write_run(
+        out,
+        "copying/rum",
+        {"test": {"loss": 0.01}},
+        base,
+        status="diverged",
+        steps=250,
+        exit_code=1,
+        progress={"status": "diverged", "step": 250, "message": "the loss is nan at step 250"},
+    )
     _write_run(out, "copying/lstm", {"train": {"loss": 1.0}}, base, status="diverged", steps=300)  # no progress
     path = os.path.join(out, "copying/lstm", "results.json")
     with open(path) as f:
         summary = json.load(f)
     with open(path, "w") as f:  # the harness' own record of where it diverged wins over "steps"
         json.dump(dict(summary, diverged={"step": 280, "message": "the loss is inf"}), f)
-    _write_run(out, "recall/rum", exit_code=1, progress={"status": "failed", "step": 0,
-                                                         "message": "No space left on device: /runs/x"})
+    _write_run(
+        out,
+        "recall/rum",
+        exit_code=1,
+        progress={"status": "failed", "step": 0, "message": "No space left on device: /runs/x"},
+    )
     _write_run(out, "ptb/fs_rum2", progress={"status": "running", "step": 120})  # killed, or still running
     outcomes = {o.row.row: o for o in report.collect(targets, "quick", out)}
     assert (outcomes["RUM"].verdict, outcomes["RUM"].detail) == (report.FAIL, "diverged at step 250")
@@ -179,15 +219,32 @@ def test_diverged_failed_and_unfinished_runs_say_so_from_their_files(targets, tm
 
 
 def test_progress_and_outcome_lines_come_from_the_run_files():
-    progress = {"task": "copying", "status": "running", "step": 1200, "steps": 20000, "eta_s": 5400.0,
-                "steps_per_s": 3.25, "metrics": {"loss": 0.12345, "val_accuracy": 0.5}, "message": None}
-    assert report.progress_line(progress) == ("step 1,200/20,000 (6%) | loss 0.1235 val_accuracy 0.5 | 3.25 steps/s"
-                                              " | ETA 1.5 h")
-    diverged = dict(progress, status="diverged", step=250, eta_s=None, metrics={"loss": None},  # NaN: null
-                    message="the loss is nan")
+    progress = {
+        "task": "copying",
+        "status": "running",
+        "step": 1200,
+        "steps": 20000,
+        "eta_s": 5400.0,
+        "steps_per_s": 3.25,
+        "metrics": {"loss": 0.12345, "val_accuracy": 0.5},
+        "message": None,
+    }
+    assert report.progress_line(progress) == (
+        "step 1,200/20,000 (6%) | loss 0.1235 val_accuracy 0.5 | 3.25 steps/s | ETA 1.5 h"
+    )
+    diverged = dict(
+        progress,
+        status="diverged",
+        step=250,
+        eta_s=None,
+        metrics={"loss": None},  # NaN: null
+        message="the loss is nan",
+    )
     assert report.progress_line(diverged) == "step 250/20,000 (1%) | loss — | 3.25 steps/s | diverged"
-    assert report.outcome_line(1, diverged, None, "x/reproduce.log") == \
-        "exit code 1: the loss is nan (log: x/reproduce.log)"
+    assert (
+        report.outcome_line(1, diverged, None, "x/reproduce.log")
+        == "exit code 1: the loss is nan (log: x/reproduce.log)"
+    )
     assert report.outcome_line(2, None, None, "x/reproduce.log") == "exit code 2: see x/reproduce.log"
     assert report.outcome_line(1, progress, None, "x/reproduce.log") == "exit code 1: see x/reproduce.log"
     finished = {"metrics": {"test": {"loss": 0.0123456, "accuracy": 0.99}}}

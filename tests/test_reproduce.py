@@ -16,8 +16,19 @@ SHRINK = "--steps=2 --eval_every=1 --test_size=8 --batch_size=4 --T=5"
 
 
 def _reproduce(out):
-    cmd = ["bash", "reproduce.sh", "--quick", "--only", "copying", "--rows", "rum_lambda0",
-           "--out", str(out), "--extra_flags", SHRINK]
+    cmd = [
+        "bash",
+        "reproduce.sh",
+        "--quick",
+        "--only",
+        "copying",
+        "--rows",
+        "rum_lambda0",
+        "--out",
+        str(out),
+        "--extra_flags",
+        SHRINK,
+    ]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
@@ -44,8 +55,19 @@ def test_record_copies_finished_runs_exactly_and_renders_without_running(tmp_pat
     recorded = tmp_path / "recorded"
     (recorded / "copying" / "rum_lambda0_T200").mkdir(parents=True)
     (recorded / "copying" / "rum_lambda0_T200" / "stale.txt").write_text("from an earlier run")
-    cmd = ["bash", "reproduce.sh", "--quick", "--only", "copying", "--rows", "rum_lambda0", "--record", str(runs),
-           "--out", str(recorded)]
+    cmd = [
+        "bash",
+        "reproduce.sh",
+        "--quick",
+        "--only",
+        "copying",
+        "--rows",
+        "rum_lambda0",
+        "--record",
+        str(runs),
+        "--out",
+        str(recorded),
+    ]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert "recorded 1 finished run(s)" in result.stdout, result.stdout + result.stderr[-2000:]
     assert "[1/" not in result.stdout  # nothing ran
@@ -58,8 +80,20 @@ def test_record_copies_finished_runs_exactly_and_renders_without_running(tmp_pat
 
     readme = tmp_path / "README.md"
     readme.write_text("# x\n<!-- quick-results:begin -->\nold table\n<!-- quick-results:end -->\nafter\n")
-    cmd = ["bash", "reproduce.sh", "--quick", "--only", "copying", "--rows", "rum_lambda0", "--report_only",
-           "--out", str(recorded), "--readme", str(readme)]
+    cmd = [
+        "bash",
+        "reproduce.sh",
+        "--quick",
+        "--only",
+        "copying",
+        "--rows",
+        "rum_lambda0",
+        "--report_only",
+        "--out",
+        str(recorded),
+        "--readme",
+        str(readme),
+    ]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     text = readme.read_text()
     assert "old table" not in text and text.startswith("# x\n<!-- quick-results:begin -->\n#### copying")
@@ -68,8 +102,19 @@ def test_record_copies_finished_runs_exactly_and_renders_without_running(tmp_pat
 
 
 def test_a_failing_row_prints_its_exit_code_and_log_and_counts_as_crashed(tmp_path):
-    cmd = ["bash", "reproduce.sh", "--quick", "--only", "copying", "--rows", "rum_lambda0", "--out", str(tmp_path),
-           "--extra_flags", SHRINK + " --units=0"]
+    cmd = [
+        "bash",
+        "reproduce.sh",
+        "--quick",
+        "--only",
+        "copying",
+        "--rows",
+        "rum_lambda0",
+        "--out",
+        str(tmp_path),
+        "--extra_flags",
+        SHRINK + " --units=0",
+    ]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     log = tmp_path / "copying" / "rum_lambda0_T200" / "reproduce.log"
     code = re.search(rf"exit code (\d+): see {re.escape(str(log))}$", result.stdout, re.M)
@@ -112,8 +157,19 @@ def _alive(pid):
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
 def test_the_row_being_trained_dies_with_reproduce(tmp_path, signum):
     """kill -9 (or SIGTERM) of reproduce's process ends its child within seconds; no orphan trains on."""
-    cmd = ["bash", "reproduce.sh", "--quick", "--only", "copying", "--rows", "rum_lambda0", "--out",
-           str(tmp_path), "--extra_flags", LONG]
+    cmd = [
+        "bash",
+        "reproduce.sh",
+        "--quick",
+        "--only",
+        "copying",
+        "--rows",
+        "rum_lambda0",
+        "--out",
+        str(tmp_path),
+        "--extra_flags",
+        LONG,
+    ]
     parent = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     child = None
     try:
@@ -162,10 +218,12 @@ sys.exit(1)
 
 
 def test_progress_lines_failure_message_and_verdict_come_from_the_run_files(tmp_path):
-    prelude = (f"import sys\nfrom absl import app\nfrom tasks import reproduce as r\n"
-               f"r._command = lambda row, scale, run_dir: [sys.executable, '-c', {_FAKE_ROW!r}, run_dir]\n"
-               f"sys.argv = ['reproduce', '--quick', '--only', 'copying', '--rows', 'rum_lambda0', "
-               f"'--progress_every_s', '0', '--out', {str(tmp_path)!r}]\napp.run(r.main)\n")
+    prelude = (
+        f"import sys\nfrom absl import app\nfrom tasks import reproduce as r\n"
+        f"r._command = lambda row, scale, run_dir: [sys.executable, '-c', {_FAKE_ROW!r}, run_dir]\n"
+        f"sys.argv = ['reproduce', '--quick', '--only', 'copying', '--rows', 'rum_lambda0', "
+        f"'--progress_every_s', '0', '--out', {str(tmp_path)!r}]\napp.run(r.main)\n"
+    )
     result = subprocess.run([sys.executable, "-c", prelude], cwd=ROOT, capture_output=True, text=True, timeout=300)
     out = result.stdout
     assert "    step 1/4 (25%) | loss 0.5 | 1 steps/s | ETA 2 s\n" in out, out + result.stderr[-2000:]

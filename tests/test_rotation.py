@@ -252,7 +252,9 @@ def test_rotation_matches_the_reference_and_stays_finite_at_any_scale(scale_a, s
         assert np.isfinite(g).all()
     for g in gradients(lambda m, a, b, h: rotation.associative_rotate(m, a, b, h)[1], m, a, b, h):
         assert np.isfinite(g).all()
-    for g in gradients(lambda d, a, b, h: sum(ops.sum(x) for x in rotation.memory_step(d, a, b, h)[:3]), m - m, a, b, h):
+    for g in gradients(
+        lambda d, a, b, h: sum(ops.sum(x) for x in rotation.memory_step(d, a, b, h)[:3]), m - m, a, b, h
+    ):
         assert np.isfinite(g).all()
 
 
@@ -322,7 +324,9 @@ def test_memory_step_matches_the_reference_and_its_gradient_finite_differences()
         np.testing.assert_allclose(g, w, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("case", ["a_zero", "b_zero", "both_zero", "h_zero", "a_tiny", "b_tiny", "parallel", "zero_memory"])
+@pytest.mark.parametrize(
+    "case", ["a_zero", "b_zero", "both_zero", "h_zero", "a_tiny", "b_tiny", "parallel", "zero_memory"]
+)
 def test_memory_step_hand_written_gradient_equals_autodiff(case):
     # Where a guard is hit the official formula is not differentiable; the
     # guarded autodiff gradient of memory_step_autodiff is the definition.

@@ -25,6 +25,8 @@ from rum_tf.training import checkpoints, loop, multitask, results
 from tasks import copying
 from training_helpers import REPO, read_json, run_in_process, toy_config, toy_task
 
+pytestmark = pytest.mark.slow  # trains models / runs the task binaries
+
 TINY_COPYING = ["--T=5", "--units=8", "--batch_size=8", "--eval_every=10", "--test_size=16"]
 
 # Another process holding a run folder's lock as a run does: an flock on <folder>/.lock, the
@@ -45,9 +47,15 @@ _HOLDER = textwrap.dedent("""
 def _error_lines(stderr):
     """The lines of a binary's stderr that report an error of the program (TensorFlow's own C++ log
     lines, such as its CUDA probe, are left out), tracebacks and logging errors included."""
-    return [line for line in stderr.splitlines()
-            if re.match(r"^\S+\.py: error: ", line) or "Traceback" in line or "Logging error" in line
-            or re.match(r"^[A-Za-z.]*(Error|Exception)\b", line) or "Segmentation fault" in line]
+    return [
+        line
+        for line in stderr.splitlines()
+        if re.match(r"^\S+\.py: error: ", line)
+        or "Traceback" in line
+        or "Logging error" in line
+        or re.match(r"^[A-Za-z.]*(Error|Exception)\b", line)
+        or "Segmentation fault" in line
+    ]
 
 
 def _listing(folder):
@@ -116,8 +124,11 @@ def test_a_live_holder_is_named_and_a_dead_ones_lock_is_taken_over(tmp_path, hol
     folder = tmp_path / "run"
     proc = holder(folder)
     before = _listing(folder)
-    with pytest.raises(loop.RunError, match=rf"in use by another run \(pid {proc.pid} on .*started "
-                                            r"2026-01-01T00:00:00\+00:00\): wait for it to end"):
+    with pytest.raises(
+        loop.RunError,
+        match=rf"in use by another run \(pid {proc.pid} on .*started "
+        r"2026-01-01T00:00:00\+00:00\): wait for it to end",
+    ):
         loop.run(toy_task(), toy_config(folder, steps=20))
     assert _listing(folder) == before
 
@@ -132,15 +143,23 @@ def test_a_live_holder_is_named_and_a_dead_ones_lock_is_taken_over(tmp_path, hol
 def test_the_binary_refuses_a_busy_folder_in_one_line(tmp_path, holder):
     folder = tmp_path / "run"
     proc = holder(folder)
-    result = subprocess.run([sys.executable, "-m", "tasks.copying", *TINY_COPYING, "--steps=20",
-                             f"--output_dir={folder}"], cwd=REPO, capture_output=True, text=True, timeout=300,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    result = subprocess.run(
+        [sys.executable, "-m", "tasks.copying", *TINY_COPYING, "--steps=20", f"--output_dir={folder}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     errors = _error_lines(result.stderr)
     assert len(errors) == 1, result.stderr[-2000:]
-    assert re.fullmatch(rf"copying\.py: error: --output_dir={re.escape(str(folder))} is in use by another run "
-                        rf"\(pid {proc.pid} on \S+, started 2026-01-01T00:00:00\+00:00\): wait for it to end, or "
-                        r"choose another --output_dir", errors[0]), errors
+    assert re.fullmatch(
+        rf"copying\.py: error: --output_dir={re.escape(str(folder))} is in use by another run "
+        rf"\(pid {proc.pid} on \S+, started 2026-01-01T00:00:00\+00:00\): wait for it to end, or "
+        r"choose another --output_dir",
+        errors[0],
+    ), errors
     assert sorted(os.listdir(folder)) == [".lock"]
 
 
@@ -178,8 +197,11 @@ def test_a_nan_loss_stops_the_binary_at_once_and_its_rerun_says_diverged_again(t
     assert not (tmp_path / results.MODEL_FILE).exists()
 
     mtime = os.path.getmtime(tmp_path / results.RESULTS_FILE)
-    with pytest.raises(loop.RunError, match=rf"^--output_dir={tmp_path} holds a run that diverged at step "
-                                            rf"{first_bad} \(the training loss is .*\); it cannot be resumed"):
+    with pytest.raises(
+        loop.RunError,
+        match=rf"^--output_dir={tmp_path} holds a run that diverged at step "
+        rf"{first_bad} \(the training loss is .*\); it cannot be resumed",
+    ):
         run_in_process(copying, args)
     assert os.path.getmtime(tmp_path / results.RESULTS_FILE) == mtime
 
@@ -199,8 +221,10 @@ def test_non_finite_weights_at_an_evaluation_never_reach_a_checkpoint(tmp_path):
     state = checkpoints.read_state(saved[0][1])
     assert state["best"]["step"] == 10 and math.isfinite(state["best"]["value"])
     assert [r["step"] for r in results.read_curve(str(tmp_path / results.CURVE_CSV))] == [10]
-    assert read_json(tmp_path / results.RESULTS_FILE)["diverged"] == {"step": 20, "reason": "val_loss is nan, "
-                                                                                             "val_mae is nan"}
+    assert read_json(tmp_path / results.RESULTS_FILE)["diverged"] == {
+        "step": 20,
+        "reason": "val_loss is nan, val_mae is nan",
+    }
 
 
 # ---------------------------------------------------------------------------- full disk
@@ -243,23 +267,46 @@ def test_a_full_disk_ends_in_one_line_and_keeps_the_last_checkpoint(tmp_path):
     mount_point, out = tmp_path / "mnt", tmp_path / "out"
     mount_point.mkdir()
     out.mkdir()
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {mount_point}"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {mount_point}"], capture_output=True, text=True
+    )
     if probe.returncode:
         pytest.skip(f"cannot mount a small tmpfs in a user namespace here: {probe.stderr.strip()}")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join(
-        [REPO, os.path.join(REPO, "tests")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    result = subprocess.run(["unshare", "-rm", "sh", "-c", 'mount -t tmpfs -o size=4m tmpfs "$1" && exec "$0" -c "$2" '
-                             '"$1" "$3" 12000', sys.executable, str(mount_point), _FULL_DISK, str(out)],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    env = dict(
+        os.environ,
+        TF_CPP_MIN_LOG_LEVEL="3",
+        PYTHONPATH=os.pathsep.join(
+            [REPO, os.path.join(REPO, "tests")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        ),
+    )
+    result = subprocess.run(
+        [
+            "unshare",
+            "-rm",
+            "sh",
+            "-c",
+            'mount -t tmpfs -o size=4m tmpfs "$1" && exec "$0" -c "$2" "$1" "$3" 12000',
+            sys.executable,
+            str(mount_point),
+            _FULL_DISK,
+            str(out),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
     full = read_json(out / "full.json")
     assert full["rc"] == 2, full["stderr"][-3000:]
     errors = _error_lines(full["stderr"])
-    assert errors == [f"copying.py: error: no space left on the device of --output_dir={mount_point}/run (writing "
-                      f"{mount_point}/run/checkpoints): the last good checkpoint (step 20) is intact; free space, "
-                      "then run the same command again to resume"], full["stderr"][-3000:]
+    assert errors == [
+        f"copying.py: error: no space left on the device of --output_dir={mount_point}/run (writing "
+        f"{mount_point}/run/checkpoints): the last good checkpoint (step 20) is intact; free space, "
+        "then run the same command again to resume"
+    ], full["stderr"][-3000:]
     kept = checkpoints.list_checkpoints(str(out / "checkpoints"))
     assert [s for s, _ in kept] == [20] and sorted(os.listdir(out / "checkpoints")) == ["step-00000020"]
     with h5py.File(os.path.join(kept[0][1], checkpoints.WEIGHTS_FILE), "r") as f:  # complete: h5py opens it
@@ -275,17 +322,30 @@ def test_a_failing_plot_is_a_warning_after_results_json(tmp_path, monkeypatch):
     summary = loop.run(toy_task(), toy_config(tmp_path, steps=20))
     assert read_json(tmp_path / results.RESULTS_FILE) == summary and summary["status"] == "finished"
     assert not (tmp_path / results.CURVE_PNG).exists()
-    assert "no plot from plot_curve (ModuleNotFoundError: import of matplotlib halted" in (tmp_path / results.LOG_FILE).read_text()
+    assert (
+        "no plot from plot_curve (ModuleNotFoundError: import of matplotlib halted"
+        in (tmp_path / results.LOG_FILE).read_text()
+    )
 
     def broken():
         raise RuntimeError("the backend broke")
 
     monkeypatch.setattr(results, "pyplot", broken)
-    subs = [multitask.SubRun(key=k, folder=k, run=lambda k=k: loop.run(toy_task(), toy_config(tmp_path / "m" / k,
-                                                                                                steps=20)))
-            for k in ("a", "b")]
-    parent = multitask.run_all(subs, str(tmp_path / "m"), task="toy", model="rum", flags={"steps": 20},
-                               flagfile_text="", bar_metric=("test", "loss"))
+    subs = [
+        multitask.SubRun(
+            key=k, folder=k, run=lambda k=k: loop.run(toy_task(), toy_config(tmp_path / "m" / k, steps=20))
+        )
+        for k in ("a", "b")
+    ]
+    parent = multitask.run_all(
+        subs,
+        str(tmp_path / "m"),
+        task="toy",
+        model="rum",
+        flags={"steps": 20},
+        flagfile_text="",
+        bar_metric=("test", "loss"),
+    )
     assert parent["status"] == "finished" and set(parent["task_results"]["runs"]) == {"a", "b"}
     assert not {results.CURVE_PNG, multitask.RUNS_PNG} & set(os.listdir(tmp_path / "m"))
     log = (tmp_path / "m" / results.LOG_FILE).read_text()

@@ -6,6 +6,7 @@ import os
 import keras
 import numpy as np
 import pytest
+
 from rum_tf.data import babi as babi_data
 from rum_tf.data import files
 from rum_tf.training import flags as training_flags
@@ -13,10 +14,19 @@ from rum_tf.training import multitask, results
 from tasks import babi
 from training_helpers import REPO, assert_complete_outputs, read_json, run_in_process, run_subprocess
 
+pytestmark = pytest.mark.slow  # trains models / runs the task binaries
+
 # Read before any fixture edits the environment; CI sets it, else the sibling shared/data.
 DATA_DIR = os.environ.get(files.ENV_DATA_DIR) or os.path.join(os.path.dirname(REPO), "shared", "data")
-TINY = ["--babi_set=en", "--units=8", "--embed_size=8", "--steps=20", "--eval_every=10", "--eval_batch_size=200",
-        f"--data_dir={DATA_DIR}"]
+TINY = [
+    "--babi_set=en",
+    "--units=8",
+    "--embed_size=8",
+    "--steps=20",
+    "--eval_every=10",
+    "--eval_batch_size=200",
+    f"--data_dir={DATA_DIR}",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -57,8 +67,14 @@ def test_several_tasks_train_in_subfolders_then_summarise(tmp_path):
     assert summary["metrics"]["test"]["accuracy"] == pytest.approx(np.mean(accuracies))
     assert summary["task_results"]["mean"]["test_accuracy"] == pytest.approx(np.mean(accuracies))
     assert summary["parameters"] == max(s["parameters"] for s in subs.values())
-    for name in (results.CURVE_CSV, results.CURVE_PNG, multitask.RUNS_CSV, multitask.RUNS_PNG, results.FLAGS_FILE,
-                 results.LOG_FILE):
+    for name in (
+        results.CURVE_CSV,
+        results.CURVE_PNG,
+        multitask.RUNS_CSV,
+        multitask.RUNS_PNG,
+        results.FLAGS_FILE,
+        results.LOG_FILE,
+    ):
         assert os.path.getsize(tmp_path / name) > 0, name
     rows = results.read_curve(str(tmp_path / results.CURVE_CSV))
     assert [r["step"] for r in rows] == [10, 20]
@@ -77,8 +93,9 @@ def test_training_batches_follow_the_official_schedule(tmp_path):
     assert babi_data.official_batch_rows(29, 900, 32) == slice(0, 32)  # 29 mod 28.125 = 0.875
     assert babi_data.official_batch_rows(56, 900, 32) == slice(864, 896)  # 56 mod 28.125 = 27.875
     babi_task = babi_data.load_task(1, "en", DATA_DIR)
-    config = babi.APP.parse(["babi.py", "--task=1", "--babi_set=en", "--units=8", "--embed_size=8",
-                             f"--output_dir={tmp_path}"])
+    config = babi.APP.parse(
+        ["babi.py", "--task=1", "--babi_set=en", "--units=8", "--embed_size=8", f"--output_dir={tmp_path}"]
+    )
     task = babi.make_task(1, babi_task, config)
     train, _ = babi_data.split_validation(babi_task.train)
     x, y = next(iter(task.train_data(28)))
@@ -106,21 +123,35 @@ def test_model_story_then_question_into_one_rnn_with_the_official_inits():
 
 
 def test_rum_learns_task_1_well_above_chance(tmp_path):
-    summary = run_in_process(babi, ["--task=1", "--babi_set=en", "--units=64", "--learning_rate=0.003", "--steps=120",
-                                    "--eval_every=60", "--eval_batch_size=500", f"--data_dir={DATA_DIR}",
-                                    f"--output_dir={tmp_path}"])
+    summary = run_in_process(
+        babi,
+        [
+            "--task=1",
+            "--babi_set=en",
+            "--units=64",
+            "--learning_rate=0.003",
+            "--steps=120",
+            "--eval_every=60",
+            "--eval_batch_size=500",
+            f"--data_dir={DATA_DIR}",
+            f"--output_dir={tmp_path}",
+        ],
+    )
     # Six places to answer: chance 1/6, the commonest answer about 0.15.
     assert summary["metrics"]["test"]["accuracy"] > 0.35, summary["metrics"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--task=21"], "--task must be in 1..20 (or all), got 21"),
-    (["--task=0,1"], "--task must be in 1..20 (or all), got 0"),
-    (["--task=one"], "--task must be 1..20, a comma-separated list of them, or all; got 'one'"),
-    (["--babi_set=en-100k"], "--babi_set"),
-    (["--embedding_init=zeros"], "--embedding_init"),
-    (["--T=20"], "Unknown command line flag 'T'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--task=21"], "--task must be in 1..20 (or all), got 21"),
+        (["--task=0,1"], "--task must be in 1..20 (or all), got 0"),
+        (["--task=one"], "--task must be 1..20, a comma-separated list of them, or all; got 'one'"),
+        (["--babi_set=en-100k"], "--babi_set"),
+        (["--embedding_init=zeros"], "--embedding_init"),
+        (["--T=20"], "Unknown command line flag 'T'"),
+    ],
+)
 def test_bad_flags_are_one_line_usage_errors(args, message, tmp_path):
     with pytest.raises(training_flags.UsageError) as error:
         babi.APP.parse(["babi.py", f"--output_dir={tmp_path}"] + args)
@@ -153,13 +184,16 @@ def test_missing_file_stops_before_training_with_one_line(tmp_path):
     (data_dir / "babi" / "tasks_1-20_v1-2" / "en-10k").mkdir(parents=True)
     for name in sorted(set(os.listdir(source)) - {missing}):
         (data_dir / "babi" / "tasks_1-20_v1-2" / "en-10k" / name).symlink_to(os.path.join(source, name))
-    with pytest.raises(files.DataError, match="missing bAbI file tasks_1-20_v1-2/en-10k/qa3_three-supporting-facts_"
-                                            "train.txt"):
+    with pytest.raises(
+        files.DataError, match="missing bAbI file tasks_1-20_v1-2/en-10k/qa3_three-supporting-facts_train.txt"
+    ):
         run_in_process(babi, ["--task=all", "--babi_set=en-10k", f"--data_dir={data_dir}", f"--output_dir={tmp_path}"])
     assert not (tmp_path / "qa1").exists()
-    result = run_subprocess("tasks.babi", ["--task=2,3", "--babi_set=en-10k", f"--data_dir={data_dir}",
-                                           f"--output_dir={tmp_path}"],
-                            env={files.ENV_NO_DOWNLOAD: "1", files.ENV_CACHE_DIR: str(tmp_path / "cache")})
+    result = run_subprocess(
+        "tasks.babi",
+        ["--task=2,3", "--babi_set=en-10k", f"--data_dir={data_dir}", f"--output_dir={tmp_path}"],
+        env={files.ENV_NO_DOWNLOAD: "1", files.ENV_CACHE_DIR: str(tmp_path / "cache")},
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("babi.py: error: missing bAbI file") and "qa3_three-supporting-facts_train.txt" in line

@@ -9,6 +9,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+
 from rum_tf.data import files
 from rum_tf.data import ptb as ptb_data
 from rum_tf.training import bptt, loop, models, results
@@ -16,9 +17,21 @@ from rum_tf.training import flags as training_flags
 from tasks import ptb
 from training_helpers import REPO, read_json, run_in_process, run_subprocess
 
+pytestmark = pytest.mark.slow  # trains models / runs the task binaries
+
 DATA_DIR = os.environ.get(files.ENV_DATA_DIR) or os.path.join(os.path.dirname(REPO), "shared", "data")
-TINY = ["--fast_units=8", "--units=8", "--embed_size=8", "--batch_size=4", "--num_steps=10", "--max_chars=1000",
-        "--max_eval_chars=500", "--test_batch_size=3", "--epochs=2", f"--data_dir={DATA_DIR}"]
+TINY = [
+    "--fast_units=8",
+    "--units=8",
+    "--embed_size=8",
+    "--batch_size=4",
+    "--num_steps=10",
+    "--max_chars=1000",
+    "--max_eval_chars=500",
+    "--test_batch_size=3",
+    "--epochs=2",
+    f"--data_dir={DATA_DIR}",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -34,8 +47,14 @@ def _parse(args, tmp_path):
 
 
 def _assert_complete(out, summary):
-    for name in (results.FLAGS_FILE, results.RESULTS_FILE, results.CURVE_CSV, results.CURVE_PNG, results.MODEL_FILE,
-                 results.LOG_FILE):
+    for name in (
+        results.FLAGS_FILE,
+        results.RESULTS_FILE,
+        results.CURVE_CSV,
+        results.CURVE_PNG,
+        results.MODEL_FILE,
+        results.LOG_FILE,
+    ):
         assert os.path.getsize(os.path.join(out, name)) > 0, name
     assert os.listdir(os.path.join(out, results.CHECKPOINT_DIR))
     assert summary == read_json(os.path.join(out, results.RESULTS_FILE))
@@ -58,8 +77,9 @@ def test_tiny_run_writes_complete_outputs(tmp_path):
     assert info["train_chars"] == 24 * 4 * 10 and info["train_chars_per_s"] > 0
     assert 3 < info["unigram_entropy_bits"] < math.log2(50)
     assert summary["best"]["monitor"] == "val_bpc"
-    assert summary["metrics"]["test"]["bpc"] == pytest.approx(summary["metrics"]["test"]["loss"] / 10 / math.log(2),
-                                                              rel=1e-5)
+    assert summary["metrics"]["test"]["bpc"] == pytest.approx(
+        summary["metrics"]["test"]["loss"] / 10 / math.log(2), rel=1e-5
+    )
     assert summary["model"] == "fs_rum" and summary["parameters"] > 0
     flags_text = (tmp_path / results.FLAGS_FILE).read_text()
     assert "--steps" not in flags_text and "--num_layers" not in flags_text and "--fast_units=8" in flags_text
@@ -80,8 +100,9 @@ def _twin(length, model, **options):
     chars = keras.Input((length,), dtype="int32")
     x = keras.layers.Embedding(50, 5)(chars)
     more = FS_ARGS if not models.get(model).stackable else {}
-    out = models.recurrent_layer(model, 6, seed=0, options={**options, **more}, return_sequences=True,
-                                 return_state=True)(x)
+    out = models.recurrent_layer(
+        model, 6, seed=0, options={**options, **more}, return_sequences=True, return_state=True
+    )(x)
     return keras.Model(chars, [keras.layers.Dense(50)(out[0]), out[1:]])
 
 
@@ -89,7 +110,7 @@ def _stream(batch, num_steps, windows, seed=0, ids=None):
     if ids is None:
         ids = np.random.default_rng(seed).integers(0, 50, batch * (windows * num_steps + 1)).astype(np.int32)
     x, y = ptb_data.bptt_batches(ids, batch, num_steps)
-    rows = ids[:batch * (len(ids) // batch)].reshape(batch, -1)[:, :len(x) * num_steps + 1]
+    rows = ids[: batch * (len(ids) // batch)].reshape(batch, -1)[:, : len(x) * num_steps + 1]
     return x, y, rows[:, :-1], rows[:, 1:]
 
 
@@ -133,8 +154,9 @@ def test_training_carries_the_state_across_batches_and_resets_it_each_epoch():
     twin = _twin(K * T, "rum", eta=1.0)
     bptt.copy_weights(model, twin)
     final_state = keras.ops.convert_to_numpy(twin(whole_x)[1][0])
-    model.fit(bptt.epoch_stream(x, y), steps_per_epoch=K, epochs=2, callbacks=[bptt.StateResetter()], verbose=0,
-              shuffle=False)
+    model.fit(
+        bptt.epoch_stream(x, y), steps_per_epoch=K, epochs=2, callbacks=[bptt.StateResetter()], verbose=0, shuffle=False
+    )
     state = keras.ops.convert_to_numpy(model.get_layer("rnn").states[0])
     np.testing.assert_allclose(state, final_state, rtol=1e-4, atol=1e-5)
 
@@ -143,10 +165,25 @@ def test_training_carries_the_state_across_batches_and_resets_it_each_epoch():
 def test_state_is_carried_under_jax_too():
     # Keras' own stateful=True carries nothing under JAX (its state is outside the jitted step).
     pytest.importorskip("jax")
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.abspath(__file__), "-k",
-           "training_carries"]
-    result = subprocess.run(cmd, cwd=os.path.dirname(os.path.abspath(__file__)), capture_output=True, text=True,
-                            env=dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2"), timeout=300)
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        os.path.abspath(__file__),
+        "-k",
+        "training_carries",
+    ]
+    result = subprocess.run(
+        cmd,
+        cwd=os.path.dirname(os.path.abspath(__file__)),
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2"),
+        timeout=300,
+    )
     assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout[-2000:]
 
 
@@ -178,9 +215,30 @@ def test_configurations_match_the_paper_sizes(tmp_path):
 
 # What a paper row fixes (the presets of the retired --config set these): each flagfile gives all of them
 # that its model takes, so that no row depends on the binary's defaults.
-ROW_FLAGS = ("model", "units", "lambda_", "eta", "use_layer_norm", "zoneout_keep_h", "capacity", "fast_units",
-             "fast_layers", "keep_prob", "zoneout_keep_c", "num_layers", "embed_size", "optimizer", "learning_rate",
-             "clip_norm", "batch_size", "num_steps", "epochs", "lr_drop_epoch", "test_batch_size", "seed")
+ROW_FLAGS = (
+    "model",
+    "units",
+    "lambda_",
+    "eta",
+    "use_layer_norm",
+    "zoneout_keep_h",
+    "capacity",
+    "fast_units",
+    "fast_layers",
+    "keep_prob",
+    "zoneout_keep_c",
+    "num_layers",
+    "embed_size",
+    "optimizer",
+    "learning_rate",
+    "clip_norm",
+    "batch_size",
+    "num_steps",
+    "epochs",
+    "lr_drop_epoch",
+    "test_batch_size",
+    "seed",
+)
 
 
 def test_flagfiles_set_every_value_of_their_row(tmp_path):
@@ -211,20 +269,23 @@ def test_schedule_loss_and_metric():
     assert float(np.mean(bptt.bits_per_character(y, uniform))) == pytest.approx(math.log2(50), rel=1e-6)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--num_steps=0"], "--num_steps must be >= 1"),
-    (["--config=fs_rum2"], "Unknown command line flag 'config'"),  # the presets are the flagfiles now
-    (["--steps=100"], "Unknown command line flag 'steps'"),  # PTB counts --epochs
-    (["--eval_batch_size=10"], "Unknown command line flag 'eval_batch_size'"),
-    (["--model=rum", "--fast_units=10"], "--fast_units does not apply to --model=rum"),
-    (["--model=rum", "--keep_prob=0.5"], "--keep_prob does not apply to --model=rum"),
-    (["--model=fs_lstm", "--eta=1"], "--eta does not apply to --model=fs_lstm"),
-    (["--num_layers=2"], "--num_layers does not apply to --model=fs_rum"),
-    (["--model=fs_lstm", "--num_layers=1"], "--num_layers does not apply to --model=fs_lstm"),
-    (["--fast_layers=1"], "--fast_layers must be >= 2"),
-    (["--strategy=mirrored"], "use --strategy=default"),
-    (["--task=1"], "Unknown command line flag 'task'"),  # bAbI's
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--num_steps=0"], "--num_steps must be >= 1"),
+        (["--config=fs_rum2"], "Unknown command line flag 'config'"),  # the presets are the flagfiles now
+        (["--steps=100"], "Unknown command line flag 'steps'"),  # PTB counts --epochs
+        (["--eval_batch_size=10"], "Unknown command line flag 'eval_batch_size'"),
+        (["--model=rum", "--fast_units=10"], "--fast_units does not apply to --model=rum"),
+        (["--model=rum", "--keep_prob=0.5"], "--keep_prob does not apply to --model=rum"),
+        (["--model=fs_lstm", "--eta=1"], "--eta does not apply to --model=fs_lstm"),
+        (["--num_layers=2"], "--num_layers does not apply to --model=fs_rum"),
+        (["--model=fs_lstm", "--num_layers=1"], "--num_layers does not apply to --model=fs_lstm"),
+        (["--fast_layers=1"], "--fast_layers must be >= 2"),
+        (["--strategy=mirrored"], "use --strategy=default"),
+        (["--task=1"], "Unknown command line flag 'task'"),  # bAbI's
+    ],
+)
 def test_bad_flags_are_one_line_usage_errors(args, message, tmp_path):
     with pytest.raises(training_flags.UsageError) as error:
         _parse(args, tmp_path)
@@ -239,8 +300,11 @@ def test_missing_or_short_data_stops_before_training(tmp_path):
     with pytest.raises(loop.RunError, match="the training text .--max_chars.: a stream of 30 ids is too short"):
         run_in_process(ptb, TINY + ["--max_chars=30", f"--output_dir={tmp_path / 'b'}"])
     assert not (tmp_path / "b" / results.CHECKPOINT_DIR).exists()
-    result = run_subprocess("tasks.ptb", [f"--data_dir={empty}", f"--output_dir={tmp_path / 'c'}"],
-                            env={files.ENV_NO_DOWNLOAD: "1", files.ENV_CACHE_DIR: str(tmp_path / "cache")})
+    result = run_subprocess(
+        "tasks.ptb",
+        [f"--data_dir={empty}", f"--output_dir={tmp_path / 'c'}"],
+        env={files.ENV_NO_DOWNLOAD: "1", files.ENV_CACHE_DIR: str(tmp_path / "cache")},
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("ptb.py: error: missing PTB file ptb.train.txt")
 
@@ -252,5 +316,6 @@ def test_flagfiles_parse(tmp_path):
         assert names == ["fs_goru.cfg", "fs_lstm2.cfg", "fs_rum2.cfg", "rum1500x2.cfg", "rum2000.cfg"], folder
         for name in names:
             config = _parse([f"--flagfile={os.path.join(folder, name)}"], tmp_path)
-            assert config.model == {"fs_rum2": "fs_rum", "fs_lstm2": "fs_lstm", "fs_goru": "fs_goru"}.get(name[:-4],
-                                                                                                         "rum")
+            assert config.model == {"fs_rum2": "fs_rum", "fs_lstm2": "fs_lstm", "fs_goru": "fs_goru"}.get(
+                name[:-4], "rum"
+            )

@@ -8,8 +8,18 @@ from rum_tf.training import results
 from tasks import recall
 from training_helpers import assert_complete_outputs, run_in_process, run_subprocess
 
-TINY = ["--T=6", "--units=8", "--batch_size=8", "--steps=20", "--eval_every=10", "--train_size=40",
-        "--valid_size=12", "--test_size=20"]
+pytestmark = pytest.mark.slow  # trains models / runs the task binaries
+
+TINY = [
+    "--T=6",
+    "--units=8",
+    "--batch_size=8",
+    "--steps=20",
+    "--eval_every=10",
+    "--train_size=40",
+    "--valid_size=12",
+    "--test_size=20",
+]
 
 
 def test_tiny_run_writes_complete_outputs_with_validation(tmp_path):

@@ -11,6 +11,7 @@ from rum_tf import RUM
 from rum_tf.training import callbacks, checkpoints, inputs, loop, models, optimizers, results
 from training_helpers import toy_config, toy_task
 
+pytestmark = pytest.mark.slow  # trains models / runs the task binaries
 
 # ---------------------------------------------------------------------------- models
 
@@ -207,8 +208,16 @@ def test_run_writes_outputs_and_does_not_retrain(tmp_path):
     assert summary["steps"] == 30 and set(summary["metrics"]) == {"train", "valid", "test"}
     assert summary["metrics"]["valid"]["loss"] == pytest.approx(summary["metrics"]["test"]["loss"], rel=1e-5)
     files = set(os.listdir(tmp_path))
-    assert {"flags.cfg", "results.json", "curve.csv", "curve.png", "model.keras", "log.txt", "checkpoints",
-            "tensorboard"} <= files
+    assert {
+        "flags.cfg",
+        "results.json",
+        "curve.csv",
+        "curve.png",
+        "model.keras",
+        "log.txt",
+        "checkpoints",
+        "tensorboard",
+    } <= files
     assert "step 30/30 (100%)" in open(tmp_path / "log.txt").read()
     assert keras.saving.load_model(str(tmp_path / "model.keras")).count_params() > 0
     progress = results.read_progress(str(tmp_path))
@@ -233,7 +242,8 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path):
     resumed = loop.run(toy_task(), toy_config(tmp_path / "cut", steps=40))
     assert resumed["metrics"] == whole["metrics"]
     assert results.read_curve(str(tmp_path / "cut" / "curve.csv"))[-1]["loss"] == pytest.approx(
-        whole["metrics"]["train"]["loss"], rel=0, abs=0)
+        whole["metrics"]["train"]["loss"], rel=0, abs=0
+    )
     extended = loop.run(toy_task(), toy_config(tmp_path / "cut", steps=50))  # more --steps continue it
     assert extended["steps"] == 50 and len(results.read_curve(str(tmp_path / "cut" / "curve.csv"))) == 5
 
@@ -244,8 +254,9 @@ def test_keep_best_ends_on_the_best_evaluation(tmp_path):
             if epoch >= 2:
                 self.model.get_layer("out").bias.assign(np.full((2,), 50.0, np.float32))
 
-    summary = loop.run(toy_task(keep_best=("val_loss", "min"), extra_callbacks=[Spoil()]),
-                       toy_config(tmp_path, steps=40))
+    summary = loop.run(
+        toy_task(keep_best=("val_loss", "min"), extra_callbacks=[Spoil()]), toy_config(tmp_path, steps=40)
+    )
     assert summary["best"]["monitor"] == "val_loss" and summary["best"]["step"] <= 20
     assert summary["metrics"]["test"]["loss"] == pytest.approx(summary["best"]["value"], rel=1e-5)
     kept = [s for s, _ in checkpoints.list_checkpoints(str(tmp_path / "checkpoints"))]
@@ -259,8 +270,10 @@ def test_stop_rule_parses_and_counts_evaluations_in_a_row():
     rule = callbacks.StopRule.parse(" val_accuracy >= 0.99 : 3 ")
     assert rule == callbacks.StopRule("val_accuracy", ">=", 0.99, 3) and str(rule) == "val_accuracy>=0.99:3"
     assert callbacks.StopRule.parse("loss<0.5") == callbacks.StopRule("loss", "<", 0.5, 1)
-    rows = [{"step": s, "val_accuracy": a} for s, a in
-            [(10, 0.995), (20, 0.99), (30, 0.5), (40, 1.0), (50, "nan"), (60, 0.999), (70, 0.991), (80, 0.992)]]
+    rows = [
+        {"step": s, "val_accuracy": a}
+        for s, a in [(10, 0.995), (20, 0.99), (30, 0.5), (40, 1.0), (50, "nan"), (60, 0.999), (70, 0.991), (80, 0.992)]
+    ]
     assert rule.met(rows[:7]) is None  # the streaks are broken at 30 and by the NaN at 50
     stopped = rule.met(rows)
     assert stopped["step"] == 80 and stopped["rule"] == "val_accuracy>=0.99:3"

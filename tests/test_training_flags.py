@@ -20,8 +20,10 @@ BINARIES = {"copying": copying, "recall": recall}
 def _flagfiles():
     found = []
     for task, module in BINARIES.items():
-        for path in sorted(glob.glob(os.path.join(FLAGS_DIR, task, "*.cfg"))
-                           + glob.glob(os.path.join(FLAGS_DIR, "quick", task, "*.cfg"))):
+        for path in sorted(
+            glob.glob(os.path.join(FLAGS_DIR, task, "*.cfg"))
+            + glob.glob(os.path.join(FLAGS_DIR, "quick", task, "*.cfg"))
+        ):
             found.append(pytest.param(module, path, id=os.path.relpath(path, FLAGS_DIR)))
     return found
 
@@ -91,12 +93,18 @@ def test_output_dir_must_be_given_and_writable(tmp_path):
 def test_defaults_are_the_official_settings(tmp_path):
     config = recall.APP.parse(["prog", f"--output_dir={tmp_path}"])
     assert (config.T, config.units, config.optimizer, config.eval_every, config.steps) == (
-        30, 50, "adam", 1000, 100_000)
+        30,
+        50,
+        "adam",
+        1000,
+        100_000,
+    )
     config = copying.APP.parse(["prog", f"--output_dir={tmp_path}"])  # another binary in the same process
     assert (config.T, config.units, config.optimizer, config.eval_every) == (200, 100, "rmsprop", 100)
     assert config.model_label() == "rum"
     assert recall.APP.parse(["prog", f"--output_dir={tmp_path}", "--lambda_=1", "--eta=0.1"]).model_label() == (
-        "rum lambda_=1 eta=0.1")
+        "rum lambda_=1 eta=0.1"
+    )
 
 
 def test_config_is_frozen_and_validated(tmp_path):
@@ -127,8 +135,14 @@ def test_every_model_option_is_declared_once_in_a_section():
 
 def test_registry_is_complete_in_a_fresh_process_that_imports_only_models():
     code = "from rum_tf.training import models; print(' '.join(models.names()))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
-                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["eunn", "fs_goru", "fs_lstm", "fs_rum", "goru", "gru", "lstm", "rnn", "rum"]
 
@@ -166,10 +180,19 @@ def test_help_lists_the_binary_flags():
     assert "Associative recall" in result.stdout and "--fast_units" not in result.stdout
 
 
+@pytest.mark.slow
 def test_resolved_flags_file_repeats_the_run(tmp_path):
     out = tmp_path / "run"
-    args = ["--T=4", "--units=4", "--batch_size=4", "--steps=2", "--eval_every=2", "--test_size=4", "--model=gru",
-            f"--output_dir={out}"]
+    args = [
+        "--T=4",
+        "--units=4",
+        "--batch_size=4",
+        "--steps=2",
+        "--eval_every=2",
+        "--test_size=4",
+        "--model=gru",
+        f"--output_dir={out}",
+    ]
     first = run_in_process(copying, args)
     text = (out / results.FLAGS_FILE).read_text()
     assert "--model=gru" in text and "--lambda_" not in text  # RUM arguments left out for GRU
@@ -178,16 +201,20 @@ def test_resolved_flags_file_repeats_the_run(tmp_path):
 
 
 def test_run_config_carries_the_config(tmp_path):
-    config = copying.APP.parse(["prog", f"--output_dir={tmp_path}", "--steps=40", "--eval_every=20", "--seed=3",
-                                "--stop_when=loss<=0.1"])
+    config = copying.APP.parse(
+        ["prog", f"--output_dir={tmp_path}", "--steps=40", "--eval_every=20", "--seed=3", "--stop_when=loss<=0.1"]
+    )
     run = config.run_config()
     assert (run.task, run.steps, run.eval_every, run.seed, run.stop_when) == ("copying", 40, 20, 3, "loss<=0.1")
     assert run.flags == config.values() and run.flagfile_text == config.flagfile_text()
     assert {"steps", "stop_when", "output_dir", "jit_compile", "strategy", "tpu", "checkpoint_every"} == set(
-        run.resume_neutral)
+        run.resume_neutral
+    )
     assert run.checkpoint_every is None
-    assert copying.APP.parse(["prog", f"--output_dir={tmp_path}", "--checkpoint_every=5"]).run_config(
-    ).checkpoint_every == 5
+    assert (
+        copying.APP.parse(["prog", f"--output_dir={tmp_path}", "--checkpoint_every=5"]).run_config().checkpoint_every
+        == 5
+    )
     neutral = ptb.APP.parse(["prog", f"--output_dir={tmp_path}"]).run_config(steps=1, eval_every=1).resume_neutral
     assert {"epochs", "data_dir"} <= set(neutral)
     assert "data_dir" in babi.APP.parse(["prog", f"--output_dir={tmp_path}"]).run_config().resume_neutral
@@ -204,9 +231,14 @@ def _toy_task(**hooks):
         return keras.Model(x, keras.layers.Dense(2, name="dense")(x))
 
     arrays = (np.ones((8, 3), np.float32), np.zeros((8,), np.int32))
-    return loop.Task(name="toy", build_model=build, train_data=lambda step: inputs.cyclic_batches(arrays, 4, step),
-                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                     test_data=lambda: inputs.fixed_batches(arrays, 4), **hooks)
+    return loop.Task(
+        name="toy",
+        build_model=build,
+        train_data=lambda step: inputs.cyclic_batches(arrays, 4, step),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        test_data=lambda: inputs.fixed_batches(arrays, 4),
+        **hooks,
+    )
 
 
 def test_task_hooks_data_errors_finish_results_and_resume_neutral(tmp_path):

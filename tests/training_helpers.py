@@ -22,8 +22,10 @@ def run_subprocess(module_name, args, env=None, prelude="", timeout=300):
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if prelude:
         package, name = module_name.rsplit(".", 1)
-        code = (f"{prelude}\nimport sys\nfrom {package} import {name} as m\n"
-                f"sys.argv = [m.__file__] + {list(args)!r}\nm.APP.run(m.main)\n")
+        code = (
+            f"{prelude}\nimport sys\nfrom {package} import {name} as m\n"
+            f"sys.argv = [m.__file__] + {list(args)!r}\nm.APP.run(m.main)\n"
+        )
         cmd = [sys.executable, "-c", code]
     else:
         cmd = [sys.executable, "-m", module_name] + list(args)
@@ -39,8 +41,14 @@ def assert_complete_outputs(output_dir, task, with_valid=False):
     """The files every finished run leaves (rum_tf.training.results)."""
     from rum_tf.training import results
 
-    for name in (results.FLAGS_FILE, results.RESULTS_FILE, results.CURVE_CSV, results.CURVE_PNG, results.MODEL_FILE,
-                 results.LOG_FILE):
+    for name in (
+        results.FLAGS_FILE,
+        results.RESULTS_FILE,
+        results.CURVE_CSV,
+        results.CURVE_PNG,
+        results.MODEL_FILE,
+        results.LOG_FILE,
+    ):
         assert os.path.getsize(os.path.join(output_dir, name)) > 0, name
     events = [f for _, _, files in os.walk(os.path.join(output_dir, results.TENSORBOARD_DIR)) for f in files]
     assert any(f.startswith("events.out.tfevents") for f in events), events
@@ -52,8 +60,9 @@ def assert_complete_outputs(output_dir, task, with_valid=False):
     assert summary["parameters"] > 0 and summary["steps_per_s"] > 0
     assert set(summary["metrics"]) == ({"train", "valid", "test"} if with_valid else {"train", "test"})
     rows = results.read_curve(os.path.join(output_dir, results.CURVE_CSV))
-    assert [int(r["step"]) for r in rows] == list(range(summary["flags"]["eval_every"], summary["steps"] + 1,
-                                                        summary["flags"]["eval_every"]))
+    assert [int(r["step"]) for r in rows] == list(
+        range(summary["flags"]["eval_every"], summary["steps"] + 1, summary["flags"]["eval_every"])
+    )
     return summary
 
 
@@ -107,5 +116,14 @@ def toy_config(output_dir, steps=30, **kw):
     from rum_tf.training import loop
 
     flags = {"steps": steps, "units": 6, **kw.pop("flags", {})}
-    return loop.RunConfig(task="toy", output_dir=str(output_dir), steps=steps, eval_every=10, optimizer="adam",
-                          learning_rate=1e-2, flags=flags, flagfile_text="--units=6\n", **kw)
+    return loop.RunConfig(
+        task="toy",
+        output_dir=str(output_dir),
+        steps=steps,
+        eval_every=10,
+        optimizer="adam",
+        learning_rate=1e-2,
+        flags=flags,
+        flagfile_text="--units=6\n",
+        **kw,
+    )

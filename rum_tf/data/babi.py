@@ -26,8 +26,7 @@ PAD = "<pad>"
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
-class Example(collections.namedtuple(
-        "Example", ["story", "story_ids", "question", "answer", "supporting"])):
+class Example(collections.namedtuple("Example", ["story", "story_ids", "question", "answer", "supporting"])):
     """One question. ``story``: tokenised sentences before it; ``story_ids``: their line
     ids; ``question``: tokens; ``answer``: a string; ``supporting``: line ids of the facts."""
 
@@ -49,8 +48,7 @@ class BabiArrays(collections.namedtuple("BabiArrays", ["story", "question", "ans
         return np.concatenate([self.story, self.question], axis=1)
 
 
-BabiTask = collections.namedtuple(
-    "BabiTask", ["train", "test", "vocab", "story_maxlen", "question_maxlen"])
+BabiTask = collections.namedtuple("BabiTask", ["train", "test", "vocab", "story_maxlen", "question_maxlen"])
 BabiTask.__doc__ = "BabiArrays for train and test, the vocabulary list and the padded lengths."
 
 
@@ -72,16 +70,20 @@ def parse_stories(lines):
         try:
             line_id = int(head)
         except ValueError:
-            raise ValueError(
-                f"bAbI line {number} does not start with a line id: {line!r}") from None
+            raise ValueError(f"bAbI line {number} does not start with a line id: {line!r}") from None
         if line_id == 1:
             story, story_ids = [], []
         if "\t" in text:
             question, answer, supporting = (text.split("\t") + ["", ""])[:3]
-            examples.append(Example(
-                story=tuple(story), story_ids=tuple(story_ids),
-                question=tuple(tokenize(question)), answer=answer.strip(),
-                supporting=tuple(int(s) for s in supporting.split())))
+            examples.append(
+                Example(
+                    story=tuple(story),
+                    story_ids=tuple(story_ids),
+                    question=tuple(tokenize(question)),
+                    answer=answer.strip(),
+                    supporting=tuple(int(s) for s in supporting.split()),
+                )
+            )
         else:
             story.append(tuple(tokenize(text)))
             story_ids.append(line_id)
@@ -118,14 +120,17 @@ def vectorize(examples, vocab, story_maxlen=None, question_maxlen=None):
     A story longer than ``story_maxlen`` keeps its last tokens (those nearest the question);
     a question longer than ``question_maxlen`` or a token outside ``vocab`` is a ValueError.
     """
-    return vectorize_tokens([ex.story_tokens for ex in examples],
-                            [ex.question for ex in examples],
-                            [ex.answer for ex in examples],
-                            vocab, story_maxlen, question_maxlen)
+    return vectorize_tokens(
+        [ex.story_tokens for ex in examples],
+        [ex.question for ex in examples],
+        [ex.answer for ex in examples],
+        vocab,
+        story_maxlen,
+        question_maxlen,
+    )
 
 
-def vectorize_tokens(stories, questions, answers, vocab, story_maxlen=None,
-                     question_maxlen=None):
+def vectorize_tokens(stories, questions, answers, vocab, story_maxlen=None, question_maxlen=None):
     """As ``vectorize``, from flat token lists (e.g. the ``rum_babi`` TFDS features)."""
     index = {token: i for i, token in enumerate(vocab)}
 
@@ -144,11 +149,11 @@ def vectorize_tokens(stories, questions, answers, vocab, story_maxlen=None,
     question = np.zeros((len(questions), Q), np.int32)
     for i, (s, q) in enumerate(zip(stories, questions)):
         if len(s) > S:
-            s = s[len(s) - S:]
-        story[i, S - len(s):] = s
+            s = s[len(s) - S :]
+        story[i, S - len(s) :] = s
         if len(q) > Q:
             raise ValueError(f"question {i} has {len(q)} tokens, more than question_maxlen={Q}")
-        question[i, :len(q)] = q
+        question[i, : len(q)] = q
     return BabiArrays(story, question, np.asarray(answers, np.int32).reshape(-1))
 
 
@@ -176,7 +181,7 @@ ALL_TASKS = tuple(range(1, 21))
 
 
 def parse_tasks(text):
-    """"all" -> 1..20; "3" -> [3]; "1,6,15" -> [1, 6, 15]. ValueError naming the problem."""
+    """ "all" -> 1..20; "3" -> [3]; "1,6,15" -> [1, 6, 15]. ValueError naming the problem."""
     text = (text or "").strip().lower()
     if text == "all":
         return list(ALL_TASKS)

@@ -21,12 +21,25 @@ ENV_CACHE_DIR = "RUM_TF_CACHE_DIR"
 ENV_NO_DOWNLOAD = "RUM_TF_NO_DOWNLOAD"
 
 BABI_TASKS = {
-    1: "single-supporting-fact", 2: "two-supporting-facts", 3: "three-supporting-facts",
-    4: "two-arg-relations", 5: "three-arg-relations", 6: "yes-no-questions", 7: "counting",
-    8: "lists-sets", 9: "simple-negation", 10: "indefinite-knowledge",
-    11: "basic-coreference", 12: "conjunction", 13: "compound-coreference",
-    14: "time-reasoning", 15: "basic-deduction", 16: "basic-induction",
-    17: "positional-reasoning", 18: "size-reasoning", 19: "path-finding",
+    1: "single-supporting-fact",
+    2: "two-supporting-facts",
+    3: "three-supporting-facts",
+    4: "two-arg-relations",
+    5: "three-arg-relations",
+    6: "yes-no-questions",
+    7: "counting",
+    8: "lists-sets",
+    9: "simple-negation",
+    10: "indefinite-knowledge",
+    11: "basic-coreference",
+    12: "conjunction",
+    13: "compound-coreference",
+    14: "time-reasoning",
+    15: "basic-deduction",
+    16: "basic-induction",
+    17: "positional-reasoning",
+    18: "size-reasoning",
+    19: "path-finding",
     20: "agents-motivations",
 }
 BABI_SETS = ("en", "en-10k")
@@ -107,7 +120,8 @@ def _missing(what, explicit, relpath, download, tarball=None):
     why = "download=False" if download is False else "$" + ENV_NO_DOWNLOAD
     return DataError(
         f"missing {what}: put it at {folder}/{relpath} (data folder {origin}){alt}; "
-        f"automatic download disabled by {why}")
+        f"automatic download disabled by {why}"
+    )
 
 
 # ---------------------------------------------------------------------------- bAbI
@@ -153,7 +167,8 @@ def babi_file(task, split, babi_set="en", data_dir=None, download=None, verify=T
         folder = local_data_dir(data_dir) or "<data_dir>"
         raise DataError(
             f"cannot get bAbI file {rel}: {'; '.join(errors)}; put it at "
-            f"{folder}/babi/{rel} or put {BABI_TARBALL} in {folder}")
+            f"{folder}/babi/{rel} or put {BABI_TARBALL} in {folder}"
+        )
     return _from_tarball(tarball, rel, verify)
 
 
@@ -238,9 +253,7 @@ def _verify(path, algorithm, expected):
         return
     actual = file_digest(path, algorithm)
     if actual != expected:
-        raise DataError(
-            f"checksum mismatch, file refused: {path} has {algorithm} {actual}, "
-            f"expected {expected}")
+        raise DataError(f"checksum mismatch, file refused: {path} has {algorithm} {actual}, expected {expected}")
     _VERIFIED.add(memo)
 
 
@@ -280,8 +293,8 @@ def _download(url, target, checksum=None):
         actual = checksum and file_digest(tmp, checksum[0])
         if checksum and actual != checksum[1]:
             raise DataError(
-                f"checksum mismatch, download from {url} refused: {checksum[0]} {actual}, "
-                f"expected {checksum[1]}")
+                f"checksum mismatch, download from {url} refused: {checksum[0]} {actual}, expected {checksum[1]}"
+            )
         os.replace(tmp, target)
     except OSError as e:  # URLError, timeouts and disk errors are all OSErrors.
         raise DataError(f"download of {url} failed: {e}") from e
@@ -378,11 +391,12 @@ _SHA256SUMS = """
 
 # No copy of this file was at hand to hash; its git blob id is known (shared/data/SOURCES.md).
 _EXTRA = {
-    "babi/tasks_1-20_v1-2/en-10k/qa3_three-supporting-facts_train.txt":
-        ("git-blob-sha1", "9b2b35ca4357ea8ee44692c71ec71892edf51399"),
+    "babi/tasks_1-20_v1-2/en-10k/qa3_three-supporting-facts_train.txt": (
+        "git-blob-sha1",
+        "9b2b35ca4357ea8ee44692c71ec71892edf51399",
+    ),
 }
 
 _CHECKSUMS = dict(
-    {name: ("sha256", digest)
-     for digest, name in (line.split() for line in _SHA256SUMS.strip().splitlines())},
-    **_EXTRA)
+    {name: ("sha256", digest) for digest, name in (line.split() for line in _SHA256SUMS.strip().splitlines())}, **_EXTRA
+)

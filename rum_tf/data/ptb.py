@@ -60,7 +60,7 @@ def load_ptb(data_dir=None, download=None, max_chars=None, max_eval_chars=None):
     raw = {split: read_bytes(split, data_dir, download) for split in files.PTB_SPLITS}
     vocab = build_vocab(raw["train"])
     limit = {"train": max_chars, "valid": max_eval_chars, "test": max_eval_chars}
-    ids = {split: encode(raw[split][:limit[split]], vocab) for split in raw}
+    ids = {split: encode(raw[split][: limit[split]], vocab) for split in raw}
     return PTBData(ids["train"], ids["valid"], ids["test"], vocab)
 
 
@@ -82,14 +82,15 @@ def bptt_batches(ids, batch, num_steps):
     if k == 0:
         raise ValueError(
             f"a stream of {len(ids)} ids is too short for batch {batch} x BPTT length "
-            f"{num_steps} (it needs at least {batch * (num_steps + 1)})")
-    rows = np.asarray(ids, np.int32)[:batch * (len(ids) // batch)].reshape(batch, -1)
+            f"{num_steps} (it needs at least {batch * (num_steps + 1)})"
+        )
+    rows = np.asarray(ids, np.int32)[: batch * (len(ids) // batch)].reshape(batch, -1)
     span = k * num_steps
 
     def windows(a):
         return np.ascontiguousarray(a.reshape(batch, k, num_steps).swapaxes(0, 1))
 
-    return windows(rows[:, :span]), windows(rows[:, 1:span + 1])
+    return windows(rows[:, :span]), windows(rows[:, 1 : span + 1])
 
 
 def bptt_dataset(ids, batch, num_steps):

@@ -52,6 +52,9 @@ def recall_batch(n, T, rng):
 def recall_data(T, train_size=100_000, valid_size=10_000, test_size=20_000, seed=0):
     """Fixed train/valid/test splits, each a ``Split(x, y)``, reproducible from ``seed``."""
     sizes = {"train": train_size, "valid": valid_size, "test": test_size}
-    return RecallData(**{
-        name: Split(*recall_batch(size, T, np.random.default_rng([seed, _STREAMS[name]])))
-        for name, size in sizes.items()})
+    return RecallData(
+        **{
+            name: Split(*recall_batch(size, T, np.random.default_rng([seed, _STREAMS[name]])))
+            for name, size in sizes.items()
+        }
+    )

@@ -23,7 +23,8 @@ from rum_tf.data import babi, files, ptb
 _INSTRUCTIONS = (
     "Optional: the manual dir may hold the data in any layout that --data_dir accepts "
     "(see docs/DATA.md); without one the files come from $RUM_TF_DATA_DIR, the cache or "
-    "a checksummed download.")
+    "a checksummed download."
+)
 
 
 def _local_folder(dl_manager):
@@ -55,7 +56,8 @@ class RumBabiConfig(tfds.core.BuilderConfig):
         super().__init__(
             name=f"{babi_set}-qa{task}",
             description=f"bAbI v1.2 {babi_set} task {task} ({files.BABI_TASKS[task]})",
-            **kwargs)
+            **kwargs,
+        )
         self.babi_set = babi_set
         self.task = task
 
@@ -63,17 +65,18 @@ class RumBabiConfig(tfds.core.BuilderConfig):
 class RumBabi(_Builder):
     """bAbI QA v1.2, parsed and tokenised as rum_tf.data.babi does."""
 
-    BUILDER_CONFIGS = [RumBabiConfig(babi_set=s, task=t)
-                       for s in files.BABI_SETS for t in files.BABI_TASKS]
+    BUILDER_CONFIGS = [RumBabiConfig(babi_set=s, task=t) for s in files.BABI_SETS for t in files.BABI_TASKS]
 
     def _info(self):
         return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict({
-                "story": tfds.features.Sequence(tfds.features.Text()),
-                "question": tfds.features.Sequence(tfds.features.Text()),
-                "answer": tfds.features.Text(),
-                "supporting": tfds.features.Sequence(np.int32),
-            }),
+            features=tfds.features.FeaturesDict(
+                {
+                    "story": tfds.features.Sequence(tfds.features.Text()),
+                    "question": tfds.features.Sequence(tfds.features.Text()),
+                    "answer": tfds.features.Text(),
+                    "supporting": tfds.features.Sequence(np.int32),
+                }
+            ),
             metadata=tfds.core.MetadataDict(),
             # File order is kept so that "the last 10 % of train" means what it does in babi.py.
             disable_shuffling=True,
@@ -83,19 +86,21 @@ class RumBabi(_Builder):
     def _split_generators(self, dl_manager):
         folder = _local_folder(dl_manager)
         cfg = self.builder_config
-        splits = {split: babi.load_examples(cfg.task, split, cfg.babi_set, folder)
-                  for split in files.BABI_SPLITS}
+        splits = {split: babi.load_examples(cfg.task, split, cfg.babi_set, folder) for split in files.BABI_SPLITS}
         self.info.metadata["vocab"] = babi.build_vocab(*splits.values())
         return {split: self._generate_examples(examples) for split, examples in splits.items()}
 
     def _generate_examples(self, examples):
         for i, ex in enumerate(examples):
-            yield i, {
-                "story": ex.story_tokens,
-                "question": list(ex.question),
-                "answer": ex.answer,
-                "supporting": list(ex.supporting),
-            }
+            yield (
+                i,
+                {
+                    "story": ex.story_tokens,
+                    "question": list(ex.question),
+                    "answer": ex.answer,
+                    "supporting": list(ex.supporting),
+                },
+            )
 
 
 class RumCharPtb(_Builder):
@@ -103,9 +108,11 @@ class RumCharPtb(_Builder):
 
     def _info(self):
         return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict({
-                "ids": tfds.features.Tensor(shape=(None,), dtype=np.int32),
-            }),
+            features=tfds.features.FeaturesDict(
+                {
+                    "ids": tfds.features.Tensor(shape=(None,), dtype=np.int32),
+                }
+            ),
             metadata=tfds.core.MetadataDict(),
             disable_shuffling=True,
             homepage="https://www.fit.vutbr.cz/~imikolov/rnnlm/",
@@ -116,8 +123,7 @@ class RumCharPtb(_Builder):
         raw = {split: ptb.read_bytes(split, folder) for split in files.PTB_SPLITS}
         vocab = ptb.build_vocab(raw["train"])
         self.info.metadata["vocab"] = list(vocab)
-        return {split: self._generate_examples(ptb.encode(data, vocab))
-                for split, data in raw.items()}
+        return {split: self._generate_examples(ptb.encode(data, vocab)) for split, data in raw.items()}
 
     def _generate_examples(self, ids):
         yield 0, {"ids": ids}

@@ -1,16 +1,16 @@
 """The shared training harness of the task binaries (tasks/*.py).
 
-    models       --model registry (name -> recurrent layer, the options it takes), OneHot, output_layer
-    optimizers   TF1-faithful RMSProp and Adam
-    inputs       step-indexed input pipelines (exact resume): tf.data, or NumPy PyDatasets off TensorFlow
-    loop         Task, RunConfig, run(): fit, resume, test, results
-    callbacks    StepClock, ProgressLogger, Checkpointer
-    checkpoints  atomic step checkpoints (weights, optimizer, RNG state)
-    distribute   --strategy and --jit_compile
-    results      the output folder's files, results.json, curve CSV and plot
-    flags        the task configs: frozen dataclasses declared once, read from absl flags
-                 (import it explicitly; it defines no global flag)
-    fast_slow    the fast-slow layers of the registry's fs_rum, fs_lstm, fs_goru
+models       --model registry (name -> recurrent layer, the options it takes), OneHot, output_layer
+optimizers   TF1-faithful RMSProp and Adam
+inputs       step-indexed input pipelines (exact resume): tf.data, or NumPy PyDatasets off TensorFlow
+loop         Task, RunConfig, run(): fit, resume, test, results
+callbacks    StepClock, ProgressLogger, Checkpointer
+checkpoints  atomic step checkpoints (weights, optimizer, RNG state)
+distribute   --strategy and --jit_compile
+results      the output folder's files, results.json, curve CSV and plot
+flags        the task configs: frozen dataclasses declared once, read from absl flags
+             (import it explicitly; it defines no global flag)
+fast_slow    the fast-slow layers of the registry's fs_rum, fs_lstm, fs_goru
 """
 
 from rum_tf.training import checkpoints, distribute, inputs, models, optimizers, results

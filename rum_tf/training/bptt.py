@@ -104,8 +104,12 @@ class CarryState(keras.layers.Layer):
             self.layer.build(input_shape)
         self.batch_size = int(batch_size)
         initial = [keras.ops.convert_to_numpy(v) for v in self._initial_state()]
-        self.states = [self.add_weight(shape=value.shape, initializer=keras.initializers.Constant(value),
-                                       trainable=False, name=f"state_{i}") for i, value in enumerate(initial)]
+        self.states = [
+            self.add_weight(
+                shape=value.shape, initializer=keras.initializers.Constant(value), trainable=False, name=f"state_{i}"
+            )
+            for i, value in enumerate(initial)
+        ]
 
     def _initial_state(self):
         state = self.layer.get_initial_state(self.batch_size)
@@ -134,8 +138,11 @@ class CarryState(keras.layers.Layer):
 
 def stateful_layers(model):
     """The layers of `model` that carry a state across batches, in order."""
-    return [layer for layer in model.layers if isinstance(layer, CarryState)
-            or (isinstance(layer, keras.layers.RNN) and layer.stateful)]
+    return [
+        layer
+        for layer in model.layers
+        if isinstance(layer, CarryState) or (isinstance(layer, keras.layers.RNN) and layer.stateful)
+    ]
 
 
 def reset_states(model):

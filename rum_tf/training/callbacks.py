@@ -138,7 +138,12 @@ class ProgressLogger(keras.callbacks.Callback):
         rate = (batch + 1) / (now - self._epoch_start) if self._epoch_start else None
         logging.info(
             "step %s/%s | %s (running) | %.3g steps/s | ETA %s",
-            f"{step:,}", f"{self.total_steps:,}", self._metrics(logs or {}), rate or 0, self._eta(step, rate))
+            f"{step:,}",
+            f"{self.total_steps:,}",
+            self._metrics(logs or {}),
+            rate or 0,
+            self._eta(step, rate),
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         self._last_log = time.monotonic()
@@ -146,8 +151,13 @@ class ProgressLogger(keras.callbacks.Callback):
         rate = self.clock.window_steps_per_s
         logging.info(
             "step %s/%s (%d%%) | %s | %.3g steps/s | ETA %s",
-            f"{step:,}", f"{self.total_steps:,}", 100 * step // self.total_steps, self._metrics(logs or {}),
-            rate or 0, self._eta(step, rate))
+            f"{step:,}",
+            f"{self.total_steps:,}",
+            100 * step // self.total_steps,
+            self._metrics(logs or {}),
+            rate or 0,
+            self._eta(step, rate),
+        )
 
 
 def metrics_of(logs):
@@ -184,15 +194,20 @@ class DivergenceGuard(keras.callbacks.Callback):
         self.clock = clock
 
     def _diverged(self, what, step):
-        raise run_folder.Diverged(f"training diverged at step {step:,}: {what} (lower --learning_rate, or set "
-                                  "--clip_norm, and use another --output_dir)", step, what)
+        raise run_folder.Diverged(
+            f"training diverged at step {step:,}: {what} (lower --learning_rate, or set "
+            "--clip_norm, and use another --output_dir)",
+            step,
+            what,
+        )
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             # The optimizer's count is the global step, also in an interval resumed from its middle.
-            self._diverged(f"the training loss is {float(loss)}", int(keras.ops.convert_to_numpy(
-                self.model.optimizer.iterations)))
+            self._diverged(
+                f"the training loss is {float(loss)}", int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+            )
 
     def on_epoch_end(self, epoch, logs=None):
         step = (epoch + 1) * self.clock.eval_every
@@ -229,8 +244,17 @@ class ProgressFile(keras.callbacks.Callback):
     def write(self, status, message=None):
         rate = self.steps_per_s
         eta = (self.steps - self.step) / rate if rate and status == "running" else None
-        return results.write_progress(self.folder, task=self.task, status=status, step=self.step, steps=self.steps,
-                                      eta_s=eta, steps_per_s=rate, metrics=self.metrics, message=message)
+        return results.write_progress(
+            self.folder,
+            task=self.task,
+            status=status,
+            step=self.step,
+            steps=self.steps,
+            eta_s=eta,
+            steps_per_s=rate,
+            metrics=self.metrics,
+            message=message,
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         self.step = self.clock.step
@@ -348,8 +372,10 @@ class StopRule:
         """The rule written in `text`; ValueError with one line when it is not one."""
         match = _STOP_RULE.match(text or "")
         if not match:
-            raise ValueError(f"--stop_when={text!r} is not METRIC OP THRESHOLD[:TIMES] "
-                             "(e.g. val_accuracy>=0.99:3; OP one of >=, <=, >, <)")
+            raise ValueError(
+                f"--stop_when={text!r} is not METRIC OP THRESHOLD[:TIMES] "
+                "(e.g. val_accuracy>=0.99:3; OP one of >=, <=, >, <)"
+            )
         metric, op, threshold, times = match.groups()
         try:
             threshold = float(threshold)
@@ -382,10 +408,13 @@ class StopRule:
             value = row.get(self.metric)
             streak = streak + [value] if self.holds(value) else []
             if len(streak) >= self.times:
-                values = ", ".join(f"{float(v):.4g}" for v in streak[-self.times:])
-                return {"step": int(float(row["step"])), "rule": str(self),
-                        "reason": f"{self.metric} {self.op} {self.threshold:g} at {self.times} evaluation"
-                                  f"{'s' if self.times > 1 else ''} in a row ({values})"}
+                values = ", ".join(f"{float(v):.4g}" for v in streak[-self.times :])
+                return {
+                    "step": int(float(row["step"])),
+                    "rule": str(self),
+                    "reason": f"{self.metric} {self.op} {self.threshold:g} at {self.times} evaluation"
+                    f"{'s' if self.times > 1 else ''} in a row ({values})",
+                }
         return None
 
 

@@ -77,8 +77,14 @@ def save(model, directory, step, state, keep=()):
     os.makedirs(directory, exist_ok=True)
     ensure_space(model, directory)
     final = checkpoint_path(directory, step)
-    state = dict(state, step=int(step), extra_variables=[
-        {"path": v.path, "value": np.asarray(keras.ops.convert_to_numpy(v)).tolist()} for v in _extra_variables(model)])
+    state = dict(
+        state,
+        step=int(step),
+        extra_variables=[
+            {"path": v.path, "value": np.asarray(keras.ops.convert_to_numpy(v)).tolist()}
+            for v in _extra_variables(model)
+        ],
+    )
     with results.atomic_path(final) as tmp:  # replaces a checkpoint of the same step saved by an earlier session
         os.makedirs(tmp)
         model.save_weights(os.path.join(tmp, WEIGHTS_FILE))
@@ -138,8 +144,12 @@ def restore_latest(model, directory):
         try:
             return restore(model, path)
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
-            logging.warning("cannot restore the checkpoint %s (%s: %s); trying an older one", path, type(e).__name__,
-                            str(e).splitlines()[0] if str(e) else "")
+            logging.warning(
+                "cannot restore the checkpoint %s (%s: %s); trying an older one",
+                path,
+                type(e).__name__,
+                str(e).splitlines()[0] if str(e) else "",
+            )
             error = e
     if error is not None:
         raise error

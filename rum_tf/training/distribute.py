@@ -26,7 +26,8 @@ def check_strategy(name):
     if name != "default" and backend != "tensorflow":
         raise ValueError(
             f"--strategy={name} uses tf.distribute, which needs KERAS_BACKEND=tensorflow "
-            f"(this run uses {backend}); use --strategy=default")
+            f"(this run uses {backend}); use --strategy=default"
+        )
 
 
 def make_strategy(name, tpu=""):

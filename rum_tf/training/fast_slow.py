@@ -22,38 +22,96 @@ FS_MODELS = ("fs_rum", "fs_lstm", "fs_goru")
 
 
 def _fast_cells(fast_units, fast_layers, zoneout_keep_h, zoneout_keep_c, seed):
-    return [LayerNormLSTMCell(fast_units, zoneout_keep_h=zoneout_keep_h, zoneout_keep_c=zoneout_keep_c,
-                              seed=seed, name=f"fast_{i}") for i in range(fast_layers)]
+    return [
+        LayerNormLSTMCell(
+            fast_units, zoneout_keep_h=zoneout_keep_h, zoneout_keep_c=zoneout_keep_c, seed=seed, name=f"fast_{i}"
+        )
+        for i in range(fast_layers)
+    ]
 
 
-def fast_slow_layer(slow_cell, *, fast_units=700, fast_layers=2, keep_prob=0.65, zoneout_keep_h=0.9,
-                    zoneout_keep_c=0.5, seed=None, **layer_kwargs):
+def fast_slow_layer(
+    slow_cell,
+    *,
+    fast_units=700,
+    fast_layers=2,
+    keep_prob=0.65,
+    zoneout_keep_h=0.9,
+    zoneout_keep_c=0.5,
+    seed=None,
+    **layer_kwargs,
+):
     """`Recurrent(FastSlowCell(fast LN-LSTMs, slow_cell))`."""
     fast = _fast_cells(fast_units, fast_layers, zoneout_keep_h, zoneout_keep_c, seed)
     cell = FastSlowCell(fast, slow_cell, keep_prob=keep_prob, seed=seed, name="fast_slow")
     return Recurrent(cell, **layer_kwargs)
 
 
-def fs_rum(units, *, rum_options, seed=None, fast_units=700, fast_layers=2, keep_prob=0.65, zoneout_keep_c=0.5,
-           **kwargs):
+def fs_rum(
+    units, *, rum_options, seed=None, fast_units=700, fast_layers=2, keep_prob=0.65, zoneout_keep_c=0.5, **kwargs
+):
     """FS-RUM: `kwargs` named in `rum_options` go to the slow RUMCell, the others to the layer."""
     rum_args = {k: kwargs.pop(k) for k in rum_options if k in kwargs}
     slow = RUMCell(units, seed=seed, name="slow", **rum_args)
-    return fast_slow_layer(slow, fast_units=fast_units, fast_layers=fast_layers, keep_prob=keep_prob,
-                           zoneout_keep_h=rum_args.get("zoneout_keep_h"), zoneout_keep_c=zoneout_keep_c,
-                           seed=seed, **kwargs)
+    return fast_slow_layer(
+        slow,
+        fast_units=fast_units,
+        fast_layers=fast_layers,
+        keep_prob=keep_prob,
+        zoneout_keep_h=rum_args.get("zoneout_keep_h"),
+        zoneout_keep_c=zoneout_keep_c,
+        seed=seed,
+        **kwargs,
+    )
 
 
-def fs_lstm(units, *, seed=None, fast_units=700, fast_layers=2, keep_prob=0.65, zoneout_keep_h=None,
-             zoneout_keep_c=0.5, **kwargs):
-    slow = LayerNormLSTMCell(units, zoneout_keep_h=zoneout_keep_h, zoneout_keep_c=zoneout_keep_c, seed=seed,
-                             name="slow")
-    return fast_slow_layer(slow, fast_units=fast_units, fast_layers=fast_layers, keep_prob=keep_prob,
-                           zoneout_keep_h=zoneout_keep_h, zoneout_keep_c=zoneout_keep_c, seed=seed, **kwargs)
+def fs_lstm(
+    units,
+    *,
+    seed=None,
+    fast_units=700,
+    fast_layers=2,
+    keep_prob=0.65,
+    zoneout_keep_h=None,
+    zoneout_keep_c=0.5,
+    **kwargs,
+):
+    slow = LayerNormLSTMCell(
+        units, zoneout_keep_h=zoneout_keep_h, zoneout_keep_c=zoneout_keep_c, seed=seed, name="slow"
+    )
+    return fast_slow_layer(
+        slow,
+        fast_units=fast_units,
+        fast_layers=fast_layers,
+        keep_prob=keep_prob,
+        zoneout_keep_h=zoneout_keep_h,
+        zoneout_keep_c=zoneout_keep_c,
+        seed=seed,
+        **kwargs,
+    )
 
 
-def fs_goru(units, *, seed=None, fast_units=700, fast_layers=2, keep_prob=0.65, zoneout_keep_h=None,
-             zoneout_keep_c=0.5, capacity=2, fft=False, **kwargs):
+def fs_goru(
+    units,
+    *,
+    seed=None,
+    fast_units=700,
+    fast_layers=2,
+    keep_prob=0.65,
+    zoneout_keep_h=None,
+    zoneout_keep_c=0.5,
+    capacity=2,
+    fft=False,
+    **kwargs,
+):
     slow = GORUCell(units, capacity=capacity, fft=fft, name="slow")
-    return fast_slow_layer(slow, fast_units=fast_units, fast_layers=fast_layers, keep_prob=keep_prob,
-                           zoneout_keep_h=zoneout_keep_h, zoneout_keep_c=zoneout_keep_c, seed=seed, **kwargs)
+    return fast_slow_layer(
+        slow,
+        fast_units=fast_units,
+        fast_layers=fast_layers,
+        keep_prob=keep_prob,
+        zoneout_keep_h=zoneout_keep_h,
+        zoneout_keep_c=zoneout_keep_c,
+        seed=seed,
+        **kwargs,
+    )

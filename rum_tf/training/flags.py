@@ -25,7 +25,6 @@ import dataclasses
 import os
 import sys
 import tempfile
-from typing import Optional
 
 import keras
 from absl import app
@@ -46,9 +45,18 @@ def _option(kind, default, help, *, check=None, message=None, choices=None, resu
     """A config field: its flag `kind`, help, `check(value)` (False, or a ValueError, is a usage error
     worded `message`), whether it may change between the sessions of one run (`resume_neutral`:
     it does not change what is trained up to a step) and `convert` (canonical form, ValueError if bad)."""
-    return dataclasses.field(default=default, metadata=dict(
-        kind=kind, help=help, check=check, message=message, choices=choices, resume_neutral=resume_neutral,
-        convert=convert))
+    return dataclasses.field(
+        default=default,
+        metadata=dict(
+            kind=kind,
+            help=help,
+            check=check,
+            message=message,
+            choices=choices,
+            resume_neutral=resume_neutral,
+            convert=convert,
+        ),
+    )
 
 
 def integer(default, help, *, minimum=None, **kwargs):
@@ -132,19 +140,37 @@ def _unit_interval(v, unset=True):
 class Model:
     """The recurrent model; which model takes which argument is `models.takes`."""
 
-    model: str = string("rum", "Recurrent model: a name registered in rum_tf.training.models (rum, lstm, gru, rnn, "
-                        "...).", check=_registered_model)
+    model: str = string(
+        "rum",
+        "Recurrent model: a name registered in rum_tf.training.models (rum, lstm, gru, rnn, ...).",
+        check=_registered_model,
+    )
     units: int = integer(100, "Hidden size of the recurrent layer.", minimum=1)
-    lambda_: int = integer(0, "RUM: 0 rotates the state, 1 adds the associative memory.", check=lambda v: v in (0, 1),
-                           message="--lambda_ must be 0 or 1")
-    eta: Optional[float] = real(None, "RUM: time normalisation, the norm the state is scaled to (unset = off).",
-                                check=lambda v: v is None or v > 0, message="--eta must be > 0 (or unset)")
-    activation: str = string("relu", "RUM: activation of the candidate.", check=_known_activation,
-                             message="--activation must name a Keras activation (relu, tanh, ...)")
+    lambda_: int = integer(
+        0,
+        "RUM: 0 rotates the state, 1 adds the associative memory.",
+        check=lambda v: v in (0, 1),
+        message="--lambda_ must be 0 or 1",
+    )
+    eta: float | None = real(
+        None,
+        "RUM: time normalisation, the norm the state is scaled to (unset = off).",
+        check=lambda v: v is None or v > 0,
+        message="--eta must be > 0 (or unset)",
+    )
+    activation: str = string(
+        "relu",
+        "RUM: activation of the candidate.",
+        check=_known_activation,
+        message="--activation must name a Keras activation (relu, tanh, ...)",
+    )
     use_layer_norm: bool = boolean(False, "RUM: layer norm on the gates and the candidate.")
-    zoneout_keep_h: Optional[float] = real(None, "RUM: zoneout keep probability of the state (unset = off).",
-                                           check=_unit_interval,
-                                           message="--zoneout_keep_h must be in (0, 1] (or unset)")
+    zoneout_keep_h: float | None = real(
+        None,
+        "RUM: zoneout keep probability of the state (unset = off).",
+        check=_unit_interval,
+        message="--zoneout_keep_h must be in (0, 1] (or unset)",
+    )
     update_gate: bool = boolean(True, "RUM: mix the old state in through the update gate.")
     trainable_rot: bool = boolean(True, "RUM: train the gate kernel.")
     track_angle: bool = boolean(False, "RUM: output [cos θ; h] instead of h.")
@@ -156,55 +182,93 @@ class Model:
 
 @dataclasses.dataclass(frozen=True)
 class Optimizer:
-    optimizer: str = enum("rmsprop", optimizers.OPTIMIZERS, "rmsprop (TF1 RMSProp: epsilon 1e-10, no momentum) or "
-                          "adam (epsilon 1e-8).")
-    learning_rate: float = real(1e-3, "Learning rate.", check=lambda v: v is not None and v > 0,
-                                message="--learning_rate must be > 0")
-    rmsprop_decay: float = real(0.9, "RMSProp decay (Keras rho).", check=lambda v: v is not None and 0 <= v < 1,
-                                message="--rmsprop_decay must be in [0, 1)")
-    clip_norm: Optional[float] = real(None, "Clip gradients to this global norm (unset or 0 = off).",
-                                      check=lambda v: v is None or v >= 0,
-                                      message="--clip_norm must be >= 0 (or unset)")
+    optimizer: str = enum(
+        "rmsprop", optimizers.OPTIMIZERS, "rmsprop (TF1 RMSProp: epsilon 1e-10, no momentum) or adam (epsilon 1e-8)."
+    )
+    learning_rate: float = real(
+        1e-3, "Learning rate.", check=lambda v: v is not None and v > 0, message="--learning_rate must be > 0"
+    )
+    rmsprop_decay: float = real(
+        0.9,
+        "RMSProp decay (Keras rho).",
+        check=lambda v: v is not None and 0 <= v < 1,
+        message="--rmsprop_decay must be in [0, 1)",
+    )
+    clip_norm: float | None = real(
+        None,
+        "Clip gradients to this global norm (unset or 0 = off).",
+        check=lambda v: v is None or v >= 0,
+        message="--clip_norm must be >= 0 (or unset)",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class Run:
     batch_size: int = integer(128, "Training batch size (global, over all replicas).", minimum=1)
-    eval_batch_size: Optional[int] = integer(None, "Batch size of validation and test (unset = --batch_size).",
-                                             minimum=1)
+    eval_batch_size: int | None = integer(None, "Batch size of validation and test (unset = --batch_size).", minimum=1)
     steps: int = integer(1000, "Training steps (iterations).", minimum=1, resume_neutral=True)
-    eval_every: int = integer(100, "Steps between evaluations (log line, curve point, validation, checkpoint); "
-                              "--steps must be a multiple.", minimum=1)
+    eval_every: int = integer(
+        100,
+        "Steps between evaluations (log line, curve point, validation, checkpoint); --steps must be a multiple.",
+        minimum=1,
+    )
     seed: int = integer(0, "Seed of the data, the initial weights and the training noise.")
-    jit_compile: str = enum("auto", ("auto", "true", "false"), "Compile the train step with XLA; auto: on a GPU or "
-                            "under JAX.", resume_neutral=True)
-    strategy: str = enum("default", distribute.STRATEGIES, "tf.distribute strategy (TensorFlow backend only).",
-                         check=_strategy_ok, resume_neutral=True)
+    jit_compile: str = enum(
+        "auto",
+        ("auto", "true", "false"),
+        "Compile the train step with XLA; auto: on a GPU or under JAX.",
+        resume_neutral=True,
+    )
+    strategy: str = enum(
+        "default",
+        distribute.STRATEGIES,
+        "tf.distribute strategy (TensorFlow backend only).",
+        check=_strategy_ok,
+        resume_neutral=True,
+    )
     tpu: str = string("", "TPU address for --strategy=tpu (empty = local TPU).", resume_neutral=True)
-    stop_when: Optional[str] = string(None, "End the run early once METRIC OP THRESHOLD[:TIMES] holds at TIMES "
-                                      "evaluations in a row, e.g. val_accuracy>=0.99:3 (METRIC: a curve.csv column; "
-                                      "--steps stays the upper bound). Unset = run all --steps.",
-                                      check=_stop_rule_ok, resume_neutral=True)
-    output_dir: Optional[str] = string(None, "Folder of the run: flags, checkpoints, curve, results.json. Re-running "
-                                       "the same command resumes the run.", resume_neutral=True)
-    checkpoint_every: Optional[int] = integer(None, "Steps between checkpoints inside an evaluation interval (PTB: "
-                                              "windows), so a killed run loses little (unset = at each evaluation "
-                                              "only).", minimum=1, resume_neutral=True)
+    stop_when: str | None = string(
+        None,
+        "End the run early once METRIC OP THRESHOLD[:TIMES] holds at TIMES "
+        "evaluations in a row, e.g. val_accuracy>=0.99:3 (METRIC: a curve.csv column; "
+        "--steps stays the upper bound). Unset = run all --steps.",
+        check=_stop_rule_ok,
+        resume_neutral=True,
+    )
+    output_dir: str | None = string(
+        None,
+        "Folder of the run: flags, checkpoints, curve, results.json. Re-running the same command resumes the run.",
+        resume_neutral=True,
+    )
+    checkpoint_every: int | None = integer(
+        None,
+        "Steps between checkpoints inside an evaluation interval (PTB: "
+        "windows), so a killed run loses little (unset = at each evaluation "
+        "only).",
+        minimum=1,
+        resume_neutral=True,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class Synthetic:
-    T: int = integer(200, "Copying: delay between the symbols and the marker; recall: twice the number of key-value "
-                     "pairs.", minimum=1)
+    T: int = integer(
+        200,
+        "Copying: delay between the symbols and the marker; recall: twice the number of key-value pairs.",
+        minimum=1,
+    )
     test_size: int = integer(10_000, "Held-out sequences of the final test.", minimum=1)
 
 
 @dataclasses.dataclass(frozen=True)
 class Official:
-    init_from_official: Optional[str] = string(
-        None, "A TF1 checkpoint (prefix or folder) of this task's official script: load its recurrent cell and output "
-        "layer into the model the model flags describe, then test it; no training.", check=_official_checkpoint,
-        message="--init_from_official must be a TF1 checkpoint prefix (PREFIX.index exists) or its folder")
+    init_from_official: str | None = string(
+        None,
+        "A TF1 checkpoint (prefix or folder) of this task's official script: load its recurrent cell and output "
+        "layer into the model the model flags describe, then test it; no training.",
+        check=_official_checkpoint,
+        message="--init_from_official must be a TF1 checkpoint prefix (PREFIX.index exists) or its folder",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,11 +277,18 @@ class FastSlow:
 
     fast_units: int = integer(700, "Fast-slow models: size of the fast LN-LSTM cells.", minimum=1)
     fast_layers: int = integer(2, "Fast-slow models: number of fast cells (>= 2).", minimum=2)
-    keep_prob: float = real(0.65, "Fast-slow models: dropout keep probability (training only).",
-                            check=lambda v: v is not None and 0 < v <= 1, message="--keep_prob must be in (0, 1]")
-    zoneout_keep_c: Optional[float] = real(0.5, "LN-LSTM cells: zoneout keep probability of c (unset = off).",
-                                           check=_unit_interval,
-                                           message="--zoneout_keep_c must be in (0, 1] (or unset)")
+    keep_prob: float = real(
+        0.65,
+        "Fast-slow models: dropout keep probability (training only).",
+        check=lambda v: v is not None and 0 < v <= 1,
+        message="--keep_prob must be in (0, 1]",
+    )
+    zoneout_keep_c: float | None = real(
+        0.5,
+        "LN-LSTM cells: zoneout keep probability of c (unset = off).",
+        check=_unit_interval,
+        message="--zoneout_keep_c must be in (0, 1] (or unset)",
+    )
 
 
 SYNTHETIC = (Model, Optimizer, Run, Synthetic, Official)
@@ -269,8 +340,9 @@ class Config:
 
     def recurrent_layer(self, **layer_kwargs):
         """The `--model` recurrent layer with `--units` and the model's arguments."""
-        return models.recurrent_layer(self.model, self.units, seed=self.seed, options=self.model_options(),
-                                      **layer_kwargs)
+        return models.recurrent_layer(
+            self.model, self.units, seed=self.seed, options=self.model_options(), **layer_kwargs
+        )
 
     @property
     def evaluation_batch_size(self):
@@ -280,8 +352,12 @@ class Config:
         """The harness settings of this run (`loop.RunConfig`); `overrides` for what the task computes
         (PTB: steps and eval_every from its epochs)."""
         fields = {f.name for f in dataclasses.fields(loop.RunConfig)}
-        values = dict(task=self.SPEC.task, flags=self.values(), flagfile_text=self.flagfile_text(),
-                      resume_neutral=self.SPEC.resume_neutral)
+        values = dict(
+            task=self.SPEC.task,
+            flags=self.values(),
+            flagfile_text=self.flagfile_text(),
+            resume_neutral=self.SPEC.resume_neutral,
+        )
         values.update({n: getattr(self, n) for n in self.SPEC.names if n in fields and n not in values})
         values.update(overrides)
         return loop.RunConfig(**{k: v for k, v in values.items() if k in fields})
@@ -292,8 +368,9 @@ class Config:
         path = getattr(self, "init_from_official", None)
         if not path:
             return task, run_config
-        return official_tasks.evaluate_official(task, run_config, path, official_tasks.GRAPHS[self.SPEC.task],
-                                                symbol_order)
+        return official_tasks.evaluate_official(
+            task, run_config, path, official_tasks.GRAPHS[self.SPEC.task], symbol_order
+        )
 
 
 class TaskConfig:
@@ -324,9 +401,14 @@ class TaskConfig:
         self.resume_neutral = tuple(f.name for f in fields if f.metadata["resume_neutral"])
         self.cls = dataclasses.make_dataclass(
             f"{task.capitalize()}Config",
-            [(f.name, f.type, dataclasses.field(default=defaults.get(f.name, f.default), metadata=f.metadata))
-             for f in fields],
-            bases=(Config,), frozen=True, namespace={"SPEC": self, "__doc__": f"The {task} binary's configuration."})
+            [
+                (f.name, f.type, dataclasses.field(default=defaults.get(f.name, f.default), metadata=f.metadata))
+                for f in fields
+            ],
+            bases=(Config,),
+            frozen=True,
+            namespace={"SPEC": self, "__doc__": f"The {task} binary's configuration."},
+        )
         self.defaults = {f.name: f.default for f in dataclasses.fields(self.cls)}
 
     def validate(self, config):
@@ -350,8 +432,9 @@ class TaskConfig:
         for name, field in self.fields.items():
             kind, help_text, default = field.metadata["kind"], field.metadata["help"], self.defaults[name]
             if kind == "enum":
-                absl_flags.DEFINE_enum(name, default, list(field.metadata["choices"]), help_text,
-                                       flag_values=flag_values)
+                absl_flags.DEFINE_enum(
+                    name, default, list(field.metadata["choices"]), help_text, flag_values=flag_values
+                )
             else:
                 getattr(absl_flags, f"DEFINE_{kind}")(name, default, help_text, flag_values=flag_values)
         return flag_values

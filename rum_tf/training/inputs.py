@@ -98,8 +98,10 @@ def fixed_batches(arrays, batch_size):
     """One pass over fixed arrays (evaluation), the last batch possibly smaller."""
     arrays = tuple(np.asarray(a) for a in arrays)
     if not uses_tf_data():
-        return Batches(lambda i: tuple(a[i * batch_size:(i + 1) * batch_size] for a in arrays),
-                       num_batches=math.ceil(len(arrays[0]) / batch_size))
+        return Batches(
+            lambda i: tuple(a[i * batch_size : (i + 1) * batch_size] for a in arrays),
+            num_batches=math.ceil(len(arrays[0]) / batch_size),
+        )
     import tensorflow as tf
 
     dataset = tf.data.Dataset.from_tensor_slices(arrays)

@@ -27,7 +27,8 @@ import os
 import platform
 import shutil
 import time
-from typing import Any, Callable, Mapping, Optional, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -78,17 +79,17 @@ class Task:
     train_data: Callable[[int], Any]
     loss: Any
     metrics: Sequence[Any] = ()
-    valid_data: Optional[Callable[[], Any]] = None
-    test_data: Optional[Callable[[], Any]] = None
-    test_fn: Optional[Callable[[Any], Mapping[str, float]]] = None
-    keep_best: Optional[tuple] = None
+    valid_data: Callable[[], Any] | None = None
+    test_data: Callable[[], Any] | None = None
+    test_fn: Callable[[Any], Mapping[str, float]] | None = None
+    keep_best: tuple | None = None
     references: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
     task_results: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     callbacks: Sequence[Any] = ()
     title: str = ""
     resume_neutral: Sequence[str] = ()
     data_errors: tuple = ()
-    finish_results: Optional[Callable[[Mapping[str, Any]], Mapping[str, Any]]] = None
+    finish_results: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
 
 
 @dataclasses.dataclass
@@ -110,17 +111,24 @@ class RunConfig:
     optimizer: str = "rmsprop"
     learning_rate: float = 1e-3
     rmsprop_decay: float = 0.9
-    clip_norm: Optional[float] = None
+    clip_norm: float | None = None
     jit_compile: str = "auto"
     strategy: str = "default"
     tpu: str = ""
     flags: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     flagfile_text: str = ""
-    resume_neutral: Sequence[str] = ("output_dir", "steps", "stop_when", "jit_compile", "strategy", "tpu",
-                                     "checkpoint_every")
+    resume_neutral: Sequence[str] = (
+        "output_dir",
+        "steps",
+        "stop_when",
+        "jit_compile",
+        "strategy",
+        "tpu",
+        "checkpoint_every",
+    )
     log_every_s: float = 60.0
-    stop_when: Optional[str] = None  # a `callbacks.StopRule`: end before `steps` once it holds
-    checkpoint_every: Optional[int] = None  # also checkpoint every N steps inside an interval (`midinterval`)
+    stop_when: str | None = None  # a `callbacks.StopRule`: end before `steps` once it holds
+    checkpoint_every: int | None = None  # also checkpoint every N steps inside an interval (`midinterval`)
 
 
 def _versions():
@@ -138,8 +146,11 @@ def _devices():
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return [d.name.replace("/physical_device:", "") for d in tf.config.list_physical_devices()
-                if d.device_type in ("CPU", "GPU", "TPU")]
+        return [
+            d.name.replace("/physical_device:", "")
+            for d in tf.config.list_physical_devices()
+            if d.device_type in ("CPU", "GPU", "TPU")
+        ]
     if backend == "jax":
         import jax
 
@@ -156,8 +167,7 @@ def _machine():
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores_used": cores, "os": platform.platform(terse=True),
-            "python": platform.python_version()}
+    return {"cpu": cpu, "cores_used": cores, "os": platform.platform(terse=True), "python": platform.python_version()}
 
 
 def _flag_differences(saved, current, neutral):
@@ -176,7 +186,8 @@ def _check_same_run(saved_flags, config, where):
         raise RunError(
             f"--output_dir={config.output_dir} holds a run with other flags ({'; '.join(diffs[:3])}"
             f"{'; ...' if len(diffs) > 3 else ''}, from its {where}): repeat its flags to resume it, "
-            "or choose another --output_dir")
+            "or choose another --output_dir"
+        )
 
 
 class _QuietFileHandler(std_logging.FileHandler):
@@ -271,8 +282,10 @@ def _stop_rule(config, task):
     names = ["loss"] + [getattr(m, "name", str(m)) for m in task.metrics]
     logged = names + ([f"val_{n}" for n in names] if task.valid_data else [])
     if rule.metric not in logged:
-        raise RunError(f"--stop_when={config.stop_when}: the {task.name} task logs no {rule.metric!r} "
-                       f"(it logs {', '.join(logged)})")
+        raise RunError(
+            f"--stop_when={config.stop_when}: the {task.name} task logs no {rule.metric!r} "
+            f"(it logs {', '.join(logged)})"
+        )
     return rule
 
 
@@ -365,9 +378,15 @@ def _last_progress(write_progress, status, message):
 
 def _environment(config, strategy, jit_compile):
     """Where the run trained (results.json fields)."""
-    return {"backend": keras.backend.backend(), "strategy": config.strategy,
-            "replicas": strategy.num_replicas_in_sync, "jit_compile": jit_compile, "devices": _devices(),
-            "machine": _machine(), "versions": _versions()}
+    return {
+        "backend": keras.backend.backend(),
+        "strategy": config.strategy,
+        "replicas": strategy.num_replicas_in_sync,
+        "jit_compile": jit_compile,
+        "devices": _devices(),
+        "machine": _machine(),
+        "versions": _versions(),
+    }
 
 
 def _curve_metrics(rows):
@@ -399,22 +418,30 @@ def _check_folder(config, out, resume_dir):
             raise run_folder.Diverged(
                 f"--output_dir={out} holds a run that diverged at step {where.get('step', 0):,} "
                 f"({where.get('reason', 'NaN or infinity')}); it cannot be resumed: change its flags (e.g. a "
-                "lower --learning_rate) and use another --output_dir", where.get("step"), where.get("reason"))
+                "lower --learning_rate) and use another --output_dir",
+                where.get("step"),
+                where.get("reason"),
+            )
         if _already_finished(finished, config):
             return finished, None
         if config.steps < finished.get("steps", 0):
-            raise RunError(f"--output_dir={out} holds a run finished at {finished['steps']} steps, "
-                           f"more than --steps={config.steps}")
+            raise RunError(
+                f"--output_dir={out} holds a run finished at {finished['steps']} steps, "
+                f"more than --steps={config.steps}"
+            )
     latest = checkpoints.latest_state(resume_dir)
     if latest is not None:
         step, _, state = latest
         _check_same_run(state.get("flags"), config, "checkpoint")
         if step > config.steps:
-            raise RunError(f"--output_dir={out} holds a run already trained {step} steps, "
-                           f"more than --steps={config.steps}")
+            raise RunError(
+                f"--output_dir={out} holds a run already trained {step} steps, more than --steps={config.steps}"
+            )
         if step % config.eval_every and not midinterval.is_mid_interval(state):
-            raise RunError(f"--output_dir={out} holds a checkpoint at step {step}, "
-                           f"not a multiple of --eval_every={config.eval_every}")
+            raise RunError(
+                f"--output_dir={out} holds a checkpoint at step {step}, "
+                f"not a multiple of --eval_every={config.eval_every}"
+            )
     return finished, latest
 
 
@@ -423,8 +450,10 @@ def _prepare_folder(config, out, finished, latest):
     if finished is not None:
         # A finished run continues (more --steps, another --stop_when): until it finishes again its
         # old results.json would describe a run that no longer exists.
-        logging.info("continuing the run that finished at step %s; its results.json is rewritten at the end",
-                     f"{finished.get('steps', 0):,}")
+        logging.info(
+            "continuing the run that finished at step %s; its results.json is rewritten at the end",
+            f"{finished.get('steps', 0):,}",
+        )
         os.remove(os.path.join(out, results.RESULTS_FILE))
     if latest is None:  # a new run, or one killed before its first checkpoint: start clean
         for leftover in (results.CURVE_CSV, results.TENSORBOARD_DIR, results.CHECKPOINT_DIR):
@@ -443,8 +472,10 @@ def _restore(model, resume_dir, out):
     except (OSError, ValueError, KeyError) as e:
         if run_folder.is_disk_full(e):
             raise
-        raise RunError(f"--output_dir={out}: no checkpoint can be read (the last error: {type(e).__name__}: "
-                       f"{str(e).splitlines()[0] if str(e) else ''}); move the folder away to start over") from None
+        raise RunError(
+            f"--output_dir={out}: no checkpoint can be read (the last error: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}); move the folder away to start over"
+        ) from None
     if state is None:
         raise RunError(f"--output_dir={out}: its checkpoints vanished while the run started")
     return state
@@ -457,9 +488,13 @@ def _run(task, config, session_start, worker, folder, progress):
     ckpt_dir = os.path.join(folder, results.CHECKPOINT_DIR)
     finished, latest = _check_folder(config, out, resume_dir)
     if finished is not None and _already_finished(finished, config):
-        logging.info("%s: already finished (%s steps); results in %s: test %s", task.name, finished["steps"],
-                     os.path.join(out, results.RESULTS_FILE),
-                     _format_metrics(finished.get("metrics", {}).get("test", {})))
+        logging.info(
+            "%s: already finished (%s steps); results in %s: test %s",
+            task.name,
+            finished["steps"],
+            os.path.join(out, results.RESULTS_FILE),
+            _format_metrics(finished.get("metrics", {}).get("test", {})),
+        )
         progress.step = finished.get("steps", 0)
         progress.write(*_end_status(finished))
         return finished
@@ -473,8 +508,9 @@ def _run(task, config, session_start, worker, folder, progress):
     jit_compile = distribute.resolve_jit_compile(config.jit_compile)
     with strategy.scope():
         model = task.build_model()
-        optimizer = optimizers.make_optimizer(config.optimizer, config.learning_rate, config.rmsprop_decay,
-                                              config.clip_norm)
+        optimizer = optimizers.make_optimizer(
+            config.optimizer, config.learning_rate, config.rmsprop_decay, config.clip_norm
+        )
         model.compile(optimizer=optimizer, loss=task.loss, metrics=list(task.metrics), jit_compile=jit_compile)
         model.optimizer.build(model.trainable_variables)
         step, best, state = 0, None, {}
@@ -483,9 +519,18 @@ def _run(task, config, session_start, worker, folder, progress):
             step, best = state["step"], state.get("best")
 
     parameters = int(sum(np.prod(w.shape) for w in model.trainable_weights))
-    logging.info("%s | model %s, %s trainable parameters | backend %s, strategy %s (%d replica%s), jit_compile %s | %s",
-                 task.name, config.model, f"{parameters:,}", keras.backend.backend(), config.strategy,
-                 strategy.num_replicas_in_sync, "" if strategy.num_replicas_in_sync == 1 else "s", jit_compile, folder)
+    logging.info(
+        "%s | model %s, %s trainable parameters | backend %s, strategy %s (%d replica%s), jit_compile %s | %s",
+        task.name,
+        config.model,
+        f"{parameters:,}",
+        keras.backend.backend(),
+        config.strategy,
+        strategy.num_replicas_in_sync,
+        "" if strategy.num_replicas_in_sync == 1 else "s",
+        jit_compile,
+        folder,
+    )
     curve_path = os.path.join(folder, results.CURVE_CSV)
     results.truncate_curve(curve_path, step)  # rows written after the checkpoint are redone
     stop_rule, stopped = _stop_rule(config, task), None
@@ -494,13 +539,15 @@ def _run(task, config, session_start, worker, folder, progress):
         # meeting the rule does not train on).
         stopped = stop_rule.met(results.read_curve(curve_path))
 
-    clock = callbacks_lib.StepClock(config.eval_every, state.get("train_time_s", 0.0), state.get("wall_time_s", 0.0),
-                                    session_start)
+    clock = callbacks_lib.StepClock(
+        config.eval_every, state.get("train_time_s", 0.0), state.get("wall_time_s", 0.0), session_start
+    )
     progress.clock, progress.step = clock, step
     progress.write("running")
     monitor, mode = task.keep_best if task.keep_best else (None, "min")
-    checkpointer = callbacks_lib.Checkpointer(ckpt_dir, clock, monitor, mode, best,
-                                              extra_state={"flags": dict(config.flags)})
+    checkpointer = callbacks_lib.Checkpointer(
+        ckpt_dir, clock, monitor, mode, best, extra_state={"flags": dict(config.flags)}
+    )
     stopper = callbacks_lib.StopWhen(stop_rule, clock, results.read_curve(curve_path)) if stop_rule else None
     run_callbacks = [
         *_tensorboard(os.path.join(folder, results.TENSORBOARD_DIR)),
@@ -516,10 +563,20 @@ def _run(task, config, session_start, worker, folder, progress):
     environment = _environment(config, strategy, jit_compile)
 
     def summary(status, steps, metrics, **extra):
-        return results.summary(task=task.name, status=status, flags=config.flags, model=config.model,
-                               parameters=parameters, steps=steps, wall_time_s=clock.wall_time_s(),
-                               train_time_s=clock.train_time_s, environment=environment, metrics=metrics,
-                               task_results=task.task_results, **extra)
+        return results.summary(
+            task=task.name,
+            status=status,
+            flags=config.flags,
+            model=config.model,
+            parameters=parameters,
+            steps=steps,
+            wall_time_s=clock.wall_time_s(),
+            train_time_s=clock.train_time_s,
+            environment=environment,
+            metrics=metrics,
+            task_results=task.task_results,
+            **extra,
+        )
 
     if step < config.steps and stopped is None:
         logging.info("%s from step %s to %s", "resuming" if step else "training", f"{step:,}", f"{config.steps:,}")
@@ -545,9 +602,15 @@ def _run(task, config, session_start, worker, folder, progress):
             diverged = _detached(e)
         if diverged is not None:
             if chief:  # the last good evaluation's metrics; its checkpoint is the newest
-                results.write_results(out, summary("diverged", diverged.step,
-                                                   _curve_metrics(results.read_curve(curve_path)),
-                                                   diverged={"step": diverged.step, "reason": diverged.reason}))
+                results.write_results(
+                    out,
+                    summary(
+                        "diverged",
+                        diverged.step,
+                        _curve_metrics(results.read_curve(curve_path)),
+                        diverged={"step": diverged.step, "reason": diverged.reason},
+                    ),
+                )
             raise diverged
         stopped = stopper.stopped if stopper else None
     steps_done = stopped["step"] if stopped else config.steps
@@ -572,8 +635,13 @@ def _run(task, config, session_start, worker, folder, progress):
     checkpoints.ensure_space(model, folder)
     with results.atomic_path(os.path.join(folder, results.MODEL_FILE), suffix=".keras") as tmp:
         model.save(tmp)
-    final = summary("finished", steps_done, metrics, best={"monitor": monitor, "mode": mode, **best} if best else None,
-                    stopped=stopped)
+    final = summary(
+        "finished",
+        steps_done,
+        metrics,
+        best={"monitor": monitor, "mode": mode, **best} if best else None,
+        stopped=stopped,
+    )
     if task.finish_results is not None:
         final["task_results"].update(task.finish_results(final))
     if chief:
@@ -581,9 +649,19 @@ def _run(task, config, session_start, worker, folder, progress):
         final = results.read_results(out)  # exactly what the file says, as a re-run returns
     progress.step = steps_done
     progress.write(*_end_status(final))
-    results.try_plot(results.plot_curve, curve_path, os.path.join(folder, results.CURVE_PNG),
-                     _plot_panels(rows, task.references), title=task.title)
-    logging.info("%s finished: %s steps in %s (%.3g steps/s); results in %s", task.name, f"{steps_done:,}",
-                 callbacks_lib.format_duration(final["wall_time_s"]), final["steps_per_s"] or 0,
-                 os.path.join(out, results.RESULTS_FILE))
+    results.try_plot(
+        results.plot_curve,
+        curve_path,
+        os.path.join(folder, results.CURVE_PNG),
+        _plot_panels(rows, task.references),
+        title=task.title,
+    )
+    logging.info(
+        "%s finished: %s steps in %s (%.3g steps/s); results in %s",
+        task.name,
+        f"{steps_done:,}",
+        callbacks_lib.format_duration(final["wall_time_s"]),
+        final["steps_per_s"] or 0,
+        os.path.join(out, results.RESULTS_FILE),
+    )
     return final

@@ -29,9 +29,7 @@ _PACKAGE = "rum_tf"
 # RUM's arguments that the shared flags expose, named as in `RUMCell`: all of them but the
 # numerical epsilon, the initializers, the seed (which has a flag of its own) and the Keras GRU ones.
 RUM_OPTIONS = tuple(
-    a
-    for a in RUM.CELL_ARGS
-    if a not in ("eps", "seed") + RUM.KERAS_GRU_ARGS and not a.endswith("_initializer")
+    a for a in RUM.CELL_ARGS if a not in ("eps", "seed") + RUM.KERAS_GRU_ARGS and not a.endswith("_initializer")
 )
 # The EUNN/GORU arguments that the shared flags expose (rum_tf.baselines).
 BASELINE_OPTIONS = ("capacity", "fft", "complex")
@@ -73,8 +71,9 @@ def register(name, *, options=(), description="", stackable=True):
         unknown = set(options) - set(MODEL_OPTIONS)
         if unknown:
             raise ValueError(f"model {name!r}: options {sorted(unknown)} are not in MODEL_OPTIONS")
-        _REGISTRY[name] = ModelEntry(name, builder, tuple(options), description or (builder.__doc__ or "").strip(),
-                                     stackable)
+        _REGISTRY[name] = ModelEntry(
+            name, builder, tuple(options), description or (builder.__doc__ or "").strip(), stackable
+        )
         return builder
 
     return decorate
@@ -157,24 +156,38 @@ def recurrent_stack(model, units, num_layers, *, seed=0, options=None, **layer_k
     "fast_slow" (the stack depth is refused for it when parsing: `takes`)."""
     if not get(model).stackable:
         return [recurrent_layer(model, units, seed=seed, options=options, name="fast_slow", **layer_kwargs)]
-    return [recurrent_layer(model, units, seed=seed + i, options=options, name=f"{model}_{i}", **layer_kwargs)
-            for i in range(num_layers)]
+    return [
+        recurrent_layer(model, units, seed=seed + i, options=options, name=f"{model}_{i}", **layer_kwargs)
+        for i in range(num_layers)
+    ]
 
 
-@register("fs_rum", options=RUM_OPTIONS + FS_OPTIONS, stackable=False,
-          description="Fast-Slow RNN, LN-LSTM fast cells (--fast_units), RUM slow cell (--units)")
+@register(
+    "fs_rum",
+    options=RUM_OPTIONS + FS_OPTIONS,
+    stackable=False,
+    description="Fast-Slow RNN, LN-LSTM fast cells (--fast_units), RUM slow cell (--units)",
+)
 def _fs_rum(units, **kwargs):
     return fast_slow.fs_rum(units, rum_options=RUM_OPTIONS, **kwargs)
 
 
-@register("fs_lstm", options=("zoneout_keep_h",) + FS_OPTIONS, stackable=False,
-          description="Fast-Slow RNN, LN-LSTM fast cells (--fast_units) and slow cell (--units)")
+@register(
+    "fs_lstm",
+    options=("zoneout_keep_h",) + FS_OPTIONS,
+    stackable=False,
+    description="Fast-Slow RNN, LN-LSTM fast cells (--fast_units) and slow cell (--units)",
+)
 def _fs_lstm(units, **kwargs):
     return fast_slow.fs_lstm(units, **kwargs)
 
 
-@register("fs_goru", options=("zoneout_keep_h", "capacity", "fft") + FS_OPTIONS, stackable=False,
-          description="Fast-Slow RNN, LN-LSTM fast cells (--fast_units), GORU slow cell (--units)")
+@register(
+    "fs_goru",
+    options=("zoneout_keep_h", "capacity", "fft") + FS_OPTIONS,
+    stackable=False,
+    description="Fast-Slow RNN, LN-LSTM fast cells (--fast_units), GORU slow cell (--units)",
+)
 def _fs_goru(units, **kwargs):
     return fast_slow.fs_goru(units, **kwargs)
 

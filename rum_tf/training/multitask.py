@@ -22,13 +22,13 @@ sub-run takes its sub-folder's: different files, so they never wait on each othe
 
 import dataclasses
 import os
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from absl import logging
 
 from rum_tf.training import callbacks as callbacks_lib
-from rum_tf.training import loop
-from rum_tf.training import results
+from rum_tf.training import loop, results
 
 
 @dataclasses.dataclass
@@ -118,13 +118,31 @@ class _ParentProgress:
         step = sum(int(r["step"]) if r else 0 for r in records)
         steps = sum(int(r["steps"]) if r else self.steps_each for r in records)
         rate = (self.current or {}).get("steps_per_s") if status == "running" else None
-        return results.write_progress(self.output_dir, task=self.task, status=status, step=step, steps=steps,
-                                      eta_s=(steps - step) / rate if rate else None, steps_per_s=rate,
-                                      metrics=(self.current or {}).get("metrics"), message=message)
+        return results.write_progress(
+            self.output_dir,
+            task=self.task,
+            status=status,
+            step=step,
+            steps=steps,
+            eta_s=(steps - step) / rate if rate else None,
+            steps_per_s=rate,
+            metrics=(self.current or {}).get("metrics"),
+            message=message,
+        )
 
 
-def run_all(sub_runs: Sequence[SubRun], output_dir, *, task, model, flags, flagfile_text, bar_metric=("test",
-            "accuracy"), title="", extra_results=None):
+def run_all(
+    sub_runs: Sequence[SubRun],
+    output_dir,
+    *,
+    task,
+    model,
+    flags,
+    flagfile_text,
+    bar_metric=("test", "accuracy"),
+    title="",
+    extra_results=None,
+):
     """Run every sub-run in order, then write and return the parent's results dict.
 
     Args:
@@ -145,14 +163,24 @@ def run_all(sub_runs: Sequence[SubRun], output_dir, *, task, model, flags, flagf
         summaries = []
         with results.progress_listener(progress):
             for i, sub in enumerate(sub_runs, 1):
-                logging.info("%s: run %d/%d, %s, in %s", task, i, len(sub_runs), sub.key,
-                             os.path.join(output_dir, sub.folder))
+                logging.info(
+                    "%s: run %d/%d, %s, in %s", task, i, len(sub_runs), sub.key, os.path.join(output_dir, sub.folder)
+                )
                 summaries.append(sub.run())  # refuses (loop.RunError) a folder holding another run
         # Written again once every sub-run has accepted these flags (a refused command leaves
         # the earlier file alone).
         results.atomic_write_text(flags_path, flagfile_text)
-        summary = _aggregate(sub_runs, summaries, output_dir, task=task, model=model, flags=flags,
-                             bar_metric=bar_metric, title=title, extra_results=extra_results)
+        summary = _aggregate(
+            sub_runs,
+            summaries,
+            output_dir,
+            task=task,
+            model=model,
+            flags=flags,
+            bar_metric=bar_metric,
+            title=title,
+            extra_results=extra_results,
+        )
         progress.write("finished")
         return summary
 
@@ -167,26 +195,34 @@ def _aggregate(sub_runs, summaries, output_dir, *, task, model, flags, bar_metri
         for p in ("train", "valid", "test"):
             for name, value in s.get("metrics", {}).get(p, {}).items():
                 entry[f"{p}_{name}"] = value
-        entry.update(parameters=s.get("parameters"), steps=s.get("steps"), wall_time_s=s.get("wall_time_s"),
-                     output_dir=sub.folder)
+        entry.update(
+            parameters=s.get("parameters"),
+            steps=s.get("steps"),
+            wall_time_s=s.get("wall_time_s"),
+            output_dir=sub.folder,
+        )
         if s.get("best"):
             entry["best_step"] = s["best"].get("step")
         table[sub.key] = entry
     metrics = {p: m for p in ("train", "valid", "test") if (m := _mean_metrics(summaries, p))}
     first = summaries[0]
     summary = results.summary(
-        task=task, flags=flags, model=model,
+        task=task,
+        flags=flags,
+        model=model,
         parameters=max(int(s.get("parameters") or 0) for s in summaries),
         steps=first.get("steps"),
         wall_time_s=sum(float(s.get("wall_time_s") or 0) for s in summaries),
         train_time_s=sum(float(s.get("train_time_s") or 0) for s in summaries),
         trained_steps=sum(int(s.get("steps") or 0) for s in summaries),
-        environment=first, metrics=metrics,
+        environment=first,
+        metrics=metrics,
         task_results={
             **dict(extra_results or {}),
             "runs": table,
             "mean": {f"{p}_{name}": v for p, m in metrics.items() for name, v in m.items()},
-        })
+        },
+    )
     # The mean curve over the sub-runs and the per-run table, then results.json, then the plots
     # (a plot that fails costs nothing else).
     curves = [results.read_curve(os.path.join(output_dir, sub.folder, results.CURVE_CSV)) for sub in sub_runs]
@@ -196,23 +232,38 @@ def _aggregate(sub_runs, summaries, output_dir, *, task, model, flags, bar_metri
         results.write_csv(curve_path, columns, rows)
     key_column = f"{part}_{metric}"
     table_columns = ["run", key_column] + sorted({k for e in table.values() for k in e} - {key_column, "output_dir"})
-    results.write_csv(os.path.join(output_dir, RUNS_CSV), table_columns + ["output_dir"],
-                      [{"run": k, **e} for k, e in table.items()])
+    results.write_csv(
+        os.path.join(output_dir, RUNS_CSV), table_columns + ["output_dir"], [{"run": k, **e} for k, e in table.items()]
+    )
     results.write_results(output_dir, summary)
     summary = results.read_results(output_dir)
     if rows:
         names = [c for c in columns if c not in results.BOOKKEEPING and not c.startswith("val_")]
         names.sort(key=lambda n: (n != "loss", n))
         panels = [(f"{n} (mean of {len(sub_runs)})", [n, f"val_{n}"], {}) for n in names]
-        results.try_plot(results.plot_curve, curve_path, os.path.join(output_dir, results.CURVE_PNG), panels,
-                         title=title)
-    results.try_plot(_bar_chart, os.path.join(output_dir, RUNS_PNG), list(table),
-                     [e.get(key_column) for e in table.values()], f"{part} {metric}", title)
+        results.try_plot(
+            results.plot_curve, curve_path, os.path.join(output_dir, results.CURVE_PNG), panels, title=title
+        )
+    results.try_plot(
+        _bar_chart,
+        os.path.join(output_dir, RUNS_PNG),
+        list(table),
+        [e.get(key_column) for e in table.values()],
+        f"{part} {metric}",
+        title,
+    )
 
     mean = metrics.get(part, {}).get(metric)
-    logging.info("%s: %d runs finished in %s (sum); mean %s %s %s; results in %s", task, len(sub_runs),
-                 callbacks_lib.format_duration(summary["wall_time_s"]), part, metric,
-                 "?" if mean is None else f"{mean:.4g}", os.path.join(output_dir, results.RESULTS_FILE))
+    logging.info(
+        "%s: %d runs finished in %s (sum); mean %s %s %s; results in %s",
+        task,
+        len(sub_runs),
+        callbacks_lib.format_duration(summary["wall_time_s"]),
+        part,
+        metric,
+        "?" if mean is None else f"{mean:.4g}",
+        os.path.join(output_dir, results.RESULTS_FILE),
+    )
     for key, entry in table.items():
         value = entry.get(key_column)
         logging.info("  %-6s %s %s", key, key_column, "?" if value is None else f"{value:.4g}")

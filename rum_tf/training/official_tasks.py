@@ -88,8 +88,10 @@ def load(model, checkpoint, graph, symbol_order=None):
         if name not in variables:
             raise ValueError(f"no variable {name!r} in {checkpoint} (for {weight.path})")
         if tuple(variables[name]) != tuple(weight.shape):
-            raise ValueError(f"official variable {name!r} {list(variables[name])} does not fit {weight.path} "
-                             f"{list(weight.shape)}: give the official run's sizes")
+            raise ValueError(
+                f"official variable {name!r} {list(variables[name])} does not fit {weight.path} "
+                f"{list(weight.shape)}: give the official run's sizes"
+            )
         values.append((weight, arrange(read(name))))
     for weight, value in values:
         weight.assign(value.astype(weight.dtype))

@@ -153,7 +153,7 @@ def remove_temporary_files(folder):
 
 
 def utc_now():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def _finite(value):
@@ -167,8 +167,22 @@ def _finite(value):
     return value
 
 
-def summary(*, task, flags, model, parameters, steps, wall_time_s, train_time_s, environment, metrics,
-            task_results, status="finished", trained_steps=None, **extra):
+def summary(
+    *,
+    task,
+    flags,
+    model,
+    parameters,
+    steps,
+    wall_time_s,
+    train_time_s,
+    environment,
+    metrics,
+    task_results,
+    status="finished",
+    trained_steps=None,
+    **extra,
+):
     """The results.json dict (schema above) of a run or of a multi-run parent, before `write_results`.
 
     Args:
@@ -187,8 +201,10 @@ def summary(*, task, flags, model, parameters, steps, wall_time_s, train_time_s,
         "wall_time_s": round(wall_time_s, 3),
         "train_time_s": round(train_time_s, 3),
         "steps_per_s": round(trained / train_time_s, 3) if train_time_s > 0 else None,
-        **{k: environment.get(k) for k in ("backend", "strategy", "replicas", "jit_compile", "devices", "machine",
-                                           "versions")},
+        **{
+            k: environment.get(k)
+            for k in ("backend", "strategy", "replicas", "jit_compile", "devices", "machine", "versions")
+        },
         "finished_at": utc_now(),
         "metrics": metrics,
         "task_results": dict(task_results),
@@ -271,14 +287,20 @@ def progress_listener(callback):
         _progress_listeners.remove(callback)
 
 
-def write_progress(folder, *, task, status, step, steps, eta_s=None, steps_per_s=None, metrics=None,
-                   message=None):
+def write_progress(folder, *, task, status, step, steps, eta_s=None, steps_per_s=None, metrics=None, message=None):
     """Rewrite folder/progress.json (schema above); returns the record."""
-    record = {"task": task, "status": status, "step": int(step), "steps": int(steps),
-              "eta_s": None if eta_s is None else round(float(eta_s), 1),
-              "steps_per_s": None if steps_per_s is None else round(float(steps_per_s), 3),
-              "metrics": {k: float(v) for k, v in (metrics or {}).items()},
-              "message": message, "pid": os.getpid(), "updated_at": utc_now()}
+    record = {
+        "task": task,
+        "status": status,
+        "step": int(step),
+        "steps": int(steps),
+        "eta_s": None if eta_s is None else round(float(eta_s), 1),
+        "steps_per_s": None if steps_per_s is None else round(float(steps_per_s), 3),
+        "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+        "message": message,
+        "pid": os.getpid(),
+        "updated_at": utc_now(),
+    }
     atomic_write_text(os.path.join(folder, PROGRESS_FILE), json.dumps(_finite(record)) + "\n")
     for callback in list(_progress_listeners):
         callback(folder, record)
@@ -331,8 +353,12 @@ def try_plot(draw, *args, **kwargs):
     except Exception as e:  # noqa: BLE001  (matplotlib missing, broken, or any drawing error)
         if run_folder.is_disk_full(e):
             raise
-        logging.warning("no plot from %s (%s: %s); the run's other outputs are complete",
-                        getattr(draw, "__name__", draw), type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        logging.warning(
+            "no plot from %s (%s: %s); the run's other outputs are complete",
+            getattr(draw, "__name__", draw),
+            type(e).__name__,
+            str(e).splitlines()[0] if str(e) else "",
+        )
         return None
 
 

@@ -72,11 +72,12 @@ def is_disk_full(error):
 def disk_full_error(folder, error, last_checkpoint=None):
     """The one-line `DiskFull` for `error` (or None) raised while writing into `folder`."""
     where = getattr(error, "filename", None) if error is not None else None
-    kept = (f"the last good checkpoint (step {last_checkpoint:,}) is intact; " if last_checkpoint is not None
-            else "")
-    return DiskFull(f"no space left on the device of --output_dir={folder}"
-                    f"{f' (writing {where})' if where else ''}: {kept}free space, then run the same command "
-                    "again to resume")
+    kept = f"the last good checkpoint (step {last_checkpoint:,}) is intact; " if last_checkpoint is not None else ""
+    return DiskFull(
+        f"no space left on the device of --output_dir={folder}"
+        f"{f' (writing {where})' if where else ''}: {kept}free space, then run the same command "
+        "again to resume"
+    )
 
 
 def ensure_space(folder, nbytes):
@@ -130,16 +131,21 @@ class FolderLock:
         except BlockingIOError:
             holder = self._read(fd)
             os.close(fd)
-            raise FolderBusy(f"--output_dir={self.folder} is in use by another run ({_holder_text(holder)}): "
-                             "wait for it to end, or choose another --output_dir") from None
+            raise FolderBusy(
+                f"--output_dir={self.folder} is in use by another run ({_holder_text(holder)}): "
+                "wait for it to end, or choose another --output_dir"
+            ) from None
         except BaseException:
             os.close(fd)
             raise
         self._fd = fd
         self.previous = self._read(fd)
-        record = {"pid": os.getpid(), "host": socket.gethostname(),
-                  "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                  "argv": sys.argv}
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "argv": sys.argv,
+        }
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(record) + "\n").encode("utf-8"), 0)
@@ -153,8 +159,11 @@ class FolderLock:
     def report_takeover(self):
         """Log whose lock was taken over, if the last holder died holding it."""
         if self.previous:
-            logging.warning("%s: taking over the lock of a run that ended without releasing it (%s)",
-                            self.folder, _holder_text(self.previous))
+            logging.warning(
+                "%s: taking over the lock of a run that ended without releasing it (%s)",
+                self.folder,
+                _holder_text(self.previous),
+            )
 
     def release(self):
         """Empty the lock file (a clean end) and drop the lock."""
