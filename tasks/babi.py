@@ -68,10 +68,11 @@ APP = flags.TaskConfig(
 def build_model(vocab_size, length, recurrent_layer, *, units, embed_size=64, embedding_init="official"):
     """tokens [length] -> Embedding(V, embed_size) -> recurrent layer (last state) -> Dense(V) logits."""
     scale = math.sqrt(6.0 / vocab_size)
-    initializer = {
-        "official": keras.initializers.RandomNormal(mean=-scale, stddev=scale),
-        "uniform": keras.initializers.RandomUniform(-scale, scale),
-    }[embedding_init]
+    # Only the chosen one is made: an unseeded initializer draws its seed when constructed.
+    if embedding_init == "official":
+        initializer = keras.initializers.RandomNormal(mean=-scale, stddev=scale)
+    else:
+        initializer = keras.initializers.RandomUniform(-scale, scale)
     tokens = keras.Input((length,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(vocab_size, embed_size, embeddings_initializer=initializer, name="embedding")(tokens)
     x = recurrent_layer(return_sequences=False, name="rnn")(x)
