@@ -83,6 +83,11 @@ def test_several_tasks_train_in_subfolders_then_summarise(tmp_path):
     # A sub-run is the very run `--task=1 --output_dir=<it>` makes: that command reports it, trains nothing.
     again = run_in_process(babi, TINY + ["--task=1", "--model=gru", f"--output_dir={tmp_path / 'qa1'}"])
     assert again == subs[1]
+    # The parent run again trains nothing and rewrites its summary to the byte.
+    assert summary["finished_at"] == max(s["finished_at"] for s in subs.values())
+    written = (tmp_path / results.RESULTS_FILE).read_bytes()
+    assert run_in_process(babi, TINY + ["--task=6, 1", "--model=gru", f"--output_dir={tmp_path}"]) == summary
+    assert (tmp_path / results.RESULTS_FILE).read_bytes() == written
 
 
 def test_training_batches_follow_the_official_schedule(tmp_path):

@@ -216,6 +216,8 @@ def _aggregate(sub_runs, summaries, output_dir, *, task, model, flags, bar_metri
         train_time_s=sum(float(s.get("train_time_s") or 0) for s in summaries),
         trained_steps=sum(int(s.get("steps") or 0) for s in summaries),
         environment=first,
+        # When the last sub-run finished, so that summarising finished runs again rewrites nothing.
+        finished_at=max((s["finished_at"] for s in summaries if s.get("finished_at")), default=None),
         metrics=metrics,
         task_results={
             **dict(extra_results or {}),

@@ -181,6 +181,7 @@ def summary(
     task_results,
     status="finished",
     trained_steps=None,
+    finished_at=None,
     **extra,
 ):
     """The results.json dict (schema above) of a run or of a multi-run parent, before `write_results`.
@@ -188,6 +189,7 @@ def summary(
     Args:
       environment: backend, strategy, replicas, jit_compile, devices, machine, versions.
       trained_steps: the steps behind train_time_s, for steps_per_s (default `steps`).
+      finished_at: the finishing time to record (default now).
       **extra: optional fields (best, stopped, diverged), written last.
     """
     trained = steps if trained_steps is None else trained_steps
@@ -205,7 +207,7 @@ def summary(
             k: environment.get(k)
             for k in ("backend", "strategy", "replicas", "jit_compile", "devices", "machine", "versions")
         },
-        "finished_at": utc_now(),
+        "finished_at": finished_at or utc_now(),
         "metrics": metrics,
         "task_results": dict(task_results),
         **{k: v for k, v in extra.items() if v is not None},
