@@ -26,6 +26,7 @@ import logging as std_logging
 import os
 import platform
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -168,6 +169,28 @@ def _machine():
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"cpu": cpu, "cores_used": cores, "os": platform.platform(terse=True), "python": platform.python_version()}
+
+
+def _code():
+    """The code that runs: the git commit of rum_tf's checkout and whether its tree was clean
+    (None where rum_tf is not in a git checkout, e.g. installed from a wheel)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(rum_tf.__file__)))
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", root, *args], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        clean = git("status", "--porcelain") == ""
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "clean": clean}
+
+
+# Read when the harness is imported: the code of this process, not of a tree changed later.
+CODE = _code()
 
 
 def _flag_differences(saved, current, neutral):
@@ -386,6 +409,7 @@ def _environment(config, strategy, jit_compile):
         "devices": _devices(),
         "machine": _machine(),
         "versions": _versions(),
+        "code": CODE,
     }
 
 

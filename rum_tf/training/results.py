@@ -18,7 +18,8 @@ results.json (SCHEMA_VERSION 1) holds:
     (all sessions, setup and test included), train_time_s (inside
     fit), steps_per_s (steps / train_time_s), backend, strategy, replicas,
     jit_compile, devices, machine {cpu, cores_used, os, python}, versions {rum_tf, keras,
-    tensorflow, jax}, finished_at,
+    tensorflow, jax}, code {commit, clean} (the git commit of the code that ran and whether its
+    tree was clean; null outside a git checkout), finished_at,
     metrics {"train": {...}, "valid": {...}, "test": {...}} (the last evaluation's
     training-window means, the last validation, the final test; absent parts omitted),
     best (when the task keeps the best weights: {monitor, mode, step, value}),
@@ -187,7 +188,7 @@ def summary(
     """The results.json dict (schema above) of a run or of a multi-run parent, before `write_results`.
 
     Args:
-      environment: backend, strategy, replicas, jit_compile, devices, machine, versions.
+      environment: backend, strategy, replicas, jit_compile, devices, machine, versions, code.
       trained_steps: the steps behind train_time_s, for steps_per_s (default `steps`).
       finished_at: the finishing time to record (default now).
       **extra: optional fields (best, stopped, diverged), written last.
@@ -205,7 +206,7 @@ def summary(
         "steps_per_s": round(trained / train_time_s, 3) if train_time_s > 0 else None,
         **{
             k: environment.get(k)
-            for k in ("backend", "strategy", "replicas", "jit_compile", "devices", "machine", "versions")
+            for k in ("backend", "strategy", "replicas", "jit_compile", "devices", "machine", "versions", "code")
         },
         "finished_at": finished_at or utc_now(),
         "metrics": metrics,
