@@ -26,6 +26,7 @@ TIMES = ("train_time_s", "wall_time_s")  # and every rate ("..._per_s"): clocks,
 def _numeric(mapping):
     return {k: v for k, v in mapping.items() if k not in TIMES and "per_s" not in k}
 
+
 # Each run: a task binary, a few evaluations, every kind of model state the harness carries
 # (zoneout noise, λ=1 memory, the stateful PTB carry, the kept-best weights, a stop rule).
 RUNS = {
