@@ -14,6 +14,8 @@ The targets file (flags/targets.toml) lists every paper-table row once:
     quick_check = { max = 0.5, ref = "task_results.memoryless_baseline" }
     note = "..."                               # optional: why that check
     est_minutes = { quick = 1.5, full = 300 }  # optional: expected run time, for the ETA
+    full_seeds = [1, 2]                        # optional: replicas at these --seed values (full scale),
+                                               # in <run id>_seed<k>/; the table says at how many seeds it holds
 
 A check is `{max = x}` (value <= x), `{min = x}` (value >= x), optionally with
 `ref = "path"` to scale x by another results.json value (e.g. the copying
@@ -50,6 +52,7 @@ class Row:
     quick_check: Mapping[str, Any] | None = None
     note: str = ""
     est_minutes: Mapping[str, float] | None = None  # {"quick": m, "full": m}, for the ETA
+    full_seeds: tuple = ()  # replicas of the full-scale run at these seeds
 
     def flagfile(self, scale):
         return self.quick if scale == "quick" else self.full
@@ -64,6 +67,15 @@ class Row:
             return None
         path = path[len("quick/") :] if path.startswith("quick/") else path
         return path[: -len(".cfg")] if path.endswith(".cfg") else path
+
+    def seeds(self, scale):
+        """The --seed of each replica run at this scale (the flagfile's own run not counted)."""
+        return tuple(self.full_seeds) if scale == "full" else ()
+
+
+def replica_id(run_id, seed):
+    """The folder of the replica at `seed` of the run `run_id`."""
+    return f"{run_id}_seed{seed}"
 
 
 def load_targets(path):
@@ -103,6 +115,7 @@ class Outcome:
     detail: str = ""
     results: Mapping[str, Any] | None = None
     run_dir: str | None = None
+    replicas: tuple = ()  # the Outcomes of the row's runs at its other seeds
 
 
 def _as_float(value):
@@ -167,12 +180,29 @@ def collect(rows, scale, out_dir):
         run_id = row.run_id(scale)
         if run_id is None:
             continue
-        run_dir = os.path.join(out_dir, run_id)
-        status = read_status(run_dir)
-        results = results_lib.read_results(run_dir) if os.path.isdir(run_dir) else None
-        progress = read_progress(run_dir)
-        outcomes.append(judge(row, scale, results, status, run_dir, progress))
+        outcome = _judge_folder(row, scale, os.path.join(out_dir, run_id))
+        outcome.replicas = tuple(
+            _judge_folder(row, scale, os.path.join(out_dir, replica_id(run_id, seed))) for seed in row.seeds(scale)
+        )
+        outcomes.append(outcome)
     return outcomes
+
+
+def _judge_folder(row, scale, run_dir):
+    return judge(row, scale, read_results(run_dir), read_status(run_dir), run_dir, read_progress(run_dir))
+
+
+class Unreadable(ValueError):
+    """A results.json that is not JSON; the message is one line naming it."""
+
+
+def read_results(run_dir):
+    """results.json of a run folder, None where it has none; `Unreadable` when it cannot be read."""
+    path = os.path.join(run_dir, results_lib.RESULTS_FILE)
+    try:
+        return results_lib.read_json(path) if os.path.isdir(run_dir) else None
+    except ValueError as e:
+        raise Unreadable(f"{path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0]})") from None
 
 
 def read_status(run_dir):
@@ -261,6 +291,32 @@ def _trained_on(outcome):
     return "; ".join(parts) or "—"
 
 
+def _code(outcome):
+    """The commit that ran a row ("abc1234", "+ changes" where its tree was not clean), or "—" for runs
+    recorded before results.json named it."""
+    code = (outcome.results or {}).get("code")
+    if not code or not code.get("commit"):
+        return "—"
+    return code["commit"][:7] + ("" if code.get("clean") else " + changes")
+
+
+def seeds_text(outcome):
+    """E.g. "holds at 3 of 3 seeds (0.9985–0.9991)": the row's verdict over its seeds, with the spread of
+    its metric over the finished ones; "" for a row without replicas."""
+    if not outcome.replicas:
+        return ""
+    runs = [outcome, *outcome.replicas]
+    done = [o for o in runs if o.verdict not in (MISSING, CRASHED)]
+    values = [o.value for o in done if o.value is not None]
+    spread = f" ({_fmt(min(values))}–{_fmt(max(values))})" if values else ""
+    waiting = len(runs) - len(done)
+    rest = f"; {waiting} not finished" if waiting else ""
+    if outcome.row.check(outcome.scale):
+        held = sum(o.verdict == PASS for o in done)
+        return f"holds at {held} of {len(done)} seeds{spread}{rest}"
+    return f"{len(done)} seeds{spread}{rest}"
+
+
 def tables_markdown(outcomes, base_dir, heading="##"):
     """The Markdown tables of `outcomes`, one per paper table, with run links relative to base_dir."""
     lines = []
@@ -274,18 +330,19 @@ def tables_markdown(outcomes, base_dir, heading="##"):
         lines += [
             f"{heading} {table}",
             "",
-            "| row | published | ours | metric | check | scale | verdict |" + (" trained on |" if full else ""),
-            "|---|---|---|---|---|---|---|" + ("---|" if full else ""),
+            "| row | published | ours | metric | check | scale | verdict |" + (" trained on | code |" if full else ""),
+            "|---|---|---|---|---|---|---|" + ("---|---|" if full else ""),
         ]
         for o in (o for o in outcomes if o.row.table == table):
             verdict = o.verdict if not o.detail else f"{o.verdict} ({o.detail})"
             run_link = o.row.row
             if o.run_dir and o.results:
                 run_link = f"[{o.row.row}]({os.path.relpath(o.run_dir, base_dir)})"
+            ours = _fmt(o.value) + (f" ({seeds_text(o)})" if o.replicas else "")
             lines.append(
-                f"| {run_link} | {_fmt(o.row.published)} | {_fmt(o.value)} | {o.row.metric.split('.', 1)[-1]} "
+                f"| {run_link} | {_fmt(o.row.published)} | {ours} | {o.row.metric.split('.', 1)[-1]} "
                 f"| {o.threshold or '—'} | {_scale_text(o)} | {verdict} |"
-                + (f" {_trained_on(o) if o.results else '—'} |" if full else "")
+                + (f" {_trained_on(o) if o.results else '—'} | {_code(o)} |" if full else "")
             )
         notes = [f"- {o.row.row}: {o.row.note}" for o in outcomes if o.row.table == table and o.row.note]
         lines += [""] + notes + ([""] if notes else [])

@@ -19,11 +19,14 @@ its check.
 
 import ctypes
 import ctypes.util
+import dataclasses
+import importlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 from absl import app, flags
@@ -67,15 +70,36 @@ flags.register_multi_flags_validator(
 )
 
 
-def _command(row, scale, run_dir):
-    cmd = [
-        sys.executable,
-        "-m",
-        f"tasks.{row.task}",
-        f"--flagfile={os.path.join(ROOT, 'flags', row.flagfile(scale))}",
-        f"--output_dir={run_dir}",
-    ]
-    if FLAGS.data_dir and row.task in DATA_TASKS:
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One run of a row: its flagfile's (seed None) or a replica at another --seed."""
+
+    row: report.Row
+    scale: str
+    seed: int | None = None
+
+    @property
+    def run_id(self):
+        run_id = self.row.run_id(self.scale)
+        return run_id if self.seed is None else report.replica_id(run_id, self.seed)
+
+    @property
+    def flags(self):
+        """The row's flagfile and the replica's seed: the whole definition of this run."""
+        path = os.path.join(ROOT, "flags", self.row.flagfile(self.scale))
+        return [f"--flagfile={path}"] + ([] if self.seed is None else [f"--seed={self.seed}"])
+
+    def describe(self):
+        return f"flags/{self.row.flagfile(self.scale)}" + ("" if self.seed is None else f" --seed={self.seed}")
+
+
+def _runs(rows, scale):
+    return [Run(r, scale, seed) for r in rows for seed in (None, *r.seeds(scale))]
+
+
+def _command(run, run_dir):
+    cmd = [sys.executable, "-m", f"tasks.{run.row.task}", *run.flags, f"--output_dir={run_dir}"]
+    if FLAGS.data_dir and run.row.task in DATA_TASKS:
         cmd.append(f"--data_dir={FLAGS.data_dir}")
     return cmd + FLAGS.extra_flags.split()
 
@@ -126,12 +150,12 @@ def _forward_signal(signum, frame):
     sys.exit(128 + signum)
 
 
-def _run(row, scale, run_dir):
+def _run(run, run_dir):
     """Run one row, printing its progress.json as it changes; returns its exit code."""
     global _child
     os.makedirs(run_dir, exist_ok=True)
     log_path = os.path.join(run_dir, "reproduce.log")
-    cmd = _command(row, scale, run_dir)
+    cmd = _command(run, run_dir)
     start = time.time()
     with open(log_path, "a", encoding="utf-8") as log:
         log.write("$ " + " ".join(cmd) + "\n")
@@ -176,13 +200,43 @@ RECORD_FILES = (
 RECORD_DIR = os.path.join(ROOT, "docs", "results")
 
 
-def record(rows, scale, source, dest):
-    """Copy the finished runs of `rows` from `source`/<run id> to `dest`/<run id>; returns the run ids."""
-    recorded = []
-    for row in rows:
-        run_id = row.run_id(scale)
+# Flags that name where a run read and wrote, or how often it checkpointed: not what it computed.
+NOT_THE_RUN = ("output_dir", "data_dir", "checkpoint_every")
+
+
+def resolved_flags(run):
+    """{flag: value} that the row's flagfile (and replica seed) resolves to, as the binary writes them."""
+    module = importlib.import_module(f"tasks.{run.row.task}")
+    with tempfile.TemporaryDirectory() as tmp:
+        return module.APP.parse(["prog", *run.flags, f"--output_dir={tmp}"]).values()
+
+
+def flag_differences(ran, expected):
+    """["--steps=2000 in the run, 100000 in the flagfile", ...] for every flag that defines the run."""
+    names = sorted((set(ran) | set(expected)) - set(NOT_THE_RUN))
+    return [
+        f"--{n}={ran.get(n)} in the run, {expected.get(n)} in the flagfile"
+        for n in names
+        if ran.get(n) != expected.get(n)
+    ]
+
+
+def record(runs, source, dest):
+    """Copy the finished runs from `source`/<run id> to `dest`/<run id>: only those whose resolved flags are
+    their row's flagfile (and seed); returns (recorded run ids, refusal lines)."""
+    recorded, refused = [], []
+    for run in runs:
+        run_id = run.run_id
         src = os.path.join(source, run_id)
         if not _finished(src):
+            continue
+        diffs = flag_differences(results_lib.read_results(src).get("flags") or {}, resolved_flags(run))
+        if diffs:
+            refused.append(
+                f"not recorded {src}: it is not a run of {run.describe()} ({'; '.join(diffs[:4])}"
+                f"{'; ...' if len(diffs) > 4 else ''})"
+            )
+            print(refused[-1], flush=True)
             continue
         target = os.path.join(dest, run_id)
         staging = f"{target}.tmp-{os.getpid()}"
@@ -195,11 +249,9 @@ def record(rows, scale, source, dest):
             shutil.rmtree(target)
         os.replace(staging, target)
         recorded.append(run_id)
-        print(
-            f"recorded {run_id}: {row.metric} = {report.lookup(results_lib.read_results(target), row.metric)}",
-            flush=True,
-        )
-    return recorded
+        value = report.lookup(results_lib.read_results(target), run.row.metric)
+        print(f"recorded {run_id}: {run.row.metric} = {value}", flush=True)
+    return recorded, refused
 
 
 def update_readme(path, scale, outcomes, plots):
@@ -237,13 +289,19 @@ def main(argv):
     if FLAGS.rows:
         selected = [r for r in selected if r.flagfile(scale) and FLAGS.rows in r.run_id(scale)]
     rows = [r for r in selected if r.flagfile(scale)]
+    runs = _runs(rows, scale)
+    refused = []
     if FLAGS.record:
         if not os.path.isdir(FLAGS.record):
             raise app.UsageError(f"--record={FLAGS.record} is not a folder")
-        done = record(rows, scale, FLAGS.record, out_dir)
-        print(f"recorded {len(done)} finished run(s) from {FLAGS.record} into {out_dir}", flush=True)
-    todo = [r for r in rows if not _finished(os.path.join(out_dir, r.run_id(scale)))]
-    finished = len(rows) - len(todo)
+        done, refused = record(runs, FLAGS.record, out_dir)
+        print(
+            f"recorded {len(done)} finished run(s) from {FLAGS.record} into {out_dir}"
+            + (f"; refused {len(refused)} whose flags are not their row's" if refused else ""),
+            flush=True,
+        )
+    todo = [r for r in runs if not _finished(os.path.join(out_dir, r.run_id))]
+    finished = len(runs) - len(todo)
     if FLAGS.report_only or FLAGS.record:
         print(
             f"{scale} report: {len(rows)} rows in {', '.join(FLAGS.only)}, {finished} finished, none run; "
@@ -258,15 +316,16 @@ def main(argv):
             flush=True,
         )
     durations = []  # (estimated, measured) seconds of the rows run so far
-    for i, row in enumerate(todo):
+    for i, run in enumerate(todo):
+        seed = "" if run.seed is None else f" --seed={run.seed}"
         print(
-            f"[{i + 1}/{len(todo)}] {row.table}: {row.row} ({row.flagfile(scale)}); "
-            f"{len(todo) - i - 1} after it; {_time_left(todo[i:], scale, durations)}",
+            f"[{i + 1}/{len(todo)}] {run.row.table}: {run.row.row} ({run.row.flagfile(scale)}{seed}); "
+            f"{len(todo) - i - 1} after it; {_time_left([r.row for r in todo[i:]], scale, durations)}",
             flush=True,
         )
         start = time.time()
-        _run(row, scale, os.path.join(out_dir, row.run_id(scale)))
-        durations.append((_estimate(row, scale), time.time() - start))
+        _run(run, os.path.join(out_dir, run.run_id))
+        durations.append((_estimate(run.row, scale), time.time() - start))
         print(f"    finished in {report.duration(durations[-1][1])}", flush=True)
 
     outcomes = report.collect(selected, scale, out_dir)
@@ -286,11 +345,14 @@ def main(argv):
     print(f"wrote {path}: {len(outcomes) - len(bad)} of {len(outcomes)} rows without a miss", flush=True)
     for o in bad:
         print(f"  {o.verdict}: {o.row.table} / {o.row.row} {o.detail}".rstrip(), flush=True)
+    if refused:
+        print(f"reproduce: error: {len(refused)} run(s) not recorded: their flags are not their row's", flush=True)
+        return 2
     return 1 if bad else 0
 
 
 def _finished(run_dir):
-    results = results_lib.read_results(run_dir) if os.path.isdir(run_dir) else None
+    results = report.read_results(run_dir)
     return bool(results) and results.get("status") == "finished"
 
 
@@ -313,5 +375,13 @@ def _time_left(rows, scale, durations):
     return f"about {report.duration(sum(estimates))} left"
 
 
+def _main(argv):
+    try:
+        return main(argv)
+    except report.Unreadable as e:
+        print(f"reproduce: error: {e}; move it away (the run then counts as unfinished)", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(_main)

@@ -257,3 +257,30 @@ def test_read_progress_tolerates_a_missing_or_unreadable_file(tmp_path):
     assert report.read_progress(str(tmp_path)) is None
     (tmp_path / report.PROGRESS_FILE).write_text('{"status": "running", "step": 3}')
     assert report.read_progress(str(tmp_path)) == {"status": "running", "step": 3}
+
+
+def test_replicas_at_other_seeds_and_the_commit_are_in_the_full_table(tmp_path):
+    path = tmp_path / "targets.toml"
+    path.write_text(
+        TARGETS.replace('full_check = { max = 0.01 }', 'full_check = { max = 0.01 }\nfull_seeds = [1, 2]', 1),
+        encoding="utf-8",
+    )
+    rows = report.load_targets(str(path))
+    out = str(tmp_path / "out")
+    for run_id, loss in (("copying/rum", 0.004), ("copying/rum_seed1", 0.006), ("copying/rum_seed2", 0.02)):
+        _write_run(out, run_id, {"test": {"loss": loss}})
+    with open(os.path.join(out, "copying/rum", "results.json")) as f:
+        summary = json.load(f)
+    summary["code"] = {"commit": "c6624df0123456789", "clean": True}
+    with open(os.path.join(out, "copying/rum", "results.json"), "w") as f:
+        json.dump(summary, f)
+    (outcome,) = [o for o in report.collect(rows, "full", out) if o.row.row == "RUM"]
+    assert [r.verdict for r in outcome.replicas] == [report.PASS, report.FAIL]
+    assert report.seeds_text(outcome) == "holds at 2 of 3 seeds (0.004–0.02)"
+    text = report.render(report.collect(rows, "full", out), out)
+    assert "| 0.004 (holds at 2 of 3 seeds (0.004–0.02)) |" in text and "| c6624df |" in text
+
+    os.remove(os.path.join(out, "copying/rum_seed2", "results.json"))  # a replica still running
+    (outcome,) = [o for o in report.collect(rows, "full", out) if o.row.row == "RUM"]
+    assert report.seeds_text(outcome) == "holds at 2 of 2 seeds (0.004–0.006); 1 not finished"
+    assert report.collect(rows, "quick", out)[0].replicas == ()  # replicas are a full-scale matter

@@ -1,5 +1,6 @@
 """reproduce.sh end to end on one copying row shrunk to seconds (no real training), and its children."""
 
+import json
 import os
 import re
 import signal
@@ -68,10 +69,24 @@ def test_record_copies_finished_runs_exactly_and_renders_without_running(tmp_pat
         "--out",
         str(recorded),
     ]
+    src, dst = runs / "copying" / "rum_lambda0_T200", recorded / "copying" / "rum_lambda0_T200"
+    # The run was shrunk (--extra_flags): it is not a run of the row's flagfile, and is refused.
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr[-2000:]
+    assert f"not recorded {src}: it is not a run of flags/quick/copying/rum_lambda0_T200.cfg (" in result.stdout
+    assert "--steps=2 in the run, 800 in the flagfile" in result.stdout
+    assert "recorded 0 finished run(s)" in result.stdout and (dst / "stale.txt").exists()  # nothing copied
+
+    # The same folder as a run of the flagfile would have left it: recorded, exactly.
+    from tasks import copying
+
+    summary = json.loads((src / "results.json").read_text())
+    flagfile = os.path.join(ROOT, "flags", "quick", "copying", "rum_lambda0_T200.cfg")
+    summary["flags"] = copying.APP.parse(["prog", f"--flagfile={flagfile}", f"--output_dir={src}"]).values()
+    (src / "results.json").write_text(json.dumps(summary))
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert "recorded 1 finished run(s)" in result.stdout, result.stdout + result.stderr[-2000:]
     assert "[1/" not in result.stdout  # nothing ran
-    src, dst = runs / "copying" / "rum_lambda0_T200", recorded / "copying" / "rum_lambda0_T200"
     assert sorted(os.listdir(dst)) == ["curve.csv", "curve.png", "flags.cfg", "results.json"]  # stale.txt replaced
     for name in ("results.json", "curve.csv", "flags.cfg"):
         assert (dst / name).read_bytes() == (src / name).read_bytes(), name

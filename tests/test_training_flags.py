@@ -10,7 +10,7 @@ import pytest
 from absl import flags as absl_flags
 
 from rum_tf.training import flags as training_flags
-from rum_tf.training import loop, models, results
+from rum_tf.training import callbacks, loop, models, results
 from tasks import babi, copying, ptb, recall
 from training_helpers import FLAGS_DIR, REPO, run_in_process, run_subprocess
 
@@ -205,7 +205,10 @@ def test_run_config_carries_the_config(tmp_path):
         ["prog", f"--output_dir={tmp_path}", "--steps=40", "--eval_every=20", "--seed=3", "--stop_when=loss<=0.1"]
     )
     run = config.run_config()
-    assert (run.task, run.steps, run.eval_every, run.seed, run.stop_when) == ("copying", 40, 20, 3, "loss<=0.1")
+    assert (run.task, run.steps, run.eval_every, run.seed) == ("copying", 40, 20, 3)
+    # --stop_when is parsed once, when the flags are: the harness gets the rule object, the files its text.
+    assert run.stop_when is config.stop_when and run.stop_when == callbacks.StopRule("loss", "<=", 0.1, 1)
+    assert run.flags["stop_when"] == "loss<=0.1:1"
     assert run.flags == config.values() and run.flagfile_text == config.flagfile_text()
     assert {"steps", "stop_when", "output_dir", "jit_compile", "strategy", "tpu", "checkpoint_every"} == set(
         run.resume_neutral

@@ -240,6 +240,7 @@ class ProgressFile(keras.callbacks.Callback):
         self.step = step
         self.metrics = {}
         self.steps_per_s = None
+        self.accepted = False  # the run has taken the folder over (set by the harness)
 
     def write(self, status, message=None):
         rate = self.steps_per_s

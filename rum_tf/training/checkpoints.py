@@ -53,15 +53,34 @@ def checkpoint_path(directory, step):
 
 
 def list_checkpoints(directory):
-    """[(step, path)] of the complete checkpoints in `directory`, newest first."""
+    """[(step, path)] of the checkpoint folders in `directory`, newest first.
+
+    Every `step-*` folder counts, also one whose files a disk error has damaged: only reading it
+    tells, and a damaged one must stop a fresh start rather than be taken for no checkpoint.
+    """
     if not os.path.isdir(directory):
         return []
     found = []
     for name in os.listdir(directory):
         match = _NAME.match(name)
-        if match and os.path.exists(os.path.join(directory, name, STATE_FILE)):
+        if match and os.path.isdir(os.path.join(directory, name)):
             found.append((int(match.group(1)), os.path.join(directory, name)))
     return sorted(found, reverse=True)
+
+
+class Unreadable(ValueError):
+    """Checkpoint folders exist, but none of them can be read."""
+
+
+def _discard(path):
+    """Delete a checkpoint folder: renamed first, so a kill midway leaves a `.tmp-*` (removed later), never a
+    half-deleted `step-*`."""
+    doomed = results.temporary_name(path, "-old")
+    try:
+        os.replace(path, doomed)
+    except OSError:
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def save(model, directory, step, state, keep=()):
@@ -93,7 +112,7 @@ def save(model, directory, step, state, keep=()):
     keep = set(keep) | {step}
     for old_step, path in list_checkpoints(directory):
         if old_step not in keep:
-            shutil.rmtree(path, ignore_errors=True)
+            _discard(path)
     for name in os.listdir(directory):
         if name.startswith(".tmp-") and not name.endswith(f"-{os.getpid()}"):
             shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
@@ -107,12 +126,18 @@ def read_state(path):
 
 
 def latest_state(directory):
-    """(step, path, state) of the newest checkpoint whose state.json reads, or None; the weights are not read."""
+    """(step, path, state) of the newest checkpoint whose state.json reads, or None when there is no
+    checkpoint folder; the weights are not read. `Unreadable` (one line) when no state.json reads."""
+    problems = []
     for step, path in list_checkpoints(directory):
         try:
             return step, path, read_state(path)
         except (OSError, ValueError) as e:
-            logging.warning("cannot read %s (%s); looking at an older checkpoint", os.path.join(path, STATE_FILE), e)
+            problem = f"{os.path.basename(path)}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            logging.warning("cannot read the state of %s; looking at an older checkpoint", problem)
+            problems.append(problem)
+    if problems:
+        raise Unreadable(f"no checkpoint can be read ({'; '.join(problems[:3])})")
     return None
 
 

@@ -22,7 +22,9 @@ anything is built. Nothing writes flag values after parsing: a variant of a conf
 """
 
 import dataclasses
+import math
 import os
+import signal
 import sys
 import tempfile
 
@@ -59,16 +61,19 @@ def _option(kind, default, help, *, check=None, message=None, choices=None, resu
     )
 
 
-def integer(default, help, *, minimum=None, **kwargs):
-    """An int option; `minimum` is its smallest value (None also allowed where the default is None)."""
+def integer(default, help, *, minimum=None, maximum=None, **kwargs):
+    """An int option in [`minimum`, `maximum`] (None also allowed where the default is None)."""
     if minimum is not None:
         unset = default is None
-        kwargs["check"] = lambda v: (unset and v is None) or (v is not None and v >= minimum)
-        kwargs["message"] = f"--{{name}} must be >= {minimum}" + (" (or unset)" if unset else "")
+        top = math.inf if maximum is None else maximum
+        kwargs["check"] = lambda v: (unset and v is None) or (v is not None and minimum <= v <= top)
+        bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        kwargs["message"] = f"--{{name}} must be {bounds}" + (" (or unset)" if unset else "")
     return _option("integer", default, help, **kwargs)
 
 
 def real(default, help, **kwargs):
+    """A float option; NaN and infinity are refused before its own check."""
     return _option("float", default, help, **kwargs)
 
 
@@ -101,10 +106,9 @@ def _known_activation(name):
     return True
 
 
-def _stop_rule_ok(text):
-    if text is not None:
-        callbacks.StopRule.parse(text)  # ValueError names the problem
-    return True
+def _stop_rule(text):
+    """--stop_when parsed, once, into a `callbacks.StopRule`; empty unsets it (a flagfile's rule)."""
+    return callbacks.StopRule.parse(text) if text.strip() else None
 
 
 def _strategy_ok(name):
@@ -212,7 +216,9 @@ class Run:
         "Steps between evaluations (log line, curve point, validation, checkpoint); --steps must be a multiple.",
         minimum=1,
     )
-    seed: int = integer(0, "Seed of the data, the initial weights and the training noise.")
+    seed: int = integer(
+        0, "Seed of the data, the initial weights and the training noise.", minimum=0, maximum=2**32 - 1
+    )
     jit_compile: str = enum(
         "auto",
         ("auto", "true", "false"),
@@ -227,12 +233,12 @@ class Run:
         resume_neutral=True,
     )
     tpu: str = string("", "TPU address for --strategy=tpu (empty = local TPU).", resume_neutral=True)
-    stop_when: str | None = string(
+    stop_when: callbacks.StopRule | None = string(
         None,
         "End the run early once METRIC OP THRESHOLD[:TIMES] holds at TIMES "
         "evaluations in a row, e.g. val_accuracy>=0.99:3 (METRIC: a curve.csv column; "
-        "--steps stays the upper bound). Unset = run all --steps.",
-        check=_stop_rule_ok,
+        "--steps stays the upper bound). Unset (or empty, to unset a flagfile's) = run all --steps.",
+        convert=_stop_rule,
         resume_neutral=True,
     )
     output_dir: str | None = string(
@@ -315,8 +321,9 @@ class Config:
         return models.takes(self.model, name)
 
     def values(self):
-        """{flag: value} of everything that defines the run (arguments the model does not take left out)."""
-        return {n: getattr(self, n) for n in self.SPEC.names if self.applies(n)}
+        """{flag: value} of everything that defines the run (arguments the model does not take left out), as
+        JSON values (a `StopRule` as its text)."""
+        return {n: _plain(getattr(self, n)) for n in self.SPEC.names if self.applies(n)}
 
     def flagfile_text(self):
         """The resolved flags as a flagfile (`--flagfile=` repeats the run)."""
@@ -415,6 +422,8 @@ class TaskConfig:
         """ValueError (one line) unless every field passes its check and every task check passes."""
         for name, field in self.fields.items():
             check, value = field.metadata["check"], getattr(config, name)
+            if field.metadata["kind"] == "float" and value is not None and not math.isfinite(value):
+                raise ValueError(f"flag --{name}={value}: --{name} must be a finite number")
             if check is None:
                 continue
             try:
@@ -474,6 +483,12 @@ class TaskConfig:
             rest = absl_flags.FLAGS(rest)  # absl's own flags (--verbosity, ...); an unknown flag fails here
         except absl_flags.Error as e:
             raise UsageError(_one_line(e)) from None
+        except UnicodeDecodeError as e:
+            files_given = [a.split("=", 1)[1] for a in argv if a.startswith("--flagfile=")]
+            raise UsageError(
+                f"--flagfile={', '.join(files_given) or '?'}: not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} "
+                f"at offset {e.start})"
+            ) from None
         if len(rest) > 1:
             raise UsageError(f"unexpected arguments: {' '.join(rest[1:])}")
         given = [n for n in self.names if flag_values[n].present]
@@ -497,12 +512,25 @@ class TaskConfig:
                 _fail(argv[0], e)
 
         def guarded_main(config):
+            for signum in (signal.SIGINT, signal.SIGTERM):  # one line naming the signal; folder and lock left clean
+                signal.signal(signum, _interrupt)
             try:
                 main(config)  # its return value is for callers in Python, not an exit status
-            except (loop.RunError, files.DataError) as e:
+            except (loop.RunError, files.DataError, loop.Interrupted) as e:
                 _fail(sys.argv[0], e)
+            except KeyboardInterrupt as e:  # before the run took its folder, or after it ended
+                _fail(sys.argv[0], f"interrupted{f' by {e.args[0]}' if e.args else ''}")
 
         app.run(guarded_main, flags_parser=parser)
+
+
+def _interrupt(signum, frame):
+    del frame
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _plain(value):
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
 
 
 def _one_line(error):

@@ -44,6 +44,11 @@ from rum_tf.training import checkpoints, distribute, midinterval, optimizers, re
 RunError = run_folder.RunError
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (or SIGTERM, which the binaries turn into it) ended the run; the message is one line for the
+    user. A KeyboardInterrupt still, so that code waiting for one sees it."""
+
+
 @dataclasses.dataclass
 class Task:
     """What a task binary hands to `run`.
@@ -128,8 +133,12 @@ class RunConfig:
         "checkpoint_every",
     )
     log_every_s: float = 60.0
-    stop_when: str | None = None  # a `callbacks.StopRule`: end before `steps` once it holds
+    stop_when: callbacks_lib.StopRule | None = None  # end before `steps` once it holds (text: parsed here, once)
     checkpoint_every: int | None = None  # also checkpoint every N steps inside an interval (`midinterval`)
+
+    def __post_init__(self):
+        if isinstance(self.stop_when, str):
+            self.stop_when = callbacks_lib.StopRule.parse(self.stop_when) if self.stop_when.strip() else None
 
 
 def _versions():
@@ -251,6 +260,12 @@ def _split_metrics(row):
     return train, valid
 
 
+def _plot(curve_path, folder, task):
+    rows = results.read_curve(curve_path)
+    panels = _plot_panels(rows, task.references)
+    results.try_plot(results.plot_curve, curve_path, os.path.join(folder, results.CURVE_PNG), panels, title=task.title)
+
+
 def _plot_panels(rows, references):
     """One panel per metric: its training and validation columns, its reference lines."""
     names = []
@@ -286,22 +301,16 @@ def _already_finished(finished, config):
     """
     stopped = finished.get("stopped")
     if stopped:
-        try:
-            rule = str(callbacks_lib.StopRule.parse(config.stop_when)) if config.stop_when else None
-        except ValueError:
-            rule = None  # _stop_rule reports it
+        rule = str(config.stop_when) if config.stop_when else None
         return stopped.get("rule") == rule or (rule is None and finished.get("steps") == config.steps)
     return finished.get("steps") == config.steps
 
 
 def _stop_rule(config, task):
     """The run's `StopRule`, or None; RunError when it names a metric the run does not log."""
-    if not config.stop_when:
+    rule = config.stop_when
+    if rule is None:
         return None
-    try:
-        rule = callbacks_lib.StopRule.parse(config.stop_when)
-    except ValueError as e:
-        raise RunError(str(e)) from None
     names = ["loss"] + [getattr(m, "name", str(m)) for m in task.metrics]
     logged = names + ([f"val_{n}" for n in names] if task.valid_data else [])
     if rule.metric not in logged:
@@ -338,7 +347,12 @@ def run(task, config):
         except tuple(task.data_errors) as e:
             raise RunError(str(e).strip().replace("\n", " ")) from None
 
-    return run_guarded(folder, progress.write, body)
+    def record_end(status, message):
+        # A run refused before it took the folder over leaves the folder's progress.json to the run there.
+        if progress.accepted or not os.path.exists(os.path.join(folder, results.PROGRESS_FILE)):
+            progress.write(status, message)
+
+    return run_guarded(folder, record_end, body)
 
 
 def _detached(error):
@@ -374,6 +388,12 @@ def run_guarded(folder, write_progress, body):
             except RunError as e:
                 _last_progress(write_progress, "failed", e)
                 failure = _detached(e)
+            except KeyboardInterrupt as e:
+                saved = checkpoints.list_checkpoints(os.path.join(folder, results.CHECKPOINT_DIR))
+                how = f" by {e.args[0]}" if e.args and str(e.args[0]).startswith("SIG") else ""
+                kept = f"the last checkpoint (step {saved[0][0]:,}) is kept; " if saved else ""
+                failure = Interrupted(f"interrupted{how}: {kept}run the same command again to resume")
+                _last_progress(write_progress, "interrupted", failure)
             except BaseException as e:
                 if not run_folder.is_disk_full(e):
                     _last_progress(write_progress, "failed", f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
@@ -434,7 +454,13 @@ def _check_folder(config, out, resume_dir):
     """What `out` holds: (results.json of a finished run or None, the newest checkpoint's (step, path,
     state) or None, not looked for when the run is already finished); RunError when it cannot be
     this run, or continued to `config`."""
-    finished = results.read_results(out)
+    try:
+        finished = results.read_results(out)
+    except ValueError as e:  # a torn or edited file (JSONDecodeError, UnicodeDecodeError)
+        raise RunError(
+            f"--output_dir={out}: its results.json cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}); "
+            "move it away to test the run again from its last checkpoint"
+        ) from None
     if finished is not None:
         _check_same_run(finished.get("flags"), config, "results.json")
         if finished.get("status") == "diverged":
@@ -453,7 +479,10 @@ def _check_folder(config, out, resume_dir):
                 f"--output_dir={out} holds a run finished at {finished['steps']} steps, "
                 f"more than --steps={config.steps}"
             )
-    latest = checkpoints.latest_state(resume_dir)
+    try:
+        latest = checkpoints.latest_state(resume_dir)
+    except checkpoints.Unreadable as e:
+        raise RunError(f"--output_dir={out}: {e}; nothing was changed: move the folder away to start over") from None
     if latest is not None:
         step, _, state = latest
         _check_same_run(state.get("flags"), config, "checkpoint")
@@ -511,7 +540,11 @@ def _run(task, config, session_start, worker, folder, progress):
     resume_dir = os.path.join(out, results.CHECKPOINT_DIR)  # a worker resumes from the chief's checkpoints
     ckpt_dir = os.path.join(folder, results.CHECKPOINT_DIR)
     finished, latest = _check_folder(config, out, resume_dir)
+    progress.accepted = True
+    curve_path = os.path.join(folder, results.CURVE_CSV)
     if finished is not None and _already_finished(finished, config):
+        if not os.path.exists(os.path.join(folder, results.CURVE_PNG)):  # killed between results.json and it
+            _plot(curve_path, folder, task)
         logging.info(
             "%s: already finished (%s steps); results in %s: test %s",
             task.name,
@@ -555,7 +588,6 @@ def _run(task, config, session_start, worker, folder, progress):
         jit_compile,
         folder,
     )
-    curve_path = os.path.join(folder, results.CURVE_CSV)
     results.truncate_curve(curve_path, step)  # rows written after the checkpoint are redone
     stop_rule, stopped = _stop_rule(config, task), None
     if stop_rule is not None:
@@ -673,13 +705,7 @@ def _run(task, config, session_start, worker, folder, progress):
         final = results.read_results(out)  # exactly what the file says, as a re-run returns
     progress.step = steps_done
     progress.write(*_end_status(final))
-    results.try_plot(
-        results.plot_curve,
-        curve_path,
-        os.path.join(folder, results.CURVE_PNG),
-        _plot_panels(rows, task.references),
-        title=task.title,
-    )
+    _plot(curve_path, folder, task)
     logging.info(
         "%s finished: %s steps in %s (%.3g steps/s); results in %s",
         task.name,

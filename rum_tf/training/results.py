@@ -146,11 +146,13 @@ def write_csv(path, columns, rows):
 
 
 def remove_temporary_files(folder):
-    """Delete what killed writers left in `folder` (".tmp-*"); call it holding the folder's lock."""
-    if os.path.isdir(folder):
-        for name in os.listdir(folder):
-            if name.startswith(".tmp-"):
-                _remove(os.path.join(folder, name))
+    """Delete what killed writers left in `folder` and its checkpoints (".tmp-*"); call it holding the
+    folder's lock."""
+    for where in (folder, os.path.join(folder, CHECKPOINT_DIR)):
+        if os.path.isdir(where):
+            for name in os.listdir(where):
+                if name.startswith(".tmp-"):
+                    _remove(os.path.join(where, name))
 
 
 def utc_now():

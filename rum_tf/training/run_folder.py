@@ -125,7 +125,15 @@ class FolderLock:
         if fcntl is None:
             logging.warning("no fcntl on this platform: nothing stops a second writer of %s", self.folder)
             return self
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            if is_disk_full(e):
+                raise disk_full_error(self.folder, e) from None
+            raise RunError(
+                f"cannot open the lock file {self.path} ({e.strerror or e}): it must be a file this user can "
+                "write; remove what is there if no run is using the folder"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
