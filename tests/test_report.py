@@ -262,7 +262,7 @@ def test_read_progress_tolerates_a_missing_or_unreadable_file(tmp_path):
 def test_replicas_at_other_seeds_and_the_commit_are_in_the_full_table(tmp_path):
     path = tmp_path / "targets.toml"
     path.write_text(
-        TARGETS.replace('full_check = { max = 0.01 }', 'full_check = { max = 0.01 }\nfull_seeds = [1, 2]', 1),
+        TARGETS.replace("full_check = { max = 0.01 }", "full_check = { max = 0.01 }\nfull_seeds = [1, 2]", 1),
         encoding="utf-8",
     )
     rows = report.load_targets(str(path))

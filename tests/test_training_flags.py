@@ -9,8 +9,8 @@ import sys
 import pytest
 from absl import flags as absl_flags
 
-from rum_tf.training import flags as training_flags
 from rum_tf.training import callbacks, loop, models, results
+from rum_tf.training import flags as training_flags
 from tasks import babi, copying, ptb, recall
 from training_helpers import FLAGS_DIR, REPO, run_in_process, run_subprocess
 

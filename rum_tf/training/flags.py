@@ -486,7 +486,7 @@ class TaskConfig:
         except UnicodeDecodeError as e:
             files_given = [a.split("=", 1)[1] for a in argv if a.startswith("--flagfile=")]
             raise UsageError(
-                f"--flagfile={', '.join(files_given) or '?'}: not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} "
+                f"--flagfile={', '.join(files_given) or '?'}: not UTF-8 text (byte {e.object[e.start : e.start + 1]!r} "
                 f"at offset {e.start})"
             ) from None
         if len(rest) > 1:
