@@ -130,11 +130,11 @@ def make_task(number, babi_task, config, title="bAbI"):
     )
 
 
-def _one_task(config):
+def _one_task(config, on_progress=None):
     number = int(config.task)
     babi_task = data.load_task(number, config.babi_set, config.data_dir)
     title = f"bAbI qa{number} {files.BABI_TASKS[number]} ({config.babi_set}): {config.model_label()}"
-    return loop.run(make_task(number, babi_task, config, title=title), config.run_config())
+    return loop.run(make_task(number, babi_task, config, title=title), config.run_config(), on_progress)
 
 
 def sub_configs(config):
@@ -152,7 +152,10 @@ def main(config):
         return _one_task(config)
     subs = [
         multitask.SubRun(
-            key=f"qa{n}", folder=f"qa{n}", run=lambda c=sub: _one_task(c), info={"task_name": files.BABI_TASKS[n]}
+            key=f"qa{n}",
+            folder=f"qa{n}",
+            run=lambda on_progress, c=sub: _one_task(c, on_progress),
+            info={"task_name": files.BABI_TASKS[n]},
         )
         for n, sub in sub_configs(config).items()
     ]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rum_tf import RUM
-from rum_tf.training import callbacks, checkpoints, inputs, loop, models, optimizers, results
+from rum_tf.training import callbacks, checkpoints, inputs, loop, models, optimizers, results, run_folder
 from training_helpers import toy_config, toy_task
 
 pytestmark = pytest.mark.slow  # trains models / runs the task binaries
@@ -160,18 +160,18 @@ def test_read_curve_drops_torn_and_later_rows(tmp_path):
 
 def test_atomic_path_keeps_the_old_file_when_a_write_fails(tmp_path):
     path = str(tmp_path / "f.txt")
-    results.atomic_write_text(path, "old\n")
+    run_folder.atomic_write_text(path, "old\n")
     with pytest.raises(OSError, match="disk full"):
-        with results.atomic_path(path) as tmp:
+        with run_folder.atomic_path(path) as tmp:
             with open(tmp, "w") as f:
                 f.write("half")
             raise OSError(28, "disk full")
     assert open(path).read() == "old\n" and os.listdir(tmp_path) == ["f.txt"]
     folder = str(tmp_path / "d")
     for text in ("1", "2"):  # a folder replaces a folder
-        with results.atomic_path(folder) as tmp:
+        with run_folder.atomic_path(folder) as tmp:
             os.makedirs(tmp)
-            results.atomic_write_text(os.path.join(tmp, "x"), text)
+            run_folder.atomic_write_text(os.path.join(tmp, "x"), text)
     assert open(os.path.join(folder, "x")).read() == "2" and sorted(os.listdir(tmp_path)) == ["d", "f.txt"]
 
 
