@@ -329,3 +329,17 @@ def test_stop_when_streak_survives_a_resume(tmp_path):
 def test_stop_when_names_a_logged_metric(tmp_path):
     with pytest.raises(loop.RunError, match="the toy task logs no 'val_accuracy' .it logs loss, mae, val_loss"):
         loop.run(toy_task(), toy_config(tmp_path, stop_when="val_accuracy>=0.9"))
+
+
+def test_results_name_the_commit_of_the_code_that_ran():
+    import subprocess
+
+    from rum_tf.training import environment
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    head = subprocess.run(["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode:
+        pytest.skip("not a git checkout")
+    status = subprocess.run(["git", "-C", repo, "status", "--porcelain"], capture_output=True, text=True).stdout
+    assert environment.CODE == {"commit": head.stdout.strip(), "clean": status == ""}
+    assert environment.describe("default", 1, False)["code"] == environment.CODE

@@ -9,6 +9,8 @@ run_folder   RunFolder: the lock, atomic writes, checkpoints, progress.json and 
 checkpoints  atomic step checkpoints (weights, optimizer, RNG state)
 distribute   --strategy and --jit_compile
 results      results.json, progress.json, the curve CSV and plots
+environment  where a run trains (devices, machine, versions, the commit), for results.json
+options      the binaries' options declared once (fields, defaults, checks) and the shared sections
 flags        the task configs: frozen dataclasses declared once, read from absl flags
              (import it explicitly; it defines no global flag)
 fast_slow    the fast-slow layers of the registry's fs_rum, fs_lstm, fs_goru

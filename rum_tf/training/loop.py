@@ -21,8 +21,6 @@ uninterrupted one; with `checkpoint_every`, also from a checkpoint inside an int
 
 import dataclasses
 import os
-import platform
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -31,9 +29,9 @@ import keras
 import numpy as np
 from absl import logging
 
-import rum_tf
 from rum_tf.training import callbacks as callbacks_lib
 from rum_tf.training import checkpoints, distribute, optimizers, results, run_folder
+from rum_tf.training import environment as environment_lib
 
 # The run cannot start or go on as asked (another run in its --output_dir, divergence, a full
 # disk...): binaries print its one-line message and exit with status 2; so they do for Interrupted.
@@ -133,81 +131,6 @@ class RunConfig:
             self.stop_when = callbacks_lib.StopRule.parse(self.stop_when) if self.stop_when.strip() else None
 
 
-def _versions():
-    found = {"rum_tf": rum_tf.__version__, "keras": keras.__version__}
-    for name in ("tensorflow", "jax"):
-        try:
-            found[name] = __import__(name).__version__
-        except ImportError:
-            pass
-    return found
-
-
-def _devices():
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return [
-            d.name.replace("/physical_device:", "")
-            for d in tf.config.list_physical_devices()
-            if d.device_type in ("CPU", "GPU", "TPU")
-        ]
-    if backend == "jax":
-        import jax
-
-        return [str(d) for d in jax.devices()]
-    return [backend]
-
-
-def _machine():
-    """Where the run trained: CPU model, the cores it could use, the OS and Python."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores_used": cores, "os": platform.platform(terse=True), "python": platform.python_version()}
-
-
-def _code():
-    """The code that runs: the git commit of rum_tf's checkout and whether its tree was clean
-    (None where rum_tf is not in a git checkout, e.g. installed from a wheel)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(rum_tf.__file__)))
-
-    def git(*args):
-        return subprocess.run(
-            ["git", "-C", root, *args], capture_output=True, text=True, timeout=30, check=True
-        ).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "HEAD")
-        clean = git("status", "--porcelain") == ""
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return {"commit": commit, "clean": clean}
-
-
-# Read when the harness is imported: the code of this process, not of a tree changed later.
-CODE = _code()
-
-
-def _environment(config, strategy, jit_compile):
-    """Where the run trained (results.json fields)."""
-    return {
-        "backend": keras.backend.backend(),
-        "strategy": config.strategy,
-        "replicas": strategy.num_replicas_in_sync,
-        "jit_compile": jit_compile,
-        "devices": _devices(),
-        "machine": _machine(),
-        "versions": _versions(),
-        "code": CODE,
-    }
-
-
 def _check_same_run(saved_flags, config, where):
     saved, current = saved_flags or {}, dict(config.flags)
     diffs = [
@@ -221,30 +144,6 @@ def _check_same_run(saved_flags, config, where):
             f"{'; ...' if len(diffs) > 3 else ''}, from its {where}): repeat its flags to resume it, "
             "or choose another --output_dir"
         )
-
-
-def _curve_metrics(rows):
-    """results.json "metrics" from the curve: the last row's training and validation metrics."""
-    if not rows:
-        return {}
-    row = rows[-1]
-    metrics = {"train": {k: v for k, v in row.items() if k not in results.BOOKKEEPING and not k.startswith("val_")}}
-    valid = {k[4:]: v for k, v in row.items() if k.startswith("val_")}
-    return metrics | ({"valid": valid} if valid else {})
-
-
-def _plot(folder, task):
-    """curve.png: one panel per metric (its training and validation columns, its reference lines)."""
-    curve_path = folder.file(results.CURVE_CSV)
-    names = []
-    for row in results.read_curve(curve_path):
-        for key in row:
-            base = key[4:] if key.startswith("val_") else key
-            if base not in results.BOOKKEEPING and base not in names:
-                names.append(base)
-    names.sort(key=lambda n: (n != "loss", n))
-    panels = [(name, [name, f"val_{name}"], dict(task.references.get(name, {}))) for name in names]
-    results.try_plot(results.plot_curve, curve_path, folder.file(results.CURVE_PNG), panels, title=task.title)
 
 
 def _tensorboard(log_dir):
@@ -379,7 +278,7 @@ def _run(task, config, session_start, folder, progress):
     progress.accepted = True
     if finished is not None and _already_finished(finished, config):
         if not os.path.exists(folder.file(results.CURVE_PNG)):  # killed between results.json and the plot
-            _plot(folder, task)
+            results.plot_run(folder.path, task.references, task.title)
         logging.info(
             "%s: already finished (%s steps); results in %s: test %s",
             task.name,
@@ -443,7 +342,7 @@ def _run(task, config, session_start, folder, progress):
         streak=stop_rule.streak([r.get(stop_rule.metric) for r in rows]) if stop_rule else (),
         save=folder.chief,
     )
-    environment = _environment(config, strategy, jit_compile)
+    environment = environment_lib.describe(config.strategy, strategy.num_replicas_in_sync, jit_compile)
 
     def summary(status, steps, metrics, **extra):
         return results.summary(
@@ -470,7 +369,7 @@ def _run(task, config, session_start, folder, progress):
             _fit(model, task, config, state, saved, [*tensorboard, *task.callbacks, bookkeeper])
         except run_folder.Diverged as e:
             if folder.chief:  # the last good evaluation's metrics; its checkpoint is the newest
-                metrics = _curve_metrics(results.read_curve(curve_path))
+                metrics = results.curve_metrics(results.read_curve(curve_path))
                 where = {"step": e.step, "reason": e.reason}
                 results.write_results(config.output_dir, summary("diverged", e.step, metrics, diverged=where))
             raise
@@ -482,7 +381,7 @@ def _run(task, config, session_start, folder, progress):
         with strategy.scope():
             checkpoints.restore(model, checkpoints.checkpoint_path(folder.checkpoints, best["step"]))
 
-    metrics = _curve_metrics(results.read_curve(curve_path))
+    metrics = results.curve_metrics(results.read_curve(curve_path))
     if task.test_fn is not None or task.test_data is not None:
         logging.info("testing (training took %s)", callbacks_lib.format_duration(state.train_time_s))
     if task.test_fn is not None:
@@ -510,7 +409,7 @@ def _run(task, config, session_start, folder, progress):
         final = results.read_results(config.output_dir)  # exactly what the file says, as a re-run returns
     progress.update(steps_done, progress.metrics, progress.steps_per_s)
     progress.write(*_end_status(final))
-    _plot(folder, task)
+    results.plot_run(folder.path, task.references, task.title)
     logging.info(
         "%s finished: %s steps in %s (%.3g steps/s); results in %s",
         task.name,

@@ -342,3 +342,28 @@ def plot_curve(csv_path, png_path, panels, title=""):
         axes[0, 0].set_title(title)
     fig.tight_layout()
     return save_figure(fig, png_path)
+
+
+def curve_metrics(rows):
+    """results.json "metrics" from the curve: the last row's training and validation metrics."""
+    if not rows:
+        return {}
+    row = rows[-1]
+    metrics = {"train": {k: v for k, v in row.items() if k not in BOOKKEEPING and not k.startswith("val_")}}
+    valid = {k[4:]: v for k, v in row.items() if k.startswith("val_")}
+    return metrics | ({"valid": valid} if valid else {})
+
+
+def plot_run(folder, references, title=""):
+    """A run's curve.png: one panel per metric (its training and validation columns, its reference lines
+    from `references` {metric: {label: value}}); a warning instead where it cannot be drawn."""
+    curve_path = os.path.join(folder, CURVE_CSV)
+    names = []
+    for row in read_curve(curve_path):
+        for key in row:
+            base = key[4:] if key.startswith("val_") else key
+            if base not in BOOKKEEPING and base not in names:
+                names.append(base)
+    names.sort(key=lambda n: (n != "loss", n))
+    panels = [(name, [name, f"val_{name}"], dict(references.get(name, {}))) for name in names]
+    return try_plot(plot_curve, curve_path, os.path.join(folder, CURVE_PNG), panels, title=title)
