@@ -235,7 +235,7 @@ sys.exit(1)
 def test_progress_lines_failure_message_and_verdict_come_from_the_run_files(tmp_path):
     prelude = (
         f"import sys\nfrom absl import app\nfrom tasks import reproduce as r\n"
-        f"r._command = lambda row, scale, run_dir: [sys.executable, '-c', {_FAKE_ROW!r}, run_dir]\n"
+        f"r._command = lambda run, run_dir: [sys.executable, '-c', {_FAKE_ROW!r}, run_dir]\n"
         f"sys.argv = ['reproduce', '--quick', '--only', 'copying', '--rows', 'rum_lambda0', "
         f"'--progress_every_s', '0', '--out', {str(tmp_path)!r}]\napp.run(r.main)\n"
     )
