@@ -218,26 +218,17 @@ def associative_update(m, a, b, eps=EPS):
     return new_m, components[2]
 
 
-def associative_rotate(m, a, b, h, eps=EPS):
-    """One λ=1 step: (M R(a, b), M R(a, b) h, cos), all in O(N^2) per example.
-
-    M R h = M h + p_u (u.h) + p_v (v.h) reuses the product with M that the
-    update needs, so M is read once and the new M is not read again.
-    """
-    components = rotation_components(a, b, eps)
-    new_m, new_mh, _ = _rank2_update(m, components, h)
-    return new_m, new_mh, components[2]
-
-
 def memory_step(offset, a, b, h, eps=EPS):
-    """`associative_rotate` on the memory carried as its offset D = M - I.
+    """One λ=1 step on the memory carried as its offset D = M - I.
 
-    The cells carry D, not M, so that a zero state is the identity memory
-    (Keras' RNN layers reset every state to zeros). D' = D + p^T basis is the
-    same rank-2 update (M x = D x + x, p = M [u v] K); its factors are returned too, so that
-    the step can be undone exactly (`memory_unstep`), also where R(a, b) is
-    not orthogonal (a or b zero, where the guards make R a projection). The
-    factors carry no gradient.
+    Computes M R(a, b) as the rank-2 update D' = D + p^T basis (M x = D x + x,
+    p = M [u v] K) and M R(a, b) h = M h + p_u (u.h) + p_v (v.h), which reuses
+    the product with M that the update needs, so M is read once. The cells
+    carry D, not M, so that a zero state is the identity memory (Keras' RNN
+    layers reset every state to zeros). The factors (p, basis) are returned
+    too, so that the step can be undone exactly (`memory_unstep`), also where
+    R(a, b) is not orthogonal (a or b zero, where the guards make R a
+    projection). The factors carry no gradient.
 
     On TensorFlow and JAX the gradient is written out by hand (the one
     automatic differentiation of `memory_step_autodiff` gives, guards
@@ -261,7 +252,8 @@ def memory_step(offset, a, b, h, eps=EPS):
 
 
 def memory_step_autodiff(offset, a, b, h, eps=EPS):
-    """`memory_step` without the hand-written gradient (the reference for it)."""
+    """`memory_step` differentiated automatically: the path of backends without
+    `ops.custom_gradient`, and the definition its hand-written gradient must match."""
     components = rotation_components(a, b, eps)
     new_offset, new_mh, factors = _rank2_update(offset, components, h, offset=True)
     return new_offset, new_mh, components[2], factors
@@ -359,13 +351,3 @@ def _rank2_update(m, components, h=None, offset=False):
     if h is None:
         return new_m, None, factors
     return new_m, products[2] + p_u * _dot(u, h) + p_v * _dot(v, h), factors
-
-
-def associative_update_full(m, a, b, eps=EPS):
-    """M R(a, b) by the full O(N^3) matrix product, as the official code does.
-
-    Kept for benchmarks and as a reference; returns the same as
-    `associative_update`.
-    """
-    components = rotation_components(a, b, eps)
-    return ops.matmul(m, _operator_from_components(*components)), components[2]
