@@ -26,7 +26,7 @@ import keras
 
 from rum_tf.data import babi as data
 from rum_tf.data import files
-from rum_tf.training import flags, inputs, loop, multitask
+from rum_tf.training import flags, inputs, loop, models, multitask
 from tasks import text_flags
 
 
@@ -102,7 +102,7 @@ def make_task(number, babi_task, config, title="bAbI"):
         build_model=lambda: build_model(
             len(babi_task.vocab),
             length,
-            config.recurrent_layer,
+            models.builder(config),
             units=config.units,
             embed_size=config.embed_size,
             embedding_init=config.embedding_init,

@@ -31,7 +31,7 @@ def _flagfiles():
 @pytest.mark.parametrize("module,path", _flagfiles())
 def test_flagfile_parses_and_builds_its_model(module, path, tmp_path):
     config = module.APP.parse(["prog", f"--flagfile={path}", f"--output_dir={tmp_path}"])
-    model = module.build_model(config.T, config.recurrent_layer)
+    model = module.build_model(config.T, models.builder(config))
     assert model.count_params() > 0
     assert config.steps % config.eval_every == 0
     row = {n: getattr(config, n) for n in ("model", "lambda_", "eta", "optimizer", "learning_rate")}

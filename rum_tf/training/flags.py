@@ -102,12 +102,6 @@ class Config:
         changed = [f"{n}={v}" for n, v in self.model_options().items() if v != base[n]]
         return " ".join([self.model] + changed)
 
-    def recurrent_layer(self, **layer_kwargs):
-        """The `--model` recurrent layer with `--units` and the model's arguments."""
-        return models.recurrent_layer(
-            self.model, self.units, seed=self.seed, options=self.model_options(), **layer_kwargs
-        )
-
     @property
     def evaluation_batch_size(self):
         return getattr(self, "eval_batch_size", None) or self.batch_size

@@ -26,8 +26,8 @@ results.json (SCHEMA_VERSION 1) holds:
     stopped (when --stop_when ended the run: {step, rule, reason}),
     and the task's own fields under "task_results" (e.g. the copying baseline).
 
-progress.json (`write_progress`) holds: task, status ("running", "finished", "stopped",
-"diverged", "failed"), step, steps, eta_s, steps_per_s, metrics (the last evaluation),
+progress.json (`Progress`) holds: task, status ("running", "finished", "stopped",
+"diverged", "failed", "interrupted"), step, steps, eta_s, steps_per_s, metrics (the last evaluation),
 message (why it failed, diverged or stopped), pid, updated_at (ISO-8601 UTC).
 
 Every file here is written by `atomic_path` (a temporary name, then a rename), so a reader, or
