@@ -211,6 +211,8 @@ class RUM(Recurrent):
         )
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
+        if not hasattr(sequences, "ndim"):  # a tf.Variable (Keras' RNN passes it on): its value
+            sequences = ops.copy(sequences)
         states = initial_state if isinstance(initial_state, (list, tuple)) else [initial_state]
         # The dropout masks are one per sequence: the input mask is applied to the whole sequence here.
         input_mask, self._recurrent_mask = self.cell.dropout_masks(sequences[:, 0], states[0], training)

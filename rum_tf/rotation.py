@@ -24,6 +24,13 @@ from keras import ops
 
 EPS = 1e-12
 SIN_SQUARED_FLOOR = 1e-14
+# The floors above round to 0 in float16; there they are raised to its smallest normal number.
+_SMALLEST_NORMAL = {"float16": 2.0**-14}
+
+
+def floor_for(value, dtype):
+    """`value`, raised to `dtype`'s smallest normal number where it would underflow there."""
+    return max(value, _SMALLEST_NORMAL.get(keras.backend.standardize_dtype(dtype), 0.0))
 
 
 def l2_normalize(x, eps=EPS):
@@ -36,6 +43,7 @@ def l2_normalize(x, eps=EPS):
     multiply the gradient by about 1e6 per step until it overflows (SPEC §6).
     """
     square_sum = ops.sum(ops.square(x), axis=-1, keepdims=True)
+    eps = floor_for(eps, x.dtype)
     x = ops.where(square_sum >= eps, x, ops.stop_gradient(x))
     return x * ops.rsqrt(ops.maximum(square_sum, eps))
 
@@ -49,6 +57,7 @@ class _Plane(collections.namedtuple("_Plane", "aa ra u ub bb rb cos sin_squared 
 
 
 def _plane(a, b, eps):
+    eps = floor_for(eps, a.dtype)
     aa = _dot(a, a)
     ra = ops.rsqrt(ops.maximum(aa, eps))
     u = a * ra  # l2_normalize(a)
@@ -59,7 +68,7 @@ def _plane(a, b, eps):
     # which matters because every op runs T times inside the recurrence.
     cos = ub * rb
     sin_squared = 1.0 - ops.square(cos)
-    sin = ops.sqrt(ops.maximum(sin_squared, SIN_SQUARED_FLOOR))
+    sin = ops.sqrt(ops.maximum(sin_squared, floor_for(SIN_SQUARED_FLOOR, a.dtype)))
     w = b - ub * u
     ww = _dot(w, w)
     rw = ops.rsqrt(ops.maximum(ww, eps))
@@ -152,7 +161,8 @@ def _plane_gradient(p, b, grad_u, grad_v, grad_cos, grad_sin, eps):
     What automatic differentiation of `_plane` gives, guards included.
     """
     u, v, cos, sin = p.u, p.v, p.cos, p.sin
-    grad_cos = grad_cos - ops.where(p.sin_squared >= SIN_SQUARED_FLOOR, grad_sin * cos / sin, 0.0)
+    eps = floor_for(eps, b.dtype)
+    grad_cos = grad_cos - ops.where(p.sin_squared >= floor_for(SIN_SQUARED_FLOOR, b.dtype), grad_sin * cos / sin, 0.0)
     # v = w / |w|, w = b - (u.b) u, cos = (u.b) / |b|, u = a / |a|; each
     # normalisation passes the gradient's part orthogonal to its output
     # unless the floor eps was hit, where it only scales.
