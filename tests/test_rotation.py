@@ -164,7 +164,9 @@ def test_hand_written_gradient_equals_autodiff_where_a_guard_is_hit(case):
 
     for got, want in zip(hand, gradients(autodiff, a, b, h)):
         assert np.isfinite(got).all()
-        np.testing.assert_allclose(got, want, atol=1e-6)
+        # Near a guard the gradient reaches 1e6 (1/|a| for |a| ~ 1e-8 |b|): float32 keeps ~7 digits of it,
+        # so the two computations agree to a relative 1e-5, not to an absolute 1e-6.
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.skipif(backend() == "jax", reason="JAX computes in float32 unless x64 is enabled")
