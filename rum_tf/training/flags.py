@@ -515,6 +515,7 @@ class TaskConfig:
             for signum in (signal.SIGINT, signal.SIGTERM):  # one line naming the signal; folder and lock left clean
                 signal.signal(signum, _interrupt)
             try:
+                distribute.start(getattr(config, "strategy", "default"))  # multi-worker: before TensorFlow starts
                 main(config)  # its return value is for callers in Python, not an exit status
             except (loop.RunError, files.DataError, loop.Interrupted) as e:
                 _fail(sys.argv[0], e)

@@ -346,6 +346,8 @@ def run(task, config):
             return _run(task, config, session_start, worker, folder, progress)
         except tuple(task.data_errors) as e:
             raise RunError(str(e).strip().replace("\n", " ")) from None
+        except distribute.lost_worker_errors(config.strategy) as e:  # multi-worker: a worker died or hung
+            raise distribute.lost_worker(e, config.output_dir) from None
 
     def record_end(status, message):
         # A run refused before it took the folder over leaves the folder's progress.json to the run there.
@@ -568,7 +570,8 @@ def _run(task, config, session_start, worker, folder, progress):
         optimizer = optimizers.make_optimizer(
             config.optimizer, config.learning_rate, config.rmsprop_decay, config.clip_norm
         )
-        model.compile(optimizer=optimizer, loss=task.loss, metrics=list(task.metrics), jit_compile=jit_compile)
+        metrics = distribute.compile_metrics(task.metrics, strategy)  # multi-worker: made again in the scope
+        model.compile(optimizer=optimizer, loss=task.loss, metrics=metrics, jit_compile=jit_compile)
         model.optimizer.build(model.trainable_variables)
         step, best, state = 0, None, {}
         if latest is not None:
