@@ -17,14 +17,11 @@ import time
 import numpy as np
 import pytest
 
-from rum_tf.training import results
+from rum_tf.training import distribute, results
 from tasks import copying
 from training_helpers import REPO, assert_complete_outputs, read_json, run_in_process
 
-pytestmark = [
-    pytest.mark.slow,  # starts worker processes that train
-    pytest.mark.skipif(pytest.importorskip("keras").backend.backend() != "tensorflow", reason="tf.distribute"),
-]
+pytestmark = pytest.mark.skipif(pytest.importorskip("keras").backend.backend() != "tensorflow", reason="tf.distribute")
 
 # A quick copying row, with a learning rate at which 40 steps move the loss (2.24 -> 2.04), so that
 # a worker training on other batches than the one-process run would show.
@@ -112,6 +109,7 @@ def _max_relative_difference(out, reference):
     return float(np.max(np.abs(a - b) / np.abs(b)))
 
 
+@pytest.mark.slow  # two worker processes train
 def test_two_workers_train_like_one_process_with_the_same_global_batch(tmp_path, one_process):
     out = tmp_path / "run"
     codes = _wait(_start_workers(out, _free_ports(2), tmp_path))
@@ -128,6 +126,7 @@ def test_two_workers_train_like_one_process_with_the_same_global_batch(tmp_path,
     assert difference <= RTOL
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("RUM_TF_KILL_TEST"), reason="~1 minute: set RUM_TF_KILL_TEST=1 to run it")
 def test_a_killed_worker_ends_the_run_in_one_line_and_the_same_commands_resume_it(tmp_path, one_process):
     out, ports = tmp_path / "run", _free_ports(2)
@@ -160,6 +159,7 @@ def test_a_killed_worker_ends_the_run_in_one_line_and_the_same_commands_resume_i
     assert difference <= RTOL
 
 
+@pytest.mark.slow  # starts TensorFlow in a process of its own
 def test_the_strategy_made_after_tensorflow_started_is_one_line(tmp_path):
     """A Python caller that starts TensorFlow before `distribute.start` gets a RunError naming the fix."""
     code = (
@@ -186,3 +186,38 @@ def test_the_strategy_made_after_tensorflow_started_is_one_line(tmp_path):
         "--strategy=multi_worker_mirrored: TensorFlow had started before the strategy was made (Collective ops must "
         "be configured at program startup); call rum_tf.training.distribute.start(strategy) first thing in the process"
     ]
+
+
+def test_a_lost_worker_is_one_line_naming_the_last_checkpoint(tmp_path):
+    import tensorflow as tf
+
+    # What the chief saw when worker 1 was killed (TensorFlow 2.21), and what worker 1 saw when the chief was.
+    heartbeats = (
+        "{{function_node __wrapped__CollectiveReduceV2_Nordering_token_1_device_/job:worker/replica:0/task:0/device:"
+        "CPU:0}} Collective ops is aborted by: Error reported from /job:worker/task:1: The following tasks are "
+        "unhealthy (stopped sending heartbeats):\n/job:worker/replica:0/task:1\nThe tasks have crashed. Check the "
+        "task logs for an earlier error, or scheduler events (e.g. preemption, eviction) to debug further.\nThe "
+        "error could be from a previous operation. Restart your program to reset. [Op:CollectiveReduceV2] name: "
+    )
+    reset = (
+        "Graph execution error:\n\nDetected at node tf1rm_sprop/CollectiveReduceV2 defined at (most recent call "
+        'last):\n  File "<frozen runpy>", line 198, in _run_module_as_main\n\n  File "tasks/copying.py", line 75, '
+        "in <module>\n\nCollective ops is aborted by: recvmsg:Connection reset by peer\nAdditional GRPC error "
+        "information from remote target /job:worker/replica:0/task:0 while calling /tensorflow.WorkerService/"
+        "CompleteInstance:\n:UNKNOWN:Error received from peer  {grpc_status:14}\n\t [[{{node "
+        "tf1rm_sprop/CollectiveReduceV2}}]] [Op:__inference_multi_step_on_iterator_4521]"
+    )
+    os.makedirs(tmp_path / results.CHECKPOINT_DIR / "step-00000010")
+    os.makedirs(tmp_path / results.CHECKPOINT_DIR / "step-00000020")
+    errors = [tf.errors.UnavailableError(None, None, heartbeats), tf.errors.UnavailableError(None, None, reset)]
+    lines = [str(distribute.lost_worker(e, str(tmp_path))) for e in errors]
+    assert lines == [
+        "--strategy=multi_worker_mirrored: a worker was lost (UnavailableError: Collective ops is aborted by: Error "
+        "reported from /job:worker/task:1: The following tasks are unhealthy (stopped sending heartbeats): "
+        "/job:worker/replica:0/task:1); the last checkpoint (step 20) is kept: start all the workers again with "
+        "the same commands to resume",
+        "--strategy=multi_worker_mirrored: a worker was lost (UnavailableError: Collective ops is aborted by: "
+        "recvmsg:Connection reset by peer); the last checkpoint (step 20) is kept: start all the workers again "
+        "with the same commands to resume",
+    ]
+    assert distribute.lost_worker_errors("default") == ()  # a single process's TensorFlow errors stay as they are

@@ -4,8 +4,11 @@ import contextlib
 import json
 import os
 import re
+import signal
+import threading
 
 import keras
+from absl import logging
 
 from rum_tf.training import checkpoints, results, run_folder
 
@@ -81,8 +84,12 @@ def start(name):
     if _multi_worker is None:
         import tensorflow as tf
 
+        waiting = _worker_count() > 1
+        if waiting:
+            logging.info("--strategy=%s: waiting for the %d workers of TF_CONFIG", name, _worker_count())
         try:
-            strategy = tf.distribute.MultiWorkerMirroredStrategy()  # the cluster from TF_CONFIG
+            with _default_sigint(waiting):
+                strategy = tf.distribute.MultiWorkerMirroredStrategy()  # the cluster from TF_CONFIG
         except RuntimeError as e:  # "Collective ops must be configured at program startup"
             raise run_folder.RunError(
                 f"--strategy={name}: TensorFlow had started before the strategy was made ({e}); "
@@ -93,6 +100,31 @@ def start(name):
         _patch_keras_for_multi_worker()
         _multi_worker = strategy
     return _multi_worker
+
+
+def _worker_count():
+    """The workers (and chief) that TF_CONFIG names; 0 when it names none or cannot be read."""
+    try:
+        cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+        return sum(len(cluster.get(job, ())) for job in ("chief", "worker"))
+    except (ValueError, AttributeError, TypeError):
+        return 0  # the strategy reports a malformed TF_CONFIG
+
+
+@contextlib.contextmanager
+def _default_sigint(active=True):
+    """Ctrl-C (SIGINT) ends the process at once while TensorFlow waits for the other workers: that wait
+    is in C++, where Python's handler (the binaries' one-line "interrupted") would never run, and
+    nothing has been written yet. (SIGTERM is TensorFlow's during that wait: its preemption notifier
+    takes it.)"""
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def compile_metrics(metrics, strategy):
@@ -137,24 +169,32 @@ def lost_worker_errors(name):
         tf.errors.DeadlineExceededError,
         tf.errors.AbortedError,
         tf.errors.CancelledError,
-        tf.errors.InternalError,
     )
 
 
 def lost_worker(error, output_dir):
     """The `RunError` of a multi-worker run that lost a worker (one of `lost_worker_errors`): what
     TensorFlow said, in one line, and where the run resumes (the chief's newest checkpoint)."""
-    said = " ".join(str(getattr(error, "message", "") or error).split())
-    said = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", said)  # the op's internal name
-    said = said.split(" The tasks have crashed")[0].split(" [Op:")[0]
-    if len(said) > 300:
-        said = said[:300] + "..."
     saved = checkpoints.list_checkpoints(os.path.join(output_dir, results.CHECKPOINT_DIR))
     kept = f"the last checkpoint (step {saved[0][0]:,}) is kept" if saved else "no checkpoint was saved yet"
     return run_folder.RunError(
-        f"--strategy=multi_worker_mirrored: a worker was lost ({type(error).__name__}: {said}); {kept}: "
-        "start all the workers again with the same commands to resume"
+        f"--strategy=multi_worker_mirrored: a worker was lost ({type(error).__name__}: {tensorflow_said(error)}); "
+        f"{kept}: start all the workers again with the same commands to resume"
     )
+
+
+def tensorflow_said(error, limit=300):
+    """The message of a TensorFlow error in one line, without the stack of the graph node that raised it,
+    the ops' internal names, and the advice that does not apply here; cut at `limit` characters."""
+    lines = []
+    for line in str(getattr(error, "message", "") or error).splitlines():
+        if line.strip() and not line[:1].isspace() and not line.startswith(("Graph execution error", "Detected at")):
+            lines.append(line.strip())  # not blank, not the node's stack ("  File ...", code, "[[{{node ...}}]]")
+    said = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", " ".join(lines))
+    for tail in (" The tasks have crashed", " Additional GRPC error information", " [Op:"):
+        said = said.split(tail)[0]
+    said = said.strip()
+    return said if len(said) <= limit else said[:limit] + "..."
 
 
 def _in_multi_worker_mode(strategy):
