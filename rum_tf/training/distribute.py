@@ -152,6 +152,28 @@ def compile_metrics(metrics, strategy):
     return remade
 
 
+def check_same_start(strategy, step, output_dir):
+    """RunError on every worker unless all the workers of a multi-worker run start from `step`.
+
+    A worker resumes from the chief's checkpoints in `output_dir`: on several machines that folder
+    must be one shared folder, or the workers would train different weights on different batches.
+    (Nothing under other strategies.)
+    """
+    if not _in_multi_worker_mode(strategy):
+        return
+    import tensorflow as tf
+
+    mine = strategy.experimental_distribute_values_from_function(lambda _: tf.constant([step], tf.int64))
+    steps = sorted({int(s) for s in strategy.gather(mine, axis=0).numpy()})
+    if steps != [step]:
+        raise run_folder.RunError(
+            f"--strategy=multi_worker_mirrored: the workers would start from different steps "
+            f"({', '.join(f'{s:,}' for s in steps)}; this one from {step:,}): give every worker the same "
+            f"--output_dir on a shared filesystem (a worker resumes from the chief's checkpoints, here "
+            f"{os.path.join(output_dir, results.CHECKPOINT_DIR)})"
+        )
+
+
 def lost_worker_errors(name):
     """The TensorFlow errors that end a multi-worker run when a worker dies or stops answering, for
     `except` (an empty tuple, which catches nothing, under every other strategy).

@@ -564,6 +564,7 @@ def _run(task, config, session_start, worker, folder, progress):
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed)
     strategy = distribute.make_strategy(config.strategy, config.tpu)
+    distribute.check_same_start(strategy, latest[0] if latest else 0, out)  # multi-worker: all from one step
     jit_compile = distribute.resolve_jit_compile(config.jit_compile)
     with strategy.scope():
         model = task.build_model()
