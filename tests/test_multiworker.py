@@ -119,7 +119,13 @@ def test_two_workers_train_like_one_process_with_the_same_global_batch(tmp_path,
     summary = assert_complete_outputs(str(out), "copying")  # the chief writes the run folder
     assert summary["strategy"] == "multi_worker_mirrored" and summary["replicas"] == 2
     worker = out / "workers" / "worker-1"  # worker 1 writes its own folder, never the chief's results.json
-    assert (worker / results.CURVE_CSV).exists() and not (worker / results.RESULTS_FILE).exists()
+    assert not (worker / results.RESULTS_FILE).exists()
+
+    # Both workers log the metrics of the whole global batch, not of their own share.
+    def metrics(folder):
+        return [(r["step"], r["loss"], r["accuracy"]) for r in results.read_curve(folder / results.CURVE_CSV)]
+
+    assert metrics(worker) == metrics(out) and len(metrics(out)) == 4
 
     difference = _max_relative_difference(out, one_process)
     print(f"max relative difference, 2 workers vs 1 process: {difference:.3g}")

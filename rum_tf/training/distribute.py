@@ -236,8 +236,10 @@ def _patch_keras_for_multi_worker():
          and dtypes; TensorFlow cannot reduce a tuple across workers ("Attempt to convert a value
          (PerReplica...)"). Here the shapes come from this worker's share of that batch instead.
       2. the loss and metric values of each step are reduced with `strategy.reduce("MEAN", v, axis=0)`,
-         which fails on scalars ("Invalid reduction dimension 0 for input with 0 dimensions"). Here
-         they are averaged over all replicas (axis=None), what Keras does for replicas on one machine.
+         which fails on scalars ("Invalid reduction dimension 0 for input with 0 dimensions"). They
+         need no reduction: the totals behind them are summed over all replicas (variables made in
+         the scope: see `compile_metrics`), so every replica holds the global value. Here a value is
+         taken as it is, or averaged over all replicas (axis=None) where it comes per replica.
     Both changes apply only while the strategy is in multi-worker mode; everything else goes to Keras'
     own code. Installed once, by `start`.
     """
