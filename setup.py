@@ -30,7 +30,7 @@ setuptools.setup(
     ],
     extras_require={
         # jax runs the cell and layer tests a second time under KERAS_BACKEND=jax; ruff is the
-        # linter and formatter tests/run.sh runs first.
-        "test": ["pytest", "jax", "ruff"],
+        # linter and formatter tests/run.sh runs first; pytest-xdist spreads the suite over the cores.
+        "test": ["pytest", "pytest-xdist", "jax", "ruff"],
     },
 )

@@ -479,11 +479,11 @@ class RUMCell(NoisyCell):
 
         factors = None
         if self.lambda_ == 0:
-            rotated, cos = self._rotate(embedded, target, h)
+            rotated, cos = rotation.rotate_with_cos(embedded, target, h, self.eps)
             new_states = []
         else:
             offset = ops.reshape(states[1], (-1, n, n))  # M - I
-            offset, rotated, cos, factors = self._associative_rotate(offset, embedded, target, h)
+            offset, rotated, cos, factors = rotation.memory_step(offset, embedded, target, h, self.eps)
             new_states = [ops.reshape(offset, (-1, n * n))]
 
         candidate = embedded + rotated
@@ -499,12 +499,6 @@ class RUMCell(NoisyCell):
         if return_memory_factors:
             return output, [new_h] + new_states, factors
         return output, [new_h] + new_states
-
-    def _rotate(self, embedded, target, h):
-        return rotation.rotate_with_cos(embedded, target, h, self.eps)
-
-    def _associative_rotate(self, offset, embedded, target, h):
-        return rotation.memory_step(offset, embedded, target, h, self.eps)
 
     def call(self, inputs, states, training=False, noise=None):
         if not isinstance(states, (list, tuple)):

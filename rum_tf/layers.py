@@ -110,8 +110,6 @@ class RUM(Recurrent):
       **kwargs: base layer arguments (name, dtype, ...).
     """
 
-    cell_class = cells_lib.RUMCell  # a subclass may swap in a RUMCell variant
-
     # RUMCell's arguments named as Keras GRU's (no official counterpart; the task binaries have no
     # flags for them).
     KERAS_GRU_ARGS = (
@@ -166,7 +164,7 @@ class RUM(Recurrent):
         self._recurrent_mask = None  # set per call by inner_loop
         cell_kwargs = {k: kwargs.pop(k) for k in self.CELL_ARGS if k in kwargs}
         dtype = kwargs.get("dtype")
-        cell = self.cell_class(units, dtype=dtype, name="rum_cell", **cell_kwargs)
+        cell = cells_lib.RUMCell(units, dtype=dtype, name="rum_cell", **cell_kwargs)
         kwargs["dtype"] = cells_lib._float32_if_mixed(dtype)
         super().__init__(
             cell,
@@ -213,6 +211,8 @@ class RUM(Recurrent):
         )
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
+        if not hasattr(sequences, "ndim"):  # a tf.Variable (Keras' RNN passes it on): its value
+            sequences = ops.copy(sequences)
         states = initial_state if isinstance(initial_state, (list, tuple)) else [initial_state]
         # The dropout masks are one per sequence: the input mask is applied to the whole sequence here.
         input_mask, self._recurrent_mask = self.cell.dropout_masks(sequences[:, 0], states[0], training)

@@ -33,8 +33,21 @@ _LATER_CANDIDATE = (  # the candidate rows of the later RUM.py, with and without
 # the scope of their call, so "@theta_0" is read as `angle_prefix + "theta_0"`.
 # "fast_slow" lists scopes of sub-cells instead of weights ({i}: index of the fast cell).
 OFFICIAL_NAMES = {
-    # RUM-Tensorflow RUM.py (RUMCell; ARUMCell is λ=1): r and u from one dense layer.
+    # RUM-Tensorflow RUM.py, Oct 2017 to 2018-06-15 (paper time, e.g. 115bdb8): TF 1.4's
+    # rnn_cell_impl._linear gives [r, u] from one kernel and always makes a candidate bias.
+    # RUMCell is λ=0 (scope rum_cell), ARUMCell λ=1 (scope arum_cell).
     "rum_2017": (
+        ("gate_kernel", ("gates/kernel",), -1),
+        ("gate_bias", ("gates/bias",), -1),
+        ("gate_ln_gamma", ("gates/LN_r_u/layer_norm_alpha",), -1),
+        ("gate_ln_beta", ("gates/LN_r_u/layer_norm_bias",), -1),
+        ("embedding_kernel", ("candidate/kernel",), -1),
+        ("embedding_bias", ("candidate/bias",), -1),
+        ("candidate_ln_gamma", ("candidate/LN_c/alpha",), -1),
+        ("candidate_ln_beta", ("candidate/LN_c/bias",), -1),
+    ),
+    # The same code from c46b6e4 (2018-06-15) on: tf.contrib.layers.fully_connected instead.
+    "rum_2018": (
         ("gate_kernel", ("gates/fully_connected/weights",), -1),
         ("gate_bias", ("gates/fully_connected/biases",), -1),
         ("gate_ln_gamma", ("gates/LN_r_u/layer_norm_alpha",), -1),
@@ -96,10 +109,30 @@ OFFICIAL_NAMES = {
         ("theta_1", ("@theta_1",), -1),
     ),
     # baselineModels/FSRNN.py: each sub-cell below its own scope (plus its layer's own level).
+    # From 3c6ee9f (2017-12-07) the FSRNNCell is a layer calling into scope "FSRNNCell"...
     "fast_slow": (
         ("fast_cells", ("FSRNNCell/Fast_{i}",), None),
         ("slow_cell", ("FSRNNCell/Slow",), None),
     ),
+    # ... before, at paper time, its __call__ opened scope "FS-RNN" (cells called directly).
+    "fast_slow_2017": (
+        ("fast_cells", ("FS-RNN/Fast_{i}",), None),
+        ("slow_cell", ("FS-RNN/Slow",), None),
+    ),
+}
+
+# Which official code wrote each layout (docs/OFFICIAL.md dates them by commit).
+LAYOUT_ERAS = {
+    "rum_2017": "RUM-Tensorflow RUM.py with _linear, Oct 2017",
+    "rum_2018": "RUM-Tensorflow RUM.py with fully_connected, from 2018-06-15",
+    "rum": "rotational-unit-of-memory RUM.py",
+    "rum_no_update_gate": "rotational-unit-of-memory RUM.py, update_gate=False",
+    "ln_lstm": "LNLSTM.py",
+    "eunn": "EUNN.py",
+    "eunn_complex": "EUNN.py, complex",
+    "goru": "GORU.py",
+    "fast_slow": "FSRNN.py as a layer, from Dec 2017",
+    "fast_slow_2017": "FSRNN.py at paper time, Oct 2017",
 }
 
 # Where the official cells put their angles when the script builds them at the top of the
@@ -107,9 +140,9 @@ OFFICIAL_NAMES = {
 DEFAULT_ANGLE_PREFIX = {"eunn": "eunn", "goru": ""}
 
 _LAYOUTS = (  # rum_tf class -> the layouts it may load, the first being the usual one
-    (cells_lib.RUMCell, ("rum", "rum_no_update_gate", "rum_2017")),
+    (cells_lib.RUMCell, ("rum", "rum_no_update_gate", "rum_2018", "rum_2017")),
     (cells_lib.LayerNormLSTMCell, ("ln_lstm",)),
-    (cells_lib.FastSlowCell, ("fast_slow",)),
+    (cells_lib.FastSlowCell, ("fast_slow", "fast_slow_2017")),
     (goru_lib.GORUCell, ("goru",)),
     (eunn_lib.EUNNCell, ("eunn", "eunn_complex")),
 )
@@ -247,34 +280,105 @@ def _resolve_scope(variables, scope, layouts, what, checkpoint):
             f"several official {what} cells under scope {scope!r} in {checkpoint}: "
             f"{', '.join(sorted(below))}; pass the one to load as scope"
         )
-    tops = sorted({v.split("/")[0] for v in variables})
+    found = cell_scopes(variables)
+    held = "; ".join(f"{s} ({layout} layout: {', '.join(sorted(n)[:2])} ...)" for s, (layout, n) in found.items())
     raise ValueError(
-        f"no official {what} variables under scope {scope!r} in {checkpoint} (looked for "
-        f"{sorted(names)[0]!r} there and one level below); top-level scopes: {', '.join(tops[:8])}"
+        f"no official {what} under scope {scope!r} in {checkpoint} (tried the layouts {', '.join(layouts)}, "
+        f"there and one level below); "
+        + (f"cell-like scopes in the checkpoint: {held}" if found else "the checkpoint holds no official cell")
     )
+
+
+def cell_scopes(variables):
+    """{scope: (layout, {names below it})} of every scope that holds an official cell's variable.
+
+    A scope is listed once, with the layout whose names it holds most of (sub-cells of a
+    fast-slow cell appear under their own scopes); optimizer slots are ignored.
+    """
+    hits = {}
+    for variable in variables:
+        if variable.rsplit("/", 1)[-1].startswith(("Adam", "RMSProp", "Momentum")):
+            continue
+        for layout, rows in OFFICIAL_NAMES.items():
+            for _, names, _ in rows:
+                for name in names:
+                    if name.startswith("@") or "{i}" in name or not variable.endswith("/" + name):
+                        continue
+                    hits.setdefault(variable[: -len(name) - 1], {}).setdefault(layout, set()).add(name)
+    return {s: max(by_layout.items(), key=lambda item: len(item[1])) for s, by_layout in sorted(hits.items())}
+
+
+def _rum_layout(variables, scope):
+    """The layout of the official RUM cell under `scope` (its scope, resolved)."""
+    # The 2017 _linear code names its kernels "kernel"; the 2018 code computes r and u
+    # with one fully_connected kernel of 2N columns, the later one with one per gate
+    # (N columns each); N is the width of the embedding kernel.
+    if _join(scope, "gates/kernel") in variables:
+        return "rum_2017"
+    gates = variables.get(_join(scope, "gates/fully_connected/weights"), ())
+    embedding = variables.get(_join(scope, "candidate/fully_connected/weights"), ())
+    if gates and embedding and gates[-1] == 2 * embedding[-1]:
+        return "rum_2018"
+    if _join(scope, "gates/fully_connected_1/weights") in variables:
+        return "rum"
+    return "rum_no_update_gate"
+
+
+def describe_rum(variables, scope):
+    """What an official RUM cell's variables fix: {option: value} of `RUMCell`.
+
+    `variables`: {name: shape} (`read_variables`); `scope`: the cell's scope (resolved, as
+    in `restore`). The keys: "layout", "units", "input_size", "update_gate",
+    "use_embedding_bias", "use_layer_norm" and "lambda_" (None where the checkpoint does not
+    record it: the later code names its cell rum_cell for λ = 0 and 1). No checkpoint records
+    eta, the activation or zoneout.
+    """
+    layout = _rum_layout(variables, scope)
+    rows = {weight: _join(scope, names[0]) for weight, names, _ in OFFICIAL_NAMES[layout]}
+    embedding = variables.get(rows["embedding_kernel"], (0, 0))
+    lambda_ = None
+    if layout in ("rum_2017", "rum_2018"):  # RUMCell (scope rum_cell) is λ=0, ARUMCell (arum_cell) λ=1
+        lambda_ = 1 if scope.rsplit("/", 1)[-1].startswith("arum_cell") else 0
+    return {
+        "layout": layout,
+        "units": embedding[-1],
+        "input_size": embedding[0],
+        "update_gate": layout != "rum_no_update_gate",
+        "use_embedding_bias": rows["embedding_bias"] in variables,
+        "use_layer_norm": rows["candidate_ln_gamma"] in variables,
+        "lambda_": lambda_,
+    }
 
 
 def _choose_layout(cell, variables, scope):
     if isinstance(cell, cells_lib.RUMCell):
-        # The 2017 code computes r and u with one kernel of 2N columns, the later one with
-        # one kernel per gate (N columns each); N is the width of the embedding kernel.
-        gates = variables.get(_join(scope, "gates/fully_connected/weights"), ())
-        embedding = variables.get(_join(scope, "candidate/fully_connected/weights"), ())
-        if gates and embedding and gates[-1] == 2 * embedding[-1]:
-            layout = "rum_2017"
-        elif _join(scope, "gates/fully_connected_1/weights") in variables:
-            layout = "rum"
-        else:
-            layout = "rum_no_update_gate"
+        layout = _rum_layout(variables, scope)
         if cell.update_gate != (layout != "rum_no_update_gate"):
             raise ValueError(
                 f"the official cell under {scope!r} has {'no ' if cell.update_gate else 'an '}update "
                 f"gate: build {cell.name} with update_gate={not cell.update_gate}"
             )
+        lambda_ = describe_rum(variables, scope)["lambda_"]
+        if lambda_ is not None and cell.lambda_ != lambda_:
+            kind = "an ARUMCell" if lambda_ else "a RUMCell"
+            raise ValueError(
+                f"the official cell under {scope!r} is {kind} (lambda={lambda_}): build {cell.name} with "
+                f"lambda_={lambda_}"
+            )
         return layout
+    if isinstance(cell, cells_lib.FastSlowCell):
+        layouts = _layouts_of(cell)
+        found = [layout for layout in layouts if _under(variables, _join(scope, _fast_slow_scopes(layout)[1]))]
+        return found[0] if found else layouts[0]
     if isinstance(cell, eunn_lib.EUNNCell):
         return "eunn_complex" if cell.complex else "eunn"
     return _layouts_of(cell)[0]
+
+
+def _fast_slow_scopes(layout):
+    """(fast cell scope with {i}, slow cell scope) of a fast-slow layout."""
+    (_, (fast,), _), (_, (slow,), _) = OFFICIAL_NAMES[layout]
+    return fast, slow
 
 
 def _plan(cell, variables, read, scope, angle_prefix, checkpoint):
@@ -283,8 +387,8 @@ def _plan(cell, variables, read, scope, angle_prefix, checkpoint):
     what = type(cell).__name__
     scope = _resolve_scope(variables, scope, layouts, what, checkpoint)
     layout = _choose_layout(cell, variables, scope)
-    if layout == "fast_slow":
-        (_, (fast,), _), (_, (slow,), _) = OFFICIAL_NAMES["fast_slow"]
+    if isinstance(cell, cells_lib.FastSlowCell):
+        fast, slow = _fast_slow_scopes(layout)
         parts = [(c, _join(scope, fast.format(i=i))) for i, c in enumerate(cell.fast_cells)]
         parts.append((cell.slow_cell, _join(scope, slow)))
         plan = []
@@ -349,3 +453,35 @@ def _hint(variables, scope):
         return f"nothing under {scope!r}"
     shown = ", ".join(v[len(scope) + 1 :] for v in here[:6])
     return f"under {scope!r} there are {shown}{', ...' if len(here) > 6 else ''}"
+
+
+def fixed_options(target, variables, scope):
+    """What the checkpoint fixes of each cell `restore` would fill, before anything is assigned.
+
+    Args:
+      target: as for `restore` (a built cell, or a layer or model holding one).
+      variables: {name: shape} of the checkpoint (`read_variables`).
+      scope: as for `restore`.
+
+    Returns:
+      [(rum_tf cell, official scope, {option: value})] for the RUM and LN-LSTM cells in
+      `target` (the sub-cells of a FastSlowCell one by one). RUM: `describe_rum`'s
+      options; LN-LSTM: "units". ValueError (one line) when no official cell is found.
+    """
+    cell = _find_cell(target)
+    return _fixed(cell, variables, scope, "checkpoint")
+
+
+def _fixed(cell, variables, scope, checkpoint):
+    scope = _resolve_scope(variables, scope, _layouts_of(cell), type(cell).__name__, checkpoint)
+    if isinstance(cell, cells_lib.FastSlowCell):
+        fast, slow = _fast_slow_scopes(_choose_layout(cell, variables, scope))
+        out = []
+        for i, sub in enumerate(cell.fast_cells):
+            out += _fixed(sub, variables, _join(scope, fast.format(i=i)), checkpoint)
+        return out + _fixed(cell.slow_cell, variables, _join(scope, slow), checkpoint)
+    if isinstance(cell, cells_lib.RUMCell):
+        return [(cell, scope, describe_rum(variables, scope))]
+    if isinstance(cell, cells_lib.LayerNormLSTMCell):
+        return [(cell, scope, {"units": variables.get(_join(scope, "LN_LSTMCell/W_hh"), (0,))[0]})]
+    return []

@@ -24,6 +24,13 @@ from keras import ops
 
 EPS = 1e-12
 SIN_SQUARED_FLOOR = 1e-14
+# The floors above round to 0 in float16; there they are raised to its smallest normal number.
+_SMALLEST_NORMAL = {"float16": 2.0**-14}
+
+
+def floor_for(value, dtype):
+    """`value`, raised to `dtype`'s smallest normal number where it would underflow there."""
+    return max(value, _SMALLEST_NORMAL.get(keras.backend.standardize_dtype(dtype), 0.0))
 
 
 def l2_normalize(x, eps=EPS):
@@ -36,6 +43,7 @@ def l2_normalize(x, eps=EPS):
     multiply the gradient by about 1e6 per step until it overflows (SPEC §6).
     """
     square_sum = ops.sum(ops.square(x), axis=-1, keepdims=True)
+    eps = floor_for(eps, x.dtype)
     x = ops.where(square_sum >= eps, x, ops.stop_gradient(x))
     return x * ops.rsqrt(ops.maximum(square_sum, eps))
 
@@ -49,6 +57,7 @@ class _Plane(collections.namedtuple("_Plane", "aa ra u ub bb rb cos sin_squared 
 
 
 def _plane(a, b, eps):
+    eps = floor_for(eps, a.dtype)
     aa = _dot(a, a)
     ra = ops.rsqrt(ops.maximum(aa, eps))
     u = a * ra  # l2_normalize(a)
@@ -59,7 +68,7 @@ def _plane(a, b, eps):
     # which matters because every op runs T times inside the recurrence.
     cos = ub * rb
     sin_squared = 1.0 - ops.square(cos)
-    sin = ops.sqrt(ops.maximum(sin_squared, SIN_SQUARED_FLOOR))
+    sin = ops.sqrt(ops.maximum(sin_squared, floor_for(SIN_SQUARED_FLOOR, a.dtype)))
     w = b - ub * u
     ww = _dot(w, w)
     rw = ops.rsqrt(ops.maximum(ww, eps))
@@ -152,7 +161,8 @@ def _plane_gradient(p, b, grad_u, grad_v, grad_cos, grad_sin, eps):
     What automatic differentiation of `_plane` gives, guards included.
     """
     u, v, cos, sin = p.u, p.v, p.cos, p.sin
-    grad_cos = grad_cos - ops.where(p.sin_squared >= SIN_SQUARED_FLOOR, grad_sin * cos / sin, 0.0)
+    eps = floor_for(eps, b.dtype)
+    grad_cos = grad_cos - ops.where(p.sin_squared >= floor_for(SIN_SQUARED_FLOOR, b.dtype), grad_sin * cos / sin, 0.0)
     # v = w / |w|, w = b - (u.b) u, cos = (u.b) / |b|, u = a / |a|; each
     # normalisation passes the gradient's part orthogonal to its output
     # unless the floor eps was hit, where it only scales.
@@ -218,26 +228,17 @@ def associative_update(m, a, b, eps=EPS):
     return new_m, components[2]
 
 
-def associative_rotate(m, a, b, h, eps=EPS):
-    """One λ=1 step: (M R(a, b), M R(a, b) h, cos), all in O(N^2) per example.
-
-    M R h = M h + p_u (u.h) + p_v (v.h) reuses the product with M that the
-    update needs, so M is read once and the new M is not read again.
-    """
-    components = rotation_components(a, b, eps)
-    new_m, new_mh, _ = _rank2_update(m, components, h)
-    return new_m, new_mh, components[2]
-
-
 def memory_step(offset, a, b, h, eps=EPS):
-    """`associative_rotate` on the memory carried as its offset D = M - I.
+    """One λ=1 step on the memory carried as its offset D = M - I.
 
-    The cells carry D, not M, so that a zero state is the identity memory
-    (Keras' RNN layers reset every state to zeros). D' = D + p^T basis is the
-    same rank-2 update (M x = D x + x, p = M [u v] K); its factors are returned too, so that
-    the step can be undone exactly (`memory_unstep`), also where R(a, b) is
-    not orthogonal (a or b zero, where the guards make R a projection). The
-    factors carry no gradient.
+    Computes M R(a, b) as the rank-2 update D' = D + p^T basis (M x = D x + x,
+    p = M [u v] K) and M R(a, b) h = M h + p_u (u.h) + p_v (v.h), which reuses
+    the product with M that the update needs, so M is read once. The cells
+    carry D, not M, so that a zero state is the identity memory (Keras' RNN
+    layers reset every state to zeros). The factors (p, basis) are returned
+    too, so that the step can be undone exactly (`memory_unstep`), also where
+    R(a, b) is not orthogonal (a or b zero, where the guards make R a
+    projection). The factors carry no gradient.
 
     On TensorFlow and JAX the gradient is written out by hand (the one
     automatic differentiation of `memory_step_autodiff` gives, guards
@@ -261,7 +262,8 @@ def memory_step(offset, a, b, h, eps=EPS):
 
 
 def memory_step_autodiff(offset, a, b, h, eps=EPS):
-    """`memory_step` without the hand-written gradient (the reference for it)."""
+    """`memory_step` differentiated automatically: the path of backends without
+    `ops.custom_gradient`, and the definition its hand-written gradient must match."""
     components = rotation_components(a, b, eps)
     new_offset, new_mh, factors = _rank2_update(offset, components, h, offset=True)
     return new_offset, new_mh, components[2], factors
@@ -359,13 +361,3 @@ def _rank2_update(m, components, h=None, offset=False):
     if h is None:
         return new_m, None, factors
     return new_m, products[2] + p_u * _dot(u, h) + p_v * _dot(v, h), factors
-
-
-def associative_update_full(m, a, b, eps=EPS):
-    """M R(a, b) by the full O(N^3) matrix product, as the official code does.
-
-    Kept for benchmarks and as a reference; returns the same as
-    `associative_update`.
-    """
-    components = rotation_components(a, b, eps)
-    return ops.matmul(m, _operator_from_components(*components)), components[2]

@@ -26,7 +26,7 @@ import keras
 
 from rum_tf.data import babi as data
 from rum_tf.data import files
-from rum_tf.training import flags, inputs, loop, multitask
+from rum_tf.training import flags, inputs, loop, models, multitask
 from tasks import text_flags
 
 
@@ -102,7 +102,7 @@ def make_task(number, babi_task, config, title="bAbI"):
         build_model=lambda: build_model(
             len(babi_task.vocab),
             length,
-            config.recurrent_layer,
+            models.builder(config),
             units=config.units,
             embed_size=config.embed_size,
             embedding_init=config.embedding_init,
@@ -130,11 +130,11 @@ def make_task(number, babi_task, config, title="bAbI"):
     )
 
 
-def _one_task(config):
+def _one_task(config, on_progress=None):
     number = int(config.task)
     babi_task = data.load_task(number, config.babi_set, config.data_dir)
     title = f"bAbI qa{number} {files.BABI_TASKS[number]} ({config.babi_set}): {config.model_label()}"
-    return loop.run(make_task(number, babi_task, config, title=title), config.run_config())
+    return loop.run(make_task(number, babi_task, config, title=title), config.run_config(), on_progress)
 
 
 def sub_configs(config):
@@ -152,7 +152,10 @@ def main(config):
         return _one_task(config)
     subs = [
         multitask.SubRun(
-            key=f"qa{n}", folder=f"qa{n}", run=lambda c=sub: _one_task(c), info={"task_name": files.BABI_TASKS[n]}
+            key=f"qa{n}",
+            folder=f"qa{n}",
+            run=lambda on_progress, c=sub: _one_task(c, on_progress),
+            info={"task_name": files.BABI_TASKS[n]},
         )
         for n, sub in sub_configs(config).items()
     ]

@@ -65,7 +65,7 @@ def main(config):
         config.evaluation_batch_size,
         config.test_size,
         config.seed,
-        config.recurrent_layer,
+        models.builder(config),
         title=f"copying T={config.T}: {config.model_label()}",
     )
     return loop.run(*config.from_official(task, config.run_config()))

@@ -86,7 +86,7 @@ def main(config):
         config.evaluation_batch_size,
         sizes,
         config.seed,
-        config.recurrent_layer,
+        models.builder(config),
         title=f"associative recall T={config.T}: {config.model_label()}",
     )
     return loop.run(*config.from_official(task, config.run_config()))

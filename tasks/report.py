@@ -301,20 +301,20 @@ def _code(outcome):
 
 
 def seeds_text(outcome):
-    """E.g. "holds at 3 of 3 seeds (0.9985–0.9991)": the row's verdict over its seeds, with the spread of
-    its metric over the finished ones; "" for a row without replicas."""
+    """E.g. "holds at 3 of 3 seeds, 0.9985–0.9991": the row's verdict over its seeds and the range of its
+    metric over the finished ones; "" for a row without replicas."""
     if not outcome.replicas:
         return ""
     runs = [outcome, *outcome.replicas]
     done = [o for o in runs if o.verdict not in (MISSING, CRASHED)]
     values = [o.value for o in done if o.value is not None]
-    spread = f" ({_fmt(min(values))}–{_fmt(max(values))})" if values else ""
-    waiting = len(runs) - len(done)
-    rest = f"; {waiting} not finished" if waiting else ""
+    spread = "" if not values else f", {_fmt(min(values))}" + (f"–{_fmt(max(values))}" if len(set(values)) > 1 else "")
+    finished = "" if len(done) == len(runs) else " finished"
+    waiting = f"; {len(runs) - len(done)} of {len(runs)} not finished" if finished else ""
     if outcome.row.check(outcome.scale):
         held = sum(o.verdict == PASS for o in done)
-        return f"holds at {held} of {len(done)} seeds{spread}{rest}"
-    return f"{len(done)} seeds{spread}{rest}"
+        return f"holds at {held} of {len(done)}{finished} seeds{spread}{waiting}"
+    return f"{len(done)}{finished} seeds{spread}{waiting}"
 
 
 def tables_markdown(outcomes, base_dir, heading="##"):

@@ -32,6 +32,7 @@ import time
 from absl import app, flags
 
 from rum_tf.training import results as results_lib
+from rum_tf.training import run_folder
 from tasks import report
 
 # The checkout this driver belongs to: the binaries (tasks/) and flagfiles (flags/) it runs.
@@ -182,7 +183,7 @@ def _run(run, run_dir):
         _child = None
     results = results_lib.read_results(run_dir) if code == 0 else None
     status = {"exit_code": code, "seconds": time.time() - start, "command": cmd, "log": log_path}
-    results_lib.atomic_write_text(os.path.join(run_dir, report.STATUS_FILE), _json(status))
+    run_folder.atomic_write_text(os.path.join(run_dir, report.STATUS_FILE), _json(status))
     print("    " + report.outcome_line(code, current, results, log_path), flush=True)
     return code
 
@@ -267,7 +268,7 @@ def update_readme(path, scale, outcomes, plots):
         lines += [f"![{title}]({os.path.relpath(plot, base)})", ""]
     lines += [f"Verdicts: {report.summary_line(outcomes)}.", ""]
     head, rest = text.split(begin, 1)
-    results_lib.atomic_write_text(path, head + begin + "\n" + "\n".join(lines) + end + rest.split(end, 1)[1])
+    run_folder.atomic_write_text(path, head + begin + "\n" + "\n".join(lines) + end + rest.split(end, 1)[1])
 
 
 def _json(obj):
@@ -337,7 +338,7 @@ def main(argv):
             "folder; each row's folder holds its results.json, curve.csv and flags.cfg as the run wrote them."
         )
     path = os.path.join(out_dir, "RESULTS.md")
-    results_lib.atomic_write_text(path, report.render(outcomes, out_dir, plots, header))
+    run_folder.atomic_write_text(path, report.render(outcomes, out_dir, plots, header))
     if FLAGS.readme:
         update_readme(FLAGS.readme, scale, outcomes, plots)
         print(f"updated the {scale} results in {FLAGS.readme}", flush=True)

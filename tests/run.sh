@@ -9,6 +9,7 @@ python -m pip install --quiet -e ".[test]"
 python -m ruff check .
 python -m ruff format --check .
 export RUM_TF_DATA_DIR="${RUM_TF_DATA_DIR:-$(cd .. && pwd)/shared/data}"
-python -m pytest -q tests "$@"
+# One worker per core (-n auto): the suite is mostly separate processes and single-threaded steps.
+python -m pytest -q -n auto tests "$@"
 # The binaries on a machine without TensorFlow (a fresh venv; about two minutes with pip's cache).
 bash tests/no_tensorflow.sh

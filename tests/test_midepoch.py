@@ -1,6 +1,6 @@
 """A run killed inside an evaluation interval (a PTB epoch) resumes exactly from a checkpoint inside it.
 
-`RunConfig.checkpoint_every` (`rum_tf.training.midinterval`): the killed run must lose at most
+`RunConfig.checkpoint_every` (`callbacks.Bookkeeper`): the killed run must lose at most
 `checkpoint_every` steps, not the interval, and end with the uninterrupted run's weights, optimizer,
 curve and results, to the bit. A kill is a KeyboardInterrupt raised after a given step (in the task's
 callbacks, so that step's own checkpoint is not written: the run loses the steps since the last one).

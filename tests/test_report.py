@@ -276,11 +276,11 @@ def test_replicas_at_other_seeds_and_the_commit_are_in_the_full_table(tmp_path):
         json.dump(summary, f)
     (outcome,) = [o for o in report.collect(rows, "full", out) if o.row.row == "RUM"]
     assert [r.verdict for r in outcome.replicas] == [report.PASS, report.FAIL]
-    assert report.seeds_text(outcome) == "holds at 2 of 3 seeds (0.004–0.02)"
+    assert report.seeds_text(outcome) == "holds at 2 of 3 seeds, 0.004–0.02"
     text = report.render(report.collect(rows, "full", out), out)
-    assert "| 0.004 (holds at 2 of 3 seeds (0.004–0.02)) |" in text and "| c6624df |" in text
+    assert "| 0.004 (holds at 2 of 3 seeds, 0.004–0.02) |" in text and "| c6624df |" in text
 
     os.remove(os.path.join(out, "copying/rum_seed2", "results.json"))  # a replica still running
     (outcome,) = [o for o in report.collect(rows, "full", out) if o.row.row == "RUM"]
-    assert report.seeds_text(outcome) == "holds at 2 of 2 seeds (0.004–0.006); 1 not finished"
+    assert report.seeds_text(outcome) == "holds at 2 of 2 finished seeds, 0.004–0.006; 1 of 3 not finished"
     assert report.collect(rows, "quick", out)[0].replicas == ()  # replicas are a full-scale matter

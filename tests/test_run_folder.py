@@ -333,7 +333,9 @@ def test_a_failing_plot_is_a_warning_after_results_json(tmp_path, monkeypatch):
     monkeypatch.setattr(results, "pyplot", broken)
     subs = [
         multitask.SubRun(
-            key=k, folder=k, run=lambda k=k: loop.run(toy_task(), toy_config(tmp_path / "m" / k, steps=20))
+            key=k,
+            folder=k,
+            run=lambda on_progress, k=k: loop.run(toy_task(), toy_config(tmp_path / "m" / k, steps=20), on_progress),
         )
         for k in ("a", "b")
     ]

@@ -241,11 +241,22 @@ ROW_FLAGS = (
 )
 
 
+def _given(path):
+    """The flags a flagfile sets, those of the flagfiles it reads (paths from the checkout's root) included."""
+    given = set()
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("--flagfile="):
+                given |= _given(os.path.join(REPO, line.strip().split("=", 1)[1]))
+            elif line.startswith("--"):
+                given.add(line.strip()[2:].split("=")[0])
+    return given
+
+
 def test_flagfiles_set_every_value_of_their_row(tmp_path):
     for scale in ("ptb", os.path.join("quick", "ptb")):
         for path in sorted(glob.glob(os.path.join(REPO, "flags", scale, "*.cfg"))):
-            with open(path, encoding="utf-8") as f:
-                given = {line.strip()[2:].split("=")[0] for line in f if line.startswith("--")}
+            given = _given(path)
             config = _parse([f"--flagfile={path}"], tmp_path)
             wanted = {n for n in ROW_FLAGS if config.applies(n)}
             assert wanted <= given, (path, sorted(wanted - given))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rum_tf import RUM
-from rum_tf.training import callbacks, checkpoints, inputs, loop, models, optimizers, results
+from rum_tf.training import callbacks, checkpoints, inputs, loop, models, optimizers, results, run_folder
 from training_helpers import toy_config, toy_task
 
 pytestmark = pytest.mark.slow  # trains models / runs the task binaries
@@ -160,18 +160,18 @@ def test_read_curve_drops_torn_and_later_rows(tmp_path):
 
 def test_atomic_path_keeps_the_old_file_when_a_write_fails(tmp_path):
     path = str(tmp_path / "f.txt")
-    results.atomic_write_text(path, "old\n")
+    run_folder.atomic_write_text(path, "old\n")
     with pytest.raises(OSError, match="disk full"):
-        with results.atomic_path(path) as tmp:
+        with run_folder.atomic_path(path) as tmp:
             with open(tmp, "w") as f:
                 f.write("half")
             raise OSError(28, "disk full")
     assert open(path).read() == "old\n" and os.listdir(tmp_path) == ["f.txt"]
     folder = str(tmp_path / "d")
     for text in ("1", "2"):  # a folder replaces a folder
-        with results.atomic_path(folder) as tmp:
+        with run_folder.atomic_path(folder) as tmp:
             os.makedirs(tmp)
-            results.atomic_write_text(os.path.join(tmp, "x"), text)
+            run_folder.atomic_write_text(os.path.join(tmp, "x"), text)
     assert open(os.path.join(folder, "x")).read() == "2" and sorted(os.listdir(tmp_path)) == ["d", "f.txt"]
 
 
@@ -329,3 +329,17 @@ def test_stop_when_streak_survives_a_resume(tmp_path):
 def test_stop_when_names_a_logged_metric(tmp_path):
     with pytest.raises(loop.RunError, match="the toy task logs no 'val_accuracy' .it logs loss, mae, val_loss"):
         loop.run(toy_task(), toy_config(tmp_path, stop_when="val_accuracy>=0.9"))
+
+
+def test_results_name_the_commit_of_the_code_that_ran():
+    import subprocess
+
+    from rum_tf.training import environment
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    head = subprocess.run(["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode:
+        pytest.skip("not a git checkout")
+    status = subprocess.run(["git", "-C", repo, "status", "--porcelain"], capture_output=True, text=True).stdout
+    assert environment.CODE == {"commit": head.stdout.strip(), "clean": status == ""}
+    assert environment.describe("default", 1, False)["code"] == environment.CODE

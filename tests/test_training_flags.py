@@ -31,7 +31,7 @@ def _flagfiles():
 @pytest.mark.parametrize("module,path", _flagfiles())
 def test_flagfile_parses_and_builds_its_model(module, path, tmp_path):
     config = module.APP.parse(["prog", f"--flagfile={path}", f"--output_dir={tmp_path}"])
-    model = module.build_model(config.T, config.recurrent_layer)
+    model = module.build_model(config.T, models.builder(config))
     assert model.count_params() > 0
     assert config.steps % config.eval_every == 0
     row = {n: getattr(config, n) for n in ("model", "lambda_", "eta", "optimizer", "learning_rate")}
@@ -265,7 +265,8 @@ def test_task_hooks_data_errors_finish_results_and_resume_neutral(tmp_path):
 def test_task_binaries_are_thin_and_import_no_tensorflow():
     import ast
 
-    for path in glob.glob(os.path.join(REPO, "tasks", "*.py")):
+    # The four task binaries (the checkout's other tooling, e.g. the benchmark's TensorFlow rows, may use it).
+    for path in [os.path.join(REPO, "tasks", f"{name}.py") for name in ("copying", "recall", "babi", "ptb")]:
         with open(path, encoding="utf-8") as f:
             tree = ast.parse(f.read())
         imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}

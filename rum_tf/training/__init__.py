@@ -4,10 +4,13 @@ models       --model registry (name -> recurrent layer, the options it takes), O
 optimizers   TF1-faithful RMSProp and Adam
 inputs       step-indexed input pipelines (exact resume): tf.data, or NumPy PyDatasets off TensorFlow
 loop         Task, RunConfig, run(): fit, resume, test, results
-callbacks    StepClock, ProgressLogger, Checkpointer
+callbacks    RunState, StopRule and the Bookkeeper callback (clocks, guard, log, curve, checkpoints, progress)
+run_folder   RunFolder: the lock, atomic writes, checkpoints, progress.json and results.json of one run
 checkpoints  atomic step checkpoints (weights, optimizer, RNG state)
 distribute   --strategy and --jit_compile
-results      the output folder's files, results.json, curve CSV and plot
+results      results.json, progress.json, the curve CSV and plots
+environment  where a run trains (devices, machine, versions, the commit), for results.json
+options      the binaries' options declared once (fields, defaults, checks) and the shared sections
 flags        the task configs: frozen dataclasses declared once, read from absl flags
              (import it explicitly; it defines no global flag)
 fast_slow    the fast-slow layers of the registry's fs_rum, fs_lstm, fs_goru

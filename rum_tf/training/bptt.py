@@ -22,7 +22,7 @@ of the model's state, so under JAX (whose jitted steps are stateless) the state 
 carried: every batch starts from zero. `CarryState` keeps the state in non-trainable
 weights, which every backend's train and test steps update. They travel in checkpoints:
 a run resumed at an epoch boundary resets them anyway, one resumed inside an epoch
-(`RunConfig.checkpoint_every`, `midinterval`) continues from the checkpoint's state.
+(`RunConfig.checkpoint_every`) continues from the checkpoint's state.
 """
 
 import math
@@ -165,7 +165,7 @@ class CharsPerSecond(keras.callbacks.Callback):
     """Adds `chars_per_s` (training characters per second of this epoch) to the epoch logs.
 
     Timed from the epoch's first batch to its last, evaluation excluded; the batches are
-    counted, so an epoch resumed in its middle (`midinterval`) reports its own rate.
+    counted, so an epoch resumed in its middle (`--checkpoint_every`) reports its own rate.
     """
 
     def __init__(self, chars_per_step):

@@ -1,8 +1,16 @@
-"""The callbacks Keras lacks: global-step bookkeeping, progress lines and progress.json,
-the divergence guard, step checkpoints, the stop rule.
+"""The run's state and its one Keras callback: clocks, the divergence guard, progress, the curve,
+the best value, the stop rule and every checkpoint, in that order at each evaluation.
 
-In the harness one Keras "epoch" is one evaluation interval (`eval_every` steps), so
-epoch e ends at step (e + 1) * eval_every.
+In the harness one Keras "epoch" is one evaluation interval (`eval_every` steps), so epoch e
+ends at step (e + 1) * eval_every. The task's own callbacks (a learning-rate schedule, PTB's
+state resets) come before `Bookkeeper` in the list, so it sees their logs and restores a
+mid-interval checkpoint after their `on_epoch_begin`.
+
+Keras' own callbacks fall short here: `CSVLogger` pads a run without validation with "NA"
+columns and cannot drop the rows a resumed run redoes; `TerminateOnNaN` stops quietly, after
+the logs and checkpoints have seen the NaN; `EarlyStopping` counts patience, not a threshold
+held at N evaluations in a row, and forgets it on resume; `BackupAndRestore` (see
+`checkpoints`) saves neither the random generators nor a step inside an interval.
 """
 
 import csv
@@ -19,6 +27,9 @@ from absl import logging
 
 from rum_tf.training import checkpoints, results, run_folder
 
+MID_INTERVAL = "mid_interval"  # state.json: true for a checkpoint saved inside an interval
+METRICS = "metrics_variables"  # state.json: the metric accumulators' values, in `model.metrics_variables` order
+
 
 def format_duration(seconds):
     seconds = int(round(seconds))
@@ -29,135 +40,6 @@ def format_duration(seconds):
     if minutes:
         return f"{minutes}m{seconds:02d}s"
     return f"{seconds}s"
-
-
-class StepClock(keras.callbacks.Callback):
-    """Tracks the global step and the time spent training, across resumed sessions.
-
-    Adds `step`, `train_time_s` (time inside the training batches, all sessions) and
-    `wall_time_s` (all sessions, from process start) to each evaluation's logs, so the
-    callbacks after it (progress, CSV, checkpoints) see them.
-
-    Args:
-      eval_every: steps per Keras epoch.
-      train_time_s, wall_time_s: totals of the earlier sessions (0 for a new run).
-      session_start: `time.monotonic()` when this session began.
-    """
-
-    def __init__(self, eval_every, train_time_s=0.0, wall_time_s=0.0, session_start=None):
-        super().__init__()
-        self.eval_every = eval_every
-        self.train_time_s = float(train_time_s)
-        self._earlier_wall_s = float(wall_time_s)
-        self._session_start = time.monotonic() if session_start is None else session_start
-        self._epoch_start = None
-        self.step = None
-        self.window_steps_per_s = None
-
-    def wall_time_s(self):
-        return self._earlier_wall_s + time.monotonic() - self._session_start
-
-    def _stop_train_timer(self):
-        if self._epoch_start is not None:
-            elapsed = time.monotonic() - self._epoch_start
-            self.train_time_s += elapsed
-            self.window_steps_per_s = self.eval_every / elapsed if elapsed > 0 else None
-            self._epoch_start = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = time.monotonic()
-
-    def on_test_begin(self, logs=None):
-        self._stop_train_timer()  # validation time is not training time
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._stop_train_timer()
-        self.step = (epoch + 1) * self.eval_every
-        if logs is not None:
-            logs["step"] = self.step
-            logs["train_time_s"] = round(self.train_time_s, 3)
-            logs["wall_time_s"] = round(self.wall_time_s(), 3)
-
-    def state(self):
-        """What a checkpoint must carry to continue the clocks."""
-        return {"train_time_s": self.train_time_s, "wall_time_s": self.wall_time_s()}
-
-
-class ProgressLogger(keras.callbacks.Callback):
-    """One log line per evaluation (and at least every `every_s` seconds in between).
-
-        step 1,000/20,000 (5%) | loss 0.0921 [memoryless baseline 0.0945] accuracy 0.9080
-        | val_... | 45.2 steps/s | ETA 7m00s
-
-    Args:
-      clock: the run's `StepClock` (placed before this callback).
-      total_steps: steps of the whole run.
-      references: {metric: {label: value}} shown beside that metric.
-      every_s: longest silence during an evaluation interval, in seconds.
-    """
-
-    def __init__(self, clock, total_steps, references=None, every_s=60.0):
-        super().__init__()
-        self.clock = clock
-        self.total_steps = total_steps
-        self.references = references or {}
-        self.every_s = every_s
-        self._last_log = time.monotonic()
-        self._epoch = 0
-        self._epoch_start = None
-
-    def _metrics(self, logs):
-        parts = []
-        for key, value in logs.items():
-            if key in results.BOOKKEEPING:
-                continue
-            try:
-                text = f"{key} {float(value):.4g}"
-            except (TypeError, ValueError):
-                continue
-            for label, ref in self.references.get(key, {}).items():
-                text += f" [{label} {ref:.4g}]"
-            parts.append(text)
-        return " ".join(parts)
-
-    def _eta(self, step, rate):
-        if not rate:
-            return "?"
-        return format_duration((self.total_steps - step) / rate)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-        self._epoch_start = time.monotonic()
-
-    def on_train_batch_end(self, batch, logs=None):
-        now = time.monotonic()
-        if now - self._last_log < self.every_s:
-            return
-        self._last_log = now
-        step = self._epoch * self.clock.eval_every + batch + 1
-        rate = (batch + 1) / (now - self._epoch_start) if self._epoch_start else None
-        logging.info(
-            "step %s/%s | %s (running) | %.3g steps/s | ETA %s",
-            f"{step:,}",
-            f"{self.total_steps:,}",
-            self._metrics(logs or {}),
-            rate or 0,
-            self._eta(step, rate),
-        )
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._last_log = time.monotonic()
-        step = self.clock.step
-        rate = self.clock.window_steps_per_s
-        logging.info(
-            "step %s/%s (%d%%) | %s | %.3g steps/s | ETA %s",
-            f"{step:,}",
-            f"{self.total_steps:,}",
-            100 * step // self.total_steps,
-            self._metrics(logs or {}),
-            rate or 0,
-            self._eta(step, rate),
-        )
 
 
 def metrics_of(logs):
@@ -173,183 +55,6 @@ def metrics_of(logs):
     return found
 
 
-class DivergenceGuard(keras.callbacks.Callback):
-    """Stops the run with `run_folder.Diverged` as soon as training produces NaN or infinity.
-
-    Placed before the `StepClock` and everything that saves (`midinterval`'s saver included).
-
-    Checked after every training batch: the loss in the logs (Keras' running mean over the
-    interval, so one non-finite batch loss makes it non-finite). The harness' other batch
-    callbacks already make Keras hand these logs over as Python floats, so the check adds no
-    device synchronisation. After each interval, before anything logs or saves it: every metric
-    of the evaluation and every trainable weight (an update of the interval's last batch shows
-    only there). Raising ends `fit` before the logs, the curve or a checkpoint see the values.
-
-    Args:
-      clock: the run's `StepClock` (placed before this callback).
-    """
-
-    def __init__(self, clock):
-        super().__init__()
-        self.clock = clock
-
-    def _diverged(self, what, step):
-        raise run_folder.Diverged(
-            f"training diverged at step {step:,}: {what} (lower --learning_rate, or set "
-            "--clip_norm, and use another --output_dir)",
-            step,
-            what,
-        )
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            # The optimizer's count is the global step, also in an interval resumed from its middle.
-            self._diverged(
-                f"the training loss is {float(loss)}", int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-            )
-
-    def on_epoch_end(self, epoch, logs=None):
-        step = (epoch + 1) * self.clock.eval_every
-        bad = {k: v for k, v in metrics_of(logs).items() if not math.isfinite(v)}
-        if bad:
-            self._diverged(", ".join(f"{k} is {v}" for k, v in bad.items()), step)
-        for weight in self.model.trainable_weights:
-            if not np.isfinite(keras.ops.convert_to_numpy(weight)).all():
-                self._diverged(f"the weight {weight.path} is not finite", step)
-
-
-class ProgressFile(keras.callbacks.Callback):
-    """Keeps <folder>/progress.json (`results.write_progress`) up to date: at every evaluation, and
-    whenever the harness calls `write` (session start, end, failure).
-
-    Args:
-      folder: the run folder.
-      task: the task's name.
-      steps: the run's --steps.
-      clock: the run's `StepClock` (placed before this callback).
-      step: the step the session starts from.
-    """
-
-    def __init__(self, folder, task, steps, clock, step=0):
-        super().__init__()
-        self.folder = folder
-        self.task = task
-        self.steps = steps
-        self.clock = clock
-        self.step = step
-        self.metrics = {}
-        self.steps_per_s = None
-        self.accepted = False  # the run has taken the folder over (set by the harness)
-
-    def write(self, status, message=None):
-        rate = self.steps_per_s
-        eta = (self.steps - self.step) / rate if rate and status == "running" else None
-        return results.write_progress(
-            self.folder,
-            task=self.task,
-            status=status,
-            step=self.step,
-            steps=self.steps,
-            eta_s=eta,
-            steps_per_s=rate,
-            metrics=self.metrics,
-            message=message,
-        )
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.step = self.clock.step
-        self.metrics = metrics_of(logs)
-        self.steps_per_s = self.clock.window_steps_per_s
-        self.write("running")
-
-
-class CurveLogger(keras.callbacks.Callback):
-    """Appends one CSV row per evaluation: step, metrics, validation metrics, times.
-
-    Used instead of `keras.callbacks.CSVLogger`, which pads a run without validation
-    with "NA" columns for every key (val_step, val_wall_time_s, ...). The columns are
-    fixed by the first row a run writes; a resumed run keeps appending to them.
-    """
-
-    FIRST = ("step",)
-    LAST = ("train_time_s", "wall_time_s")
-
-    def __init__(self, path):
-        super().__init__()
-        self.path = path
-        self.columns = None
-
-    def _order(self, keys):
-        metrics = sorted(k for k in keys if k not in self.FIRST + self.LAST and not k.startswith("val_"))
-        valid = sorted(k for k in keys if k.startswith("val_"))
-        return [k for k in self.FIRST if k in keys] + metrics + valid + [k for k in self.LAST if k in keys]
-
-    def on_train_begin(self, logs=None):
-        if os.path.exists(self.path) and os.path.getsize(self.path):
-            with open(self.path, newline="", encoding="utf-8") as f:
-                self.columns = next(csv.reader(f), None)
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = dict(logs or {})
-        write_header = self.columns is None
-        if write_header:
-            self.columns = self._order(logs)
-        with open(self.path, "a", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            if write_header:
-                writer.writerow(self.columns)
-            writer.writerow([results.format_cell(logs.get(k)) for k in self.columns])
-
-
-class Checkpointer(keras.callbacks.Callback):
-    """Saves a step checkpoint after every evaluation (see `checkpoints`).
-
-    With `monitor`, also keeps the checkpoint of the best `monitor` value (mode "min"
-    or "max") so the run can end on those weights; the best value and step travel in
-    the checkpoints, so a resumed run still knows them.
-
-    Args:
-      directory: the checkpoints folder.
-      clock: the run's `StepClock` (placed before this callback).
-      monitor, mode: the value to keep the best of, or None.
-      best: {"step", "value"} restored from a checkpoint, or None.
-      extra_state: JSON-serialisable fields stored in every checkpoint (e.g. the flags).
-      save: False on the non-chief workers of a multi-worker run.
-    """
-
-    def __init__(self, directory, clock, monitor=None, mode="min", best=None, extra_state=None, save=True):
-        super().__init__()
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        self.directory = directory
-        self.clock = clock
-        self.monitor = monitor
-        self.mode = mode
-        self.best = best
-        self.extra_state = dict(extra_state or {})
-        self.save = save
-
-    def _improved(self, value):
-        if self.best is None:
-            return True
-        return value < self.best["value"] if self.mode == "min" else value > self.best["value"]
-
-    def on_epoch_end(self, epoch, logs=None):
-        step = self.clock.step
-        if self.monitor is not None:
-            value = (logs or {}).get(self.monitor)
-            if value is None:
-                raise KeyError(f"cannot keep the best weights: no {self.monitor!r} in the logs {sorted(logs or {})}")
-            if self._improved(float(value)):
-                self.best = {"step": step, "value": float(value)}
-        if not self.save:
-            return
-        state = dict(self.extra_state, **self.clock.state(), best=self.best)
-        keep = [self.best["step"]] if self.best else []
-        checkpoints.save(self.model, self.directory, step, state, keep=keep)
-
-
 _COMPARISONS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 _STOP_RULE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|>|<)\s*([^:\s]+)\s*(?::\s*(\S+))?\s*$")
 
@@ -360,7 +65,7 @@ class StopRule:
 
     Written `METRIC OP THRESHOLD[:TIMES]`, e.g. "val_accuracy>=0.99:3" or
     "loss<=0.00945:5"; METRIC is a curve.csv column (loss, accuracy, val_loss, ...),
-    OP one of >=, <=, >, <, TIMES 1 when left out.
+    OP one of >=, <=, >, <, TIMES 1 when left out. Parsed once, with the flags.
     """
 
     metric: str
@@ -402,42 +107,278 @@ class StopRule:
             return False
         return math.isfinite(value) and _COMPARISONS[self.op](value, self.threshold)
 
+    def streak(self, values):
+        """The values at the end of `values` (one per evaluation, in order) that hold in a row."""
+        held = []
+        for value in values:
+            held = held + [value] if self.holds(value) else []
+        return held
+
+    def stop(self, step, streak):
+        """{"step", "rule", "reason"} when `streak` (values held in a row, the last at `step`) ends the run."""
+        if len(streak) < self.times:
+            return None
+        values = ", ".join(f"{float(v):.4g}" for v in streak[-self.times :])
+        return {
+            "step": int(step),
+            "rule": str(self),
+            "reason": f"{self.metric} {self.op} {self.threshold:g} at {self.times} evaluation"
+            f"{'s' if self.times > 1 else ''} in a row ({values})",
+        }
+
     def met(self, rows):
-        """The first {"step", "reason"} at which `rows` (curve rows, in order) meet the rule, or None."""
-        streak = []
+        """The first {"step", "rule", "reason"} at which `rows` (curve rows, in order) meet the rule, or None."""
+        held = []
         for row in rows:
-            value = row.get(self.metric)
-            streak = streak + [value] if self.holds(value) else []
-            if len(streak) >= self.times:
-                values = ", ".join(f"{float(v):.4g}" for v in streak[-self.times :])
-                return {
-                    "step": int(float(row["step"])),
-                    "rule": str(self),
-                    "reason": f"{self.metric} {self.op} {self.threshold:g} at {self.times} evaluation"
-                    f"{'s' if self.times > 1 else ''} in a row ({values})",
-                }
+            held = self.streak(held + [row.get(self.metric)])
+            if (stopped := self.stop(float(row["step"]), held)) is not None:
+                return stopped
         return None
 
 
-class StopWhen(keras.callbacks.Callback):
-    """Stops `fit` once a `StopRule` holds; `stopped` then says where and why.
+@dataclasses.dataclass
+class RunState:
+    """Where a run is, saved with every checkpoint (state.json) and restored with it.
 
-    Args:
-      rule: the `StopRule`.
-      clock: the run's `StepClock` (placed before this callback).
-      rows: the curve rows of the earlier sessions, so a resumed run keeps its streak.
+    Attributes:
+      step: training steps done.
+      train_time_s: time inside the training batches, all sessions.
+      wall_time_s: time of all sessions until `session_start` (a restored run's earlier sessions).
+      best: {"step", "value"} of the best monitored evaluation so far, or None.
+      session_start: `time.monotonic()` when this session began (not saved).
     """
 
-    def __init__(self, rule, clock, rows=()):
+    step: int = 0
+    train_time_s: float = 0.0
+    wall_time_s: float = 0.0
+    best: dict | None = None
+    session_start: float = dataclasses.field(default_factory=time.monotonic)
+
+    @classmethod
+    def restored(cls, saved, session_start):
+        """The state of a checkpoint's state.json (older run folders wrote the same fields)."""
+        return cls(
+            step=int(saved["step"]),
+            train_time_s=float(saved.get("train_time_s", 0.0)),
+            wall_time_s=float(saved.get("wall_time_s", 0.0)),
+            best=saved.get("best"),
+            session_start=session_start,
+        )
+
+    def wall_time_now(self):
+        return self.wall_time_s + time.monotonic() - self.session_start
+
+    def saved(self, train_time_s=None):
+        """The fields for state.json (the clocks as of now)."""
+        train = self.train_time_s if train_time_s is None else train_time_s
+        return {"train_time_s": train, "wall_time_s": self.wall_time_now(), "best": self.best}
+
+
+class Bookkeeper(keras.callbacks.Callback):
+    """Everything the harness does around `fit`, in one callback with one `RunState`.
+
+    At each evaluation (epoch end), in this order: the clocks; the divergence guard (every
+    metric and weight finite, else `run_folder.Diverged` before anything logs or saves the
+    values); `step` and the times into the logs; the log line; the curve.csv row; the best
+    value; the stop rule; the checkpoint; progress.json. After every training batch: the
+    guard on the running loss, a log line when `log_every_s` has passed, and a checkpoint
+    every `checkpoint_every` steps of the interval (marked mid-interval: it also holds the
+    metric accumulators, so the interval's row comes out as if nothing had happened).
+
+    Args:
+      state: the run's `RunState` (updated in place).
+      config: the run's `loop.RunConfig` (steps, eval_every, checkpoint_every, flags, log_every_s).
+      folder: the run folder's paths: `curve_path`, `checkpoint_dir`.
+      progress: the run's `results.Progress`.
+      references: {metric: {label: value}} shown beside a metric in the log.
+      monitor, mode: the value to keep the best of ("min" or "max"), or None.
+      stop_rule: a `StopRule`, or None; `streak`: its values held in a row before this session.
+      save: False on the non-chief workers of a multi-worker run.
+    """
+
+    def __init__(self, state, config, *, curve_path, checkpoint_dir, progress, references=None, monitor=None,
+                 mode="min", stop_rule=None, streak=(), save=True):  # fmt: skip
         super().__init__()
-        self.rule = rule
-        self.clock = clock
-        self.rows = [dict(r) for r in rows]
-        self.stopped = None
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.state, self.config = state, config
+        self.curve_path, self.checkpoint_dir, self.progress = curve_path, checkpoint_dir, progress
+        self.references = references or {}
+        self.monitor, self.mode = monitor, mode
+        self.stop_rule, self.streak, self.stopped = stop_rule, list(streak), None
+        self.save = save
+        self.columns = None
+        self._epoch = self._offset = 0  # the interval, and its steps done before this `fit` call
+        self._epoch_start = self._last_log = None
+        self._interval_train_s = None
+        self._resume = None  # (epoch, offset, variable values, metric values) until restored
+
+    # ------------------------------------------------------------------ resuming inside an interval
+
+    def resume_inside(self, model, saved, first_batch):
+        """Prepare to continue the interval interrupted at `self.state.step` from `saved` (its state.json).
+
+        `first_batch` (the stream's batch at that step) builds the compiled metrics, which TensorFlow
+        otherwise creates only inside the first training step, too late to restore their sums; the
+        model's variables are taken before that evaluation and put back at the interval's start.
+        """
+        variables = [np.array(keras.ops.convert_to_numpy(v)) for v in model.variables]
+        first_batch = keras.tree.map_structure(np.asarray, first_batch)  # e.g. tf.data's tensors, under JAX
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(first_batch)
+        model.test_on_batch(x, y, sample_weight)
+        epoch, offset = divmod(self.state.step, self.config.eval_every)
+        self._resume = (epoch, offset, variables, saved.get(METRICS, []))
+
+    # ------------------------------------------------------------------ Keras hooks
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch, self._offset = epoch, 0
+        self._epoch_start = self._last_log = time.monotonic()
+        self._interval_train_s = None
+        if self._resume is not None and self._resume[0] == epoch:
+            _, self._offset, variables, metrics = self._resume
+            self._resume = None
+            _assign(self.model.variables, variables, "variables")
+            _assign(self.model.metrics_variables, metrics, "metrics (are they compiled in the same order?)")
+
+    def on_test_begin(self, logs=None):
+        self._stop_train_clock()  # validation time is not training time
+
+    def on_train_batch_end(self, batch, logs=None):
+        done = self._offset + batch + 1  # steps of this interval
+        step = self._epoch * self.config.eval_every + done
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self._diverged(f"the training loss is {float(loss)}", step)
+        now = time.monotonic()
+        if now - self._last_log >= self.config.log_every_s:
+            self._last_log = now
+            rate = (batch + 1) / (now - self._epoch_start)
+            logging.info(
+                "step %s/%s | %s (running) | %.3g steps/s | ETA %s",
+                f"{step:,}",
+                f"{self.config.steps:,}",
+                self._metrics_text(logs),
+                rate,
+                self._eta(step, rate),
+            )
+        every = self.config.checkpoint_every
+        if every and self.save and done % every == 0 and done < self.config.eval_every:
+            train_time = self.state.train_time_s + time.monotonic() - self._epoch_start
+            extra = {MID_INTERVAL: True, METRICS: _values(self.model.metrics_variables)}
+            self._checkpoint(step, self.state.saved(train_time) | extra)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.rows.append({**(logs or {}), "step": self.clock.step})
-        self.stopped = self.rule.met(self.rows)
+        self._stop_train_clock()
+        eval_every = self.config.eval_every
+        step = (epoch + 1) * eval_every
+        bad = {k: v for k, v in metrics_of(logs).items() if not math.isfinite(v)}
+        if bad:
+            self._diverged(", ".join(f"{k} is {v}" for k, v in bad.items()), step)
+        for weight in self.model.trainable_weights:
+            if not np.isfinite(keras.ops.convert_to_numpy(weight)).all():
+                self._diverged(f"the weight {weight.path} is not finite", step)
+
+        state = self.state
+        state.step = step
+        elapsed = self._interval_train_s
+        # The rate of the steps this session trained in the interval (fewer where it resumed inside it).
+        rate = (eval_every - self._offset) / elapsed if elapsed else None
+        if logs is not None:
+            logs.update(
+                step=step, train_time_s=round(state.train_time_s, 3), wall_time_s=round(state.wall_time_now(), 3)
+            )
+        logging.info(
+            "step %s/%s (%d%%) | %s | %.3g steps/s | ETA %s",
+            f"{step:,}",
+            f"{self.config.steps:,}",
+            100 * step // self.config.steps,
+            self._metrics_text(logs),
+            rate or 0,
+            self._eta(step, rate),
+        )
+        self._append_curve(logs or {})
+        if self.monitor is not None:
+            value = (logs or {}).get(self.monitor)
+            if value is None:
+                raise KeyError(f"cannot keep the best weights: no {self.monitor!r} in the logs {sorted(logs or {})}")
+            best = state.best
+            if best is None or (float(value) < best["value"] if self.mode == "min" else float(value) > best["value"]):
+                state.best = {"step": step, "value": float(value)}
+        if self.stop_rule is not None:
+            self.streak = self.stop_rule.streak([*self.streak, (logs or {}).get(self.stop_rule.metric)])
+            self.stopped = self.stop_rule.stop(step, self.streak)
+        if self.save:
+            self._checkpoint(step, state.saved())
+        self.progress.update(step=step, metrics=metrics_of(logs), steps_per_s=rate)
+        self.progress.write("running")
         if self.stopped is not None:
-            logging.info("stopping at step %s: %s", f"{self.stopped['step']:,}", self.stopped["reason"])
+            logging.info("stopping at step %s: %s", f"{step:,}", self.stopped["reason"])
             self.model.stop_training = True
+
+    # ------------------------------------------------------------------ helpers
+
+    def _stop_train_clock(self):
+        if self._interval_train_s is None and self._epoch_start is not None:
+            self._interval_train_s = time.monotonic() - self._epoch_start
+            self.state.train_time_s += self._interval_train_s
+
+    def _checkpoint(self, step, state):
+        saved = dict(state, flags=dict(self.config.flags))
+        best = self.state.best
+        checkpoints.save(self.model, self.checkpoint_dir, step, saved, keep=[best["step"]] if best else [])
+
+    def _diverged(self, what, step):
+        raise run_folder.Diverged(
+            f"training diverged at step {step:,}: {what} (lower --learning_rate, or set "
+            "--clip_norm, and use another --output_dir)",
+            step,
+            what,
+        )
+
+    def _metrics_text(self, logs):
+        parts = []
+        for key, value in metrics_of(logs).items():
+            text = f"{key} {value:.4g}"
+            for label, ref in self.references.get(key, {}).items():
+                text += f" [{label} {ref:.4g}]"
+            parts.append(text)
+        return " ".join(parts)
+
+    def _eta(self, step, rate):
+        return format_duration((self.config.steps - step) / rate) if rate else "?"
+
+    def _append_curve(self, logs):
+        """One curve.csv row: step, metrics, validation metrics, times. The columns are fixed by the
+        first row of the run; a resumed run appends to them."""
+        if self.columns is None and os.path.exists(self.curve_path) and os.path.getsize(self.curve_path):
+            with open(self.curve_path, newline="", encoding="utf-8") as f:
+                self.columns = next(csv.reader(f), None)
+        header = self.columns is None
+        if header:
+            keys = list(logs)
+            metrics = sorted(k for k in keys if k not in ("step", "train_time_s", "wall_time_s") and k[:4] != "val_")
+            self.columns = [
+                "step",
+                *metrics,
+                *sorted(k for k in keys if k[:4] == "val_"),
+                "train_time_s",
+                "wall_time_s",
+            ]
+        with open(self.curve_path, "a", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            if header:
+                writer.writerow(self.columns)
+            writer.writerow([results.format_cell(logs.get(k)) for k in self.columns])
+
+
+def _values(variables):
+    return [np.asarray(keras.ops.convert_to_numpy(v)).tolist() for v in variables]
+
+
+def _assign(variables, values, what):
+    values = [np.asarray(v) for v in values]
+    if [tuple(v.shape) for v in variables] != [v.shape for v in values]:
+        raise ValueError(f"the mid-interval checkpoint does not match the model's {what}")
+    for variable, value in zip(variables, values):
+        variable.assign(value.astype(variable.dtype))

@@ -4,7 +4,7 @@ Each checkpoint is a directory `step-NNNNNNNN/` holding `model.weights.h5` (Kera
 `save_weights`: the model's and the optimizer's variables) and `state.json` (the
 training state Keras does not save: the step, elapsed times, the best value so far,
 and the random generators' states, e.g. the zoneout SeedGenerator). It is written
-under a temporary name, flushed and renamed into place (`results.atomic_path`), so a
+under a temporary name, flushed and renamed into place (`run_folder.atomic_path`), so a
 directory named `step-*` is always complete: a run killed while writing, or stopped by a
 full disk, leaves at most a `.tmp-*` directory, which is ignored and later removed. Older
 checkpoints are deleted only once the new one is in place. A run resumes through
@@ -25,7 +25,7 @@ import keras
 import numpy as np
 from absl import logging
 
-from rum_tf.training import results, run_folder
+from rum_tf.training import run_folder
 
 _MARGIN = 1 << 20  # bytes beyond the variables that a checkpoint or model file may need (h5 metadata, JSON)
 
@@ -75,7 +75,7 @@ class Unreadable(ValueError):
 def _discard(path):
     """Delete a checkpoint folder: renamed first, so a kill midway leaves a `.tmp-*` (removed later), never a
     half-deleted `step-*`."""
-    doomed = results.temporary_name(path, "-old")
+    doomed = run_folder.temporary_name(path, "-old")
     try:
         os.replace(path, doomed)
     except OSError:
@@ -104,7 +104,7 @@ def save(model, directory, step, state, keep=()):
             for v in _extra_variables(model)
         ],
     )
-    with results.atomic_path(final) as tmp:  # replaces a checkpoint of the same step saved by an earlier session
+    with run_folder.atomic_path(final) as tmp:  # replaces a checkpoint of the same step saved by an earlier session
         os.makedirs(tmp)
         model.save_weights(os.path.join(tmp, WEIGHTS_FILE))
         with open(os.path.join(tmp, STATE_FILE), "w", encoding="utf-8") as f:

@@ -99,6 +99,18 @@ def takes(model, name):
     return name not in MODEL_OPTIONS or name in get(model).options
 
 
+def builder(config):
+    """`(**layer_kwargs) -> layer`: the recurrent layer of a task config's --model, --units, --seed and
+    model options (`flags.Config`), for a task's model builder."""
+
+    def build(**layer_kwargs):
+        return recurrent_layer(
+            config.model, config.units, seed=config.seed, options=config.model_options(), **layer_kwargs
+        )
+
+    return build
+
+
 def recurrent_layer(model, units, *, seed=None, options=None, **layer_kwargs):
     """The recurrent layer of `--model=model` with `units` units.
 

@@ -28,13 +28,14 @@ from typing import Any
 from absl import logging
 
 from rum_tf.training import callbacks as callbacks_lib
-from rum_tf.training import loop, results
+from rum_tf.training import results, run_folder
 
 
 @dataclasses.dataclass
 class SubRun:
     """One sub-run: `key` names it (e.g. "qa1"), `folder` is relative to the parent,
-    `run()` trains it (or reports it if finished) and returns its results dict."""
+    `run(on_progress)` trains it (or reports it if finished; `loop.run`'s `on_progress`)
+    and returns its results dict."""
 
     key: str
     folder: str
@@ -158,18 +159,17 @@ def run_all(
     def body():
         flags_path = os.path.join(output_dir, results.FLAGS_FILE)
         if not os.path.exists(flags_path):
-            results.atomic_write_text(flags_path, flagfile_text)
+            run_folder.atomic_write_text(flags_path, flagfile_text)
         progress.write("running")
         summaries = []
-        with results.progress_listener(progress):
-            for i, sub in enumerate(sub_runs, 1):
-                logging.info(
-                    "%s: run %d/%d, %s, in %s", task, i, len(sub_runs), sub.key, os.path.join(output_dir, sub.folder)
-                )
-                summaries.append(sub.run())  # refuses (loop.RunError) a folder holding another run
+        for i, sub in enumerate(sub_runs, 1):
+            logging.info(
+                "%s: run %d/%d, %s, in %s", task, i, len(sub_runs), sub.key, os.path.join(output_dir, sub.folder)
+            )
+            summaries.append(sub.run(progress))  # refuses (loop.RunError) a folder holding another run
         # Written again once every sub-run has accepted these flags (a refused command leaves
         # the earlier file alone).
-        results.atomic_write_text(flags_path, flagfile_text)
+        run_folder.atomic_write_text(flags_path, flagfile_text)
         summary = _aggregate(
             sub_runs,
             summaries,
@@ -184,7 +184,7 @@ def run_all(
         progress.write("finished")
         return summary
 
-    return loop.run_guarded(output_dir, progress.write, body)
+    return run_folder.RunFolder(output_dir).guarded(body, progress.write)
 
 
 def _aggregate(sub_runs, summaries, output_dir, *, task, model, flags, bar_metric, title, extra_results):

@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 from absl import logging
 
+from rum_tf import cells as cells_lib
 from rum_tf import official
 from rum_tf.training import loop
 
@@ -54,7 +55,7 @@ GRAPHS = {
 }
 
 
-def load(model, checkpoint, graph, symbol_order=None):
+def load(model, checkpoint, graph, symbol_order=None, flags=None):
     """Copy the official weights of `checkpoint` into a task model built by rum_tf.
 
     Args:
@@ -65,15 +66,22 @@ def load(model, checkpoint, graph, symbol_order=None):
       symbol_order: for models over symbols numbered differently from the official
         script: symbol_order[k] is the official id of rum_tf's symbol k (embedding rows,
         output columns). None: the same ids.
+      flags: the run's resolved flags ({name: value}); when given, what the checkpoint fixes
+        is checked against them first (`check_flags`).
 
     Raises:
-      ValueError: one line naming the missing or mis-shaped variable.
+      ValueError: one line naming the missing or mis-shaped variable, or the flag that
+        contradicts the checkpoint.
     """
     variables, read = official.read_variables(checkpoint)
     layers = [layer for layer in model.layers if layer.name == "rnn" or layer.name.startswith("rnn_")]
-    for i, layer in enumerate(layers):
+    scopes = []
+    for i in range(len(layers)):
         candidates = [s.format(i=i) for s in graph.cell_scopes]
-        scope = next((s for s in candidates if any(v.startswith(s + "/") for v in variables)), candidates[-1])
+        scopes.append(next((s for s in candidates if any(v.startswith(s + "/") for v in variables)), candidates[-1]))
+    if flags is not None:
+        check_flags(layers, scopes, variables, graph, flags)
+    for layer, scope in zip(layers, scopes):
         assigned = official.restore(layer, checkpoint, scope, angle_prefix=graph.angle_prefix)
         logging.info("%s: %d official variables from %s (scope %s)", layer.name, len(assigned), checkpoint, scope)
 
@@ -108,9 +116,59 @@ def evaluate_official(task, config, checkpoint, graph, symbol_order=None):
     def build_model():
         model = build()
         try:
-            load(model, checkpoint, graph, symbol_order)
+            load(model, checkpoint, graph, symbol_order, flags=dict(config.flags))
         except ValueError as e:
             raise loop.RunError(f"--init_from_official={checkpoint}: {e}") from None
         return model
 
     return dataclasses.replace(task, build_model=build_model), dataclasses.replace(config, steps=0)
+
+
+# RUMCell options the checkpoint fixes, by the flag that sets them; "what" names the evidence.
+_RUM_FLAGS = (
+    ("use_embedding_bias", "candidate bias"),
+    ("use_layer_norm", "layer norm (candidate LN_c/ln_c)"),
+    ("update_gate", "update gate"),
+)
+
+
+def check_flags(layers, scopes, variables, graph, flags):
+    """Check the run's flags against what the official checkpoint fixes; log what it does not.
+
+    Sizes (--units, --fast_units, --embed_size), --use_embedding_bias, --use_layer_norm,
+    --update_gate and, where the official code records it (the 2017/2018 RUM.py: scope
+    `arum_cell` is λ=1, `rum_cell` λ=0), --lambda_ must be those of the official run; a
+    contradiction is a ValueError of one line naming the flag to change. η is never recorded
+    (nor, in the later code, λ): the values in use are logged once.
+    """
+
+    def refuse(evidence, flag, value):
+        setting = f"--{flag}" if value is True else f"--{flag}={str(value).lower()}"
+        raise ValueError(f"the checkpoint has {evidence}: pass {setting}")
+
+    unrecorded = set()
+    for layer, scope in zip(layers, scopes):
+        for cell, cell_scope, fixed in official.fixed_options(layer, variables, scope):
+            if isinstance(cell, cells_lib.LayerNormLSTMCell):
+                if "fast_units" in flags and fixed["units"] != cell.units:
+                    refuse(f"fast cells of {fixed['units']} units ({cell_scope})", "fast_units", fixed["units"])
+                continue
+            if "units" in flags and fixed["units"] != cell.units:
+                refuse(f"a RUM cell of {fixed['units']} units ({cell_scope})", "units", fixed["units"])
+            for flag, what in _RUM_FLAGS:
+                if flag in flags and fixed[flag] != getattr(cell, flag):
+                    refuse(f"{'a' if fixed[flag] else 'no'} {what} in {cell_scope}", flag, fixed[flag])
+            if fixed["lambda_"] is None:
+                unrecorded.add("lambda_")
+            elif "lambda_" in flags and fixed["lambda_"] != cell.lambda_:
+                kind = "an ARUMCell (lambda=1)" if fixed["lambda_"] else "a RUMCell (lambda=0)"
+                refuse(f"{kind} at {cell_scope}", "lambda_", fixed["lambda_"])
+            unrecorded.add("eta")
+    if graph.embedding and graph.embedding in variables and "embed_size" in flags:
+        width = variables[graph.embedding][-1]
+        if width != flags["embed_size"]:
+            refuse(f"{graph.embedding} {list(variables[graph.embedding])}", "embed_size", width)
+    if unrecorded:
+        in_use = ", ".join(f"--{f}={flags.get(f)}" for f in sorted(unrecorded, reverse=True))
+        names = " and ".join("η" if f == "eta" else "λ" for f in sorted(unrecorded, reverse=True))
+        logging.warning("the official checkpoint does not record %s: this run uses %s", names, in_use)

@@ -26,21 +26,19 @@ results.json (SCHEMA_VERSION 1) holds:
     stopped (when --stop_when ended the run: {step, rule, reason}),
     and the task's own fields under "task_results" (e.g. the copying baseline).
 
-progress.json (`write_progress`) holds: task, status ("running", "finished", "stopped",
-"diverged", "failed"), step, steps, eta_s, steps_per_s, metrics (the last evaluation),
+progress.json (`Progress`) holds: task, status ("running", "finished", "stopped",
+"diverged", "failed", "interrupted"), step, steps, eta_s, steps_per_s, metrics (the last evaluation),
 message (why it failed, diverged or stopped), pid, updated_at (ISO-8601 UTC).
 
 Every file here is written by `atomic_path` (a temporary name, then a rename), so a reader, or
 a run killed while writing, never sees half a file.
 """
 
-import contextlib
 import csv
 import datetime
 import json
 import math
 import os
-import shutil
 
 from absl import logging
 
@@ -74,85 +72,14 @@ REQUIRED_KEYS = (
 )
 
 
-def _fsync(path):
-    """Flush a file (or a folder's files) that a library wrote to the disk before it is renamed."""
-    paths = [os.path.join(path, n) for n in os.listdir(path)] if os.path.isdir(path) else [path]
-    for p in paths:
-        if os.path.isfile(p):
-            fd = os.open(p, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-
-def _remove(path):
-    if os.path.isdir(path):
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.lexists(path):
-        os.remove(path)
-
-
-def temporary_name(path, suffix=""):
-    """The hidden name beside `path` that `atomic_path` writes first (".tmp-" + name + pid)."""
-    folder, name = os.path.split(path)
-    return os.path.join(folder, f".tmp-{name}-{os.getpid()}{suffix}")
-
-
-@contextlib.contextmanager
-def atomic_path(path, suffix=""):
-    """Yield a temporary path beside `path`; when the block succeeds it is flushed and renamed onto `path`.
-
-    The one way files of a run are written (results, flags, curve, progress, plots, the model,
-    checkpoint folders). On any error (a full disk included) the temporary file is removed and
-    `path` keeps its earlier content. A folder replaces an earlier folder of the same name.
-
-    Args:
-      path: the file or folder to write.
-      suffix: ending of the temporary name, for writers that infer the format from it (".keras", ".png").
-    """
-    tmp = temporary_name(path, suffix)
-    _remove(tmp)
-    try:
-        yield tmp
-        _fsync(tmp)
-        if os.path.isdir(tmp) and os.path.isdir(path):  # os.replace cannot replace a non-empty folder
-            old = temporary_name(path, "-old")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            _remove(old)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        _remove(tmp)
-        raise
-
-
-def atomic_write_text(path, text):
-    """Write `text` to `path` so that a reader (or a killed writer) never sees half a file."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-
 def write_csv(path, columns, rows):
     """Write `rows` (dicts) under the header `columns` atomically; cells as `format_cell`."""
-    with atomic_path(path) as tmp:
+    with run_folder.atomic_path(path) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(columns)
             for row in rows:
                 writer.writerow([format_cell(row.get(k)) for k in columns])
-
-
-def remove_temporary_files(folder):
-    """Delete what killed writers left in `folder` and its checkpoints (".tmp-*"); call it holding the
-    folder's lock."""
-    for where in (folder, os.path.join(folder, CHECKPOINT_DIR)):
-        if os.path.isdir(where):
-            for name in os.listdir(where):
-                if name.startswith(".tmp-"):
-                    _remove(os.path.join(where, name))
 
 
 def utc_now():
@@ -224,7 +151,7 @@ def write_results(output_dir, results):
         raise ValueError(f"results lack {missing}")
     results = {"schema": SCHEMA_VERSION, **results}
     path = os.path.join(output_dir, RESULTS_FILE)
-    atomic_write_text(path, json.dumps(_finite(results), indent=2, sort_keys=False) + "\n")
+    run_folder.atomic_write_text(path, json.dumps(_finite(results), indent=2, sort_keys=False) + "\n")
     return path
 
 
@@ -279,19 +206,6 @@ def truncate_curve(path, max_step):
     write_csv(path, header, rows)
 
 
-_progress_listeners = []
-
-
-@contextlib.contextmanager
-def progress_listener(callback):
-    """Call `callback(folder, record)` after every `write_progress` in this block (a multi-run parent)."""
-    _progress_listeners.append(callback)
-    try:
-        yield
-    finally:
-        _progress_listeners.remove(callback)
-
-
 def write_progress(folder, *, task, status, step, steps, eta_s=None, steps_per_s=None, metrics=None, message=None):
     """Rewrite folder/progress.json (schema above); returns the record."""
     record = {
@@ -306,10 +220,43 @@ def write_progress(folder, *, task, status, step, steps, eta_s=None, steps_per_s
         "pid": os.getpid(),
         "updated_at": utc_now(),
     }
-    atomic_write_text(os.path.join(folder, PROGRESS_FILE), json.dumps(_finite(record)) + "\n")
-    for callback in list(_progress_listeners):
-        callback(folder, record)
+    run_folder.atomic_write_text(os.path.join(folder, PROGRESS_FILE), json.dumps(_finite(record)) + "\n")
     return record
+
+
+class Progress:
+    """A run's progress.json: `update` at every evaluation, `write` it then and at the session's start and end.
+
+    Args:
+      folder, task, steps: the run folder, the task's name, the run's --steps.
+      on_write: (folder, record) -> None, called after every write (a multi-run parent follows its sub-runs).
+    """
+
+    def __init__(self, folder, task, steps, on_write=None):
+        self.folder, self.task, self.steps, self.on_write = folder, task, steps, on_write
+        self.step, self.metrics, self.steps_per_s = 0, {}, None
+        self.accepted = False  # the run has taken its folder over: its failures are the folder's news
+
+    def update(self, step, metrics=None, steps_per_s=None):
+        self.step, self.metrics, self.steps_per_s = step, dict(metrics or {}), steps_per_s
+
+    def write(self, status, message=None):
+        rate = self.steps_per_s
+        eta = (self.steps - self.step) / rate if rate and status == "running" else None
+        record = write_progress(
+            self.folder,
+            task=self.task,
+            status=status,
+            step=self.step,
+            steps=self.steps,
+            eta_s=eta,
+            steps_per_s=rate,
+            metrics=self.metrics,
+            message=message,
+        )
+        if self.on_write is not None:
+            self.on_write(self.folder, record)
+        return record
 
 
 def read_progress(folder):
@@ -341,7 +288,7 @@ def pyplot():
 def save_figure(fig, path):
     """Save a matplotlib figure to `path` atomically and close it."""
     try:
-        with atomic_path(path, suffix=os.path.splitext(path)[1]) as tmp:
+        with run_folder.atomic_path(path, suffix=os.path.splitext(path)[1]) as tmp:
             fig.savefig(tmp, dpi=100)
     finally:
         pyplot().close(fig)
@@ -395,3 +342,28 @@ def plot_curve(csv_path, png_path, panels, title=""):
         axes[0, 0].set_title(title)
     fig.tight_layout()
     return save_figure(fig, png_path)
+
+
+def curve_metrics(rows):
+    """results.json "metrics" from the curve: the last row's training and validation metrics."""
+    if not rows:
+        return {}
+    row = rows[-1]
+    metrics = {"train": {k: v for k, v in row.items() if k not in BOOKKEEPING and not k.startswith("val_")}}
+    valid = {k[4:]: v for k, v in row.items() if k.startswith("val_")}
+    return metrics | ({"valid": valid} if valid else {})
+
+
+def plot_run(folder, references, title=""):
+    """A run's curve.png: one panel per metric (its training and validation columns, its reference lines
+    from `references` {metric: {label: value}}); a warning instead where it cannot be drawn."""
+    curve_path = os.path.join(folder, CURVE_CSV)
+    names = []
+    for row in read_curve(curve_path):
+        for key in row:
+            base = key[4:] if key.startswith("val_") else key
+            if base not in BOOKKEEPING and base not in names:
+                names.append(base)
+    names.sort(key=lambda n: (n != "loss", n))
+    panels = [(name, [name, f"val_{name}"], dict(references.get(name, {}))) for name in names]
+    return try_plot(plot_curve, curve_path, os.path.join(folder, CURVE_PNG), panels, title=title)

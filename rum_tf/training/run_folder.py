@@ -13,10 +13,14 @@ The module uses the standard library only (and absl's logging), so that a superv
 take or test a lock without importing Keras.
 """
 
+import contextlib
 import datetime
 import errno
+import gc
 import json
+import logging as std_logging
 import os
+import shutil
 import socket
 import sys
 
@@ -190,3 +194,260 @@ class FolderLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def _fsync(path):
+    """Flush a file (or a folder's files) that a library wrote to the disk before it is renamed."""
+    paths = [os.path.join(path, n) for n in os.listdir(path)] if os.path.isdir(path) else [path]
+    for p in paths:
+        if os.path.isfile(p):
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _remove(path):
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+def temporary_name(path, suffix=""):
+    """The hidden name beside `path` that `atomic_path` writes first (".tmp-" + name + pid)."""
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".tmp-{name}-{os.getpid()}{suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=""):
+    """Yield a temporary path beside `path`; when the block succeeds it is flushed and renamed onto `path`.
+
+    The one way files of a run are written (results, flags, curve, progress, plots, the model,
+    checkpoint folders). On any error (a full disk included) the temporary file is removed and
+    `path` keeps its earlier content. A folder replaces an earlier folder of the same name.
+
+    Args:
+      path: the file or folder to write.
+      suffix: ending of the temporary name, for writers that infer the format from it (".keras", ".png").
+    """
+    tmp = temporary_name(path, suffix)
+    _remove(tmp)
+    try:
+        yield tmp
+        _fsync(tmp)
+        if os.path.isdir(tmp) and os.path.isdir(path):  # os.replace cannot replace a non-empty folder
+            old = temporary_name(path, "-old")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            _remove(old)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def atomic_write_text(path, text):
+    """Write `text` to `path` so that a reader (or a killed writer) never sees half a file."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+def remove_temporary_files(folder):
+    """Delete what killed writers left in `folder` and its checkpoints (".tmp-*"); call it holding the
+    folder's lock."""
+    for where in (folder, os.path.join(folder, "checkpoints")):
+        if os.path.isdir(where):
+            for name in os.listdir(where):
+                if name.startswith(".tmp-"):
+                    _remove(os.path.join(where, name))
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (or SIGTERM, which the binaries turn into it) ended the run; the message is one line for the
+    user. A KeyboardInterrupt still, so that code waiting for one sees it."""
+
+
+class _QuietFileHandler(std_logging.FileHandler):
+    """A log file that stops quietly when it cannot be written (a full disk): the run reports that itself,
+    in one line, instead of a "--- Logging error ---" traceback per log line."""
+
+    def handleError(self, record):
+        self.failed = True
+
+
+@contextlib.contextmanager
+def _file_log(path):
+    """absl's log lines copied to `path` inside the block."""
+    handler = _QuietFileHandler(path, encoding="utf-8")
+    handler.setFormatter(std_logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setLevel(std_logging.INFO)
+    logger = logging.get_absl_logger()
+    level = logger.level
+    if not logger.isEnabledFor(std_logging.INFO):  # absl logs warnings only until flags are parsed
+        logger.setLevel(std_logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        handler.close()
+
+
+def _detached(error):
+    """`error` without its traceback and context: raised again, it no longer keeps the failed frames (the
+    training's data iterators, open event writers) alive until the interpreter exits, where TensorFlow
+    would finalize them with noise on stderr."""
+    error.__traceback__ = error.__context__ = error.__cause__ = None
+    return error
+
+
+def _first_line(error):
+    text = str(error)
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+class RunFolder:
+    """One run's --output_dir: its lock, its files (all written atomically), its checkpoints, progress.json
+    and results.json. A non-chief worker of a multi-worker run writes under workers/<name>/ and resumes
+    from the chief's checkpoints.
+
+    Args:
+      output_dir: the run's --output_dir.
+      worker: None for the chief (or a single process), else the worker's name.
+    """
+
+    def __init__(self, output_dir, worker=None):
+        self.output_dir = output_dir
+        self.chief = worker is None
+        self.path = output_dir if self.chief else os.path.join(output_dir, "workers", worker)
+
+    def file(self, name):
+        return os.path.join(self.path, name)
+
+    @property
+    def checkpoints(self):
+        return self.file("checkpoints")
+
+    @property
+    def resume_checkpoints(self):
+        return os.path.join(self.output_dir, "checkpoints")
+
+    def last_checkpoint_step(self):
+        from rum_tf.training import checkpoints
+
+        saved = checkpoints.list_checkpoints(self.checkpoints)
+        return saved[0][0] if saved else None
+
+    def guarded(self, body, record_end):
+        """`body()` holding the folder's lock, with the log copied to its log.txt.
+
+        The lock is taken before anything in the folder is read, deleted or written. A failure is
+        recorded by `record_end(status, message)` ("diverged", "failed" or "interrupted") and raised
+        as one line: a full disk becomes a `DiskFull` naming the last good checkpoint, a
+        KeyboardInterrupt an `Interrupted`.
+        """
+        try:
+            lock = FolderLock(self.path).acquire()
+        except DiskFull:
+            lock = None  # raised below, with the folder's last checkpoint, outside the handler
+        if lock is None:
+            raise self._disk_full(None)
+        try:
+            remove_temporary_files(self.path)  # what killed writers left; nobody else writes here now
+            with _file_log(self.file("log.txt")):
+                lock.report_takeover()
+                try:
+                    return body()
+                except Diverged as e:
+                    status, failure = "diverged", _detached(e)
+                except RunError as e:
+                    status, failure = "failed", _detached(e)
+                except KeyboardInterrupt as e:
+                    how = f" by {e.args[0]}" if e.args and str(e.args[0]).startswith("SIG") else ""
+                    step = self.last_checkpoint_step()
+                    kept = f"the last checkpoint (step {step:,}) is kept; " if step is not None else ""
+                    status, failure = (
+                        "interrupted",
+                        Interrupted(f"interrupted{how}: {kept}run the same command again to resume"),
+                    )
+                except BaseException as e:
+                    if not is_disk_full(e):
+                        _record(record_end, "failed", f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+                        raise
+                    status, failure = "failed", _detached(self._disk_full(e))
+                _record(record_end, status, failure)
+                gc.collect()  # the failed frames hold reference cycles
+                raise failure  # outside the except blocks: see _detached
+        finally:
+            lock.release()
+
+    def _disk_full(self, error):
+        return disk_full_error(self.path, error, self.last_checkpoint_step())
+
+    def read_results(self):
+        """The folder's results.json, None where there is none; RunError (one line) where it cannot be read."""
+        from rum_tf.training import results
+
+        try:
+            return results.read_results(self.output_dir)
+        except ValueError as e:  # a torn or edited file (JSONDecodeError, UnicodeDecodeError)
+            raise RunError(
+                f"--output_dir={self.output_dir}: its results.json cannot be read ({type(e).__name__}: "
+                f"{_first_line(e)}); move it away to test the run again from its last checkpoint"
+            ) from None
+
+    def latest_checkpoint(self):
+        """(step, path, state) of the newest checkpoint to resume from, or None; RunError when checkpoint
+        folders exist but none can be read (they are never taken for none, nor deleted)."""
+        from rum_tf.training import checkpoints
+
+        try:
+            return checkpoints.latest_state(self.resume_checkpoints)
+        except checkpoints.Unreadable as e:
+            raise RunError(
+                f"--output_dir={self.output_dir}: {e}; nothing was changed: move the folder away to start over"
+            ) from None
+
+    def restore(self, model):
+        """Restore the newest readable checkpoint into `model`; its state.json."""
+        from rum_tf.training import checkpoints
+
+        try:
+            state = checkpoints.restore_latest(model, self.resume_checkpoints)
+        except (OSError, ValueError, KeyError) as e:
+            if is_disk_full(e):
+                raise
+            raise RunError(
+                f"--output_dir={self.output_dir}: no checkpoint can be read (the last error: {type(e).__name__}: "
+                f"{_first_line(e)}); move the folder away to start over"
+            ) from None
+        if state is None:
+            raise RunError(f"--output_dir={self.output_dir}: its checkpoints vanished while the run started")
+        return state
+
+    def start(self, flagfile_text, finished, latest):
+        """The chief's changes before training: a finished run continues (its results.json goes until it
+        finishes again), a new run (or one killed before its first checkpoint) starts clean; flags.cfg."""
+        if finished is not None:
+            logging.info(
+                "continuing the run that finished at step %s; its results.json is rewritten at the end",
+                f"{finished.get('steps', 0):,}",
+            )
+            os.remove(self.file("results.json"))
+        if latest is None:
+            for leftover in ("curve.csv", "tensorboard", "checkpoints"):
+                _remove(self.file(leftover))
+        atomic_write_text(self.file("flags.cfg"), flagfile_text)
+
+
+def _record(record_end, status, message):
+    try:
+        record_end(status, _first_line(message))
+    except OSError:
+        pass  # a full disk: the run's error says so

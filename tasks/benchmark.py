@@ -1,14 +1,17 @@
 """Training-step time of RUM against Keras GRU and LSTM of the same size.
 
-    python -m rum_tf.benchmark [--xla=both|on|off] [--shapes=copying,recall50,recall100]
-    python -m rum_tf.benchmark --memory [--memory_T=100,400,1600]   # peak RSS per T
-    python -m rum_tf.benchmark --drift [--drift_T=50,200,1000]      # λ=1 float32 drift
-    python -m rum_tf.benchmark --profile --shapes=copying --rows="RUM λ=1"  # TF: time per op type
+    python -m tasks.benchmark [--xla=both|on|off] [--shapes=copying,recall50,recall100]
+    python -m tasks.benchmark --memory [--memory_T=100,400,1600]   # peak RSS per T
+    python -m tasks.benchmark --drift [--drift_T=50,200,1000]      # λ=1 float32 drift
+    python -m tasks.benchmark --profile --shapes=copying --rows="RUM λ=1"  # TF: time per op type
+    python -m tasks.benchmark --floor ...   # also: bandwidth and λ=1's fused-kernel floor per shape
 
 Every row is timed in the same run as its reference (Keras GRU at the same
-shape and XLA setting), interleaved over several rounds; the table gives the
-median milliseconds per training step and the ratios to that GRU and to RUM
-λ=0. Peak memory is shown where the backend reports it (GPU), else "n/a";
+shape and XLA setting), interleaved over several rounds. The first table takes
+each row at its fastest XLA setting and compares it with the fastest setting of
+Keras GRU and of RUM λ=0 (best against best); the second gives every setting:
+the median milliseconds per training step and the ratios to the GRU and RUM
+λ=0 of the same setting. Peak memory is shown where the backend reports it (GPU), else "n/a";
 `--memory` measures the peak resident memory of a fresh process per row and T
 instead. `--drift` measures the float32 error of λ=1's reversible backward
 pass. `--profile` (TensorFlow) traces a few training steps of each row with
@@ -17,6 +20,7 @@ benchmark, not a test: numbers depend on the machine and its load.
 """
 
 import json
+import pathlib
 import resource
 import shutil
 import subprocess
@@ -30,7 +34,6 @@ from keras import ops
 
 from rum_tf import rotation
 from rum_tf.baselines import EUNNCell, GORUCell
-from rum_tf.cells import RUMCell
 from rum_tf.layers import RUM
 
 SHAPES = {
@@ -41,6 +44,7 @@ SHAPES = {
 }
 
 FLAGS = flags.FLAGS
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def define_flags():
@@ -58,42 +62,44 @@ def define_flags():
     flags.DEFINE_list("drift_T", ["50", "200", "1000"], "Sequence lengths for --drift.")
     flags.DEFINE_bool("profile", False, "TensorFlow, XLA off: time per op type of --steps traced steps per row.")
     flags.DEFINE_integer("profile_top", 12, "Op types listed per row by --profile.", lower_bound=1)
+    flags.DEFINE_bool("floor", False, "Also measure the memory bandwidth and print λ=1's fused-kernel floor.")
 
 
-class _FullProductRUMCell(RUMCell):
-    """RUMCell whose λ=1 update is the official O(N³) matrix product."""
-
-    def _associative_rotate(self, offset, embedded, target, h):
-        eye = ops.eye(self.units, dtype=offset.dtype)
-        memory, cos = rotation.associative_update_full(offset + eye, embedded, target, self.eps)
-        return memory - eye, ops.squeeze(ops.matmul(memory, ops.expand_dims(h, -1)), -1), cos, None
+# Reference variants of the RUM layer: the same layer whose cell runs with one function of
+# `rum_tf.rotation` swapped for a slower way to compute the same values. The swap wraps the
+# cell's `recurrent_step`, so it also holds where the reversible backward pass recomputes a step.
 
 
-class _FullProductRUM(RUM):
-    cell_class = _FullProductRUMCell
+def _full_product_memory_step(offset, a, b, h, eps=rotation.EPS):
+    """`memory_step` by the official O(N³) product M R(a, b); no factors (reversible=False only)."""
+    eye = ops.eye(ops.shape(offset)[-1], dtype=offset.dtype)
+    memory = ops.matmul(offset + eye, rotation.rotation_operator(a, b, eps))
+    cos = rotation.rotation_components(a, b, eps)[2]
+    return memory - eye, ops.squeeze(ops.matmul(memory, ops.expand_dims(h, -1)), -1), cos, None
 
 
-class _AutodiffMemoryStepRUMCell(RUMCell):
-    """RUMCell whose λ=1 memory step is differentiated automatically, not by hand."""
-
-    def _associative_rotate(self, offset, embedded, target, h):
-        return rotation.memory_step_autodiff(offset, embedded, target, h, self.eps)
-
-
-class _AutodiffMemoryStepRUM(RUM):
-    cell_class = _AutodiffMemoryStepRUMCell
+def _autodiff_rotate_with_cos(a, b, h, eps=rotation.EPS):
+    """`rotate_with_cos` without its hand-written gradient."""
+    components = rotation.rotation_components(a, b, eps)
+    return rotation.apply_rotation(components, h), components[2]
 
 
-class _AutodiffRotationRUMCell(RUMCell):
-    """RUMCell whose λ=0 rotation is differentiated automatically, not by hand."""
+def with_rotation(layer, **functions):
+    """`layer` (a `RUM`) whose cell runs with the named `rum_tf.rotation` functions replaced."""
+    step = layer.cell.recurrent_step
 
-    def _rotate(self, embedded, target, h):
-        components = rotation.rotation_components(embedded, target, self.eps)
-        return rotation.apply_rotation(components, h), components[2]
+    def recurrent_step(*args, **kwargs):
+        saved = {name: getattr(rotation, name) for name in functions}
+        for name, function in functions.items():
+            setattr(rotation, name, function)
+        try:
+            return step(*args, **kwargs)
+        finally:
+            for name, function in saved.items():
+                setattr(rotation, name, function)
 
-
-class _AutodiffRotationRUM(RUM):
-    cell_class = _AutodiffRotationRUMCell
+    layer.cell.recurrent_step = recurrent_step
+    return layer
 
 
 ROWS = {
@@ -102,14 +108,16 @@ ROWS = {
     "RUM λ=0": lambda n, seq: RUM(n, return_sequences=seq),
     "RUM λ=0 (all-step projection)": lambda n, seq: RUM(n, input_projection="sequence", return_sequences=seq),
     "RUM λ=0 (per-step projection)": lambda n, seq: RUM(n, input_projection="step", return_sequences=seq),
-    "RUM λ=0 (autodiff rotation)": lambda n, seq: _AutodiffRotationRUM(n, return_sequences=seq),
+    "RUM λ=0 (autodiff rotation)": lambda n, seq: with_rotation(
+        RUM(n, return_sequences=seq), rotate_with_cos=_autodiff_rotate_with_cos
+    ),
     "RUM λ=1": lambda n, seq: RUM(n, lambda_=1, eta=0.1, return_sequences=seq),
-    "RUM λ=1 (autodiff memory step)": lambda n, seq: _AutodiffMemoryStepRUM(
-        n, lambda_=1, eta=0.1, return_sequences=seq
+    "RUM λ=1 (autodiff memory step)": lambda n, seq: with_rotation(
+        RUM(n, lambda_=1, eta=0.1, return_sequences=seq), memory_step=rotation.memory_step_autodiff
     ),
     "RUM λ=1 (autodiff)": lambda n, seq: RUM(n, lambda_=1, eta=0.1, reversible=False, return_sequences=seq),
-    "RUM λ=1 (full product)": lambda n, seq: _FullProductRUM(
-        n, lambda_=1, eta=0.1, reversible=False, return_sequences=seq
+    "RUM λ=1 (full product)": lambda n, seq: with_rotation(
+        RUM(n, lambda_=1, eta=0.1, reversible=False, return_sequences=seq), memory_step=_full_product_memory_step
     ),
     "EUNN (capacity 2)": lambda n, seq: keras.layers.RNN(EUNNCell(n, capacity=2), return_sequences=seq),
     "GORU (capacity 2)": lambda n, seq: keras.layers.RNN(GORUCell(n, capacity=2), return_sequences=seq),
@@ -193,6 +201,69 @@ def format_table(results):
     return "\n".join(lines)
 
 
+def best_of(results):
+    """{shape: {row: (ms, xla)}}: each row's fastest XLA setting, from `format_table`'s input."""
+    best = {}
+    for (shape, xla), rows in results.items():
+        for row, (ms, _) in rows.items():
+            if row not in best.setdefault(shape, {}) or ms < best[shape][row][0]:
+                best[shape][row] = (ms, xla)
+    return best
+
+
+def format_best(results):
+    """Markdown table of each row's best setting against the best setting of Keras GRU and RUM λ=0."""
+    lines = [
+        "| shape | model | best ms / step | XLA | × best Keras GRU | × best RUM λ=0 |",
+        "|---|---|---:|---|---:|---:|",
+    ]
+    for shape, rows in best_of(results).items():
+        refs = [rows.get(name, (None,))[0] for name in ("Keras GRU", "RUM λ=0")]
+        for row, (ms, xla) in rows.items():
+            ratios = " | ".join(f"{ms / ref:.2f}" if ref else "n/a" for ref in refs)
+            lines.append(f"| {shape} | {row} | {ms:.1f} | {'on' if xla else 'off'} | {ratios} |")
+    return "\n".join(lines)
+
+
+# The floor of λ=1's memory part: a fused kernel would make 6 passes over the B×N² float32 memory per
+# time step (forward: read D, write D'; backward: read D_t, write D_{t-1}, read G, write G'), each
+# at the device's memory bandwidth (docs/BENCHMARKS.md, "What would close the gap").
+FUSED_PASSES = 6
+
+
+def measure_bandwidth(batch, units, repeats=200):
+    """GB/s of a compiled element-wise pass (read and write) over a [batch, units, units] float32 tensor."""
+    d = np.ones((batch, units, units), np.float32)
+    scale = np.float32(1.0 + 1e-7)
+    if keras.backend.backend() == "jax":
+        import jax
+
+        loop = jax.jit(lambda d: jax.lax.fori_loop(0, repeats, lambda i, d: d * scale, d))
+        run = lambda: loop(d).block_until_ready()
+    else:
+        import tensorflow as tf
+
+        @tf.function(jit_compile=True)
+        def loop(d):
+            return tf.while_loop(lambda i, d: i < repeats, lambda i, d: (i + 1, d * scale), (0, d))[1]
+
+        d = tf.constant(d)
+        run = lambda: loop(d).numpy()
+    run()  # compile
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return 2 * batch * units * units * 4 * repeats / min(times) / 1e9
+
+
+def fused_floor_ms(shape, gb_per_s):
+    """Milliseconds per training step that the λ=1 memory part needs at least, at `gb_per_s`."""
+    batch, steps, units = SHAPES[shape][:3] if isinstance(shape, str) else shape[:3]
+    return FUSED_PASSES * batch * units * units * 4 * steps / (gb_per_s * 1e9) * 1e3
+
+
 # Peak memory: one fresh process per (row, T), so each peak is that model's own.
 MEMORY_SHAPE = (64, 100, 10)  # batch, units, inputs; copying-like, an output per step
 
@@ -219,7 +290,10 @@ def measure_memory(rows, lengths, xla, max_autodiff_steps):
                     continue
             spec = f"{row}|{steps}|{'on' if xla else 'off'}"
             done = subprocess.run(
-                [sys.executable, "-m", "rum_tf.benchmark", f"--_rss_child={spec}"], capture_output=True, text=True
+                [sys.executable, "-m", "tasks.benchmark", f"--_rss_child={spec}"],
+                capture_output=True,
+                text=True,
+                cwd=REPO,
             )
             lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
             results[row][steps] = json.loads(lines[-1])["rss_mib"] if done.returncode == 0 and lines else None
@@ -253,7 +327,7 @@ def measure_drift(lengths, batch=4, units=100, inputs=10, seed=0):
     (tests/numpy_reference.py), for the reversible and the autodiff path in
     float32. Returns {T: dict}.
     """
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "tests"))
+    sys.path.insert(0, str(REPO / "tests"))
     import numpy_reference as ref  # the tests' float64 reference; only this measurement needs it
 
     results = {}
@@ -306,8 +380,10 @@ def _weight_gradients(layer, x, weigh):
     if keras.backend.backend() == "jax":
         import jax
 
+        frozen = [v.value for v in layer.non_trainable_variables]  # e.g. the seed generator's state
+
         def loss(values):
-            return jax.numpy.sum(layer.stateless_call(values, [], x)[0] * weigh)
+            return jax.numpy.sum(layer.stateless_call(values, frozen, x)[0] * weigh)
 
         grads = jax.jit(jax.grad(loss))([v.value for v in variables])
     else:
@@ -428,8 +504,16 @@ def main(argv):
     for shape in FLAGS.shapes:
         for xla in xla_settings:
             results[(shape, xla)] = time_shape(shape, xla, rows, FLAGS.steps, FLAGS.rounds)
-    print(f"backend: {keras.backend.backend()}")
+    print(f"backend: {keras.backend.backend()}; each row's best setting against the best of the reference:")
+    print(format_best(results))
+    print("\nEvery setting:")
     print(format_table(results))
+    if FLAGS.floor:
+        for shape in FLAGS.shapes:
+            batch, _, units = SHAPES[shape][:3]
+            rate = measure_bandwidth(batch, units)
+            floor = fused_floor_ms(shape, rate)
+            print(f"{shape}: element-wise pass {rate:.1f} GB/s; λ=1 memory floor {floor:.1f} ms / step")
 
 
 if __name__ == "__main__":
