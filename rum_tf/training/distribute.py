@@ -3,8 +3,14 @@
 import contextlib
 import json
 import os
+import re
+import signal
+import threading
 
 import keras
+from absl import logging
+
+from rum_tf.training import checkpoints, results, run_folder
 
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")
 
@@ -36,6 +42,7 @@ def make_strategy(name, tpu=""):
     `--batch_size` stays the global batch: tf.distribute splits it across replicas.
     Under "mirrored" every local GPU is a replica, or every logical CPU device when
     there is no GPU (one CPU device unless the process split it).
+    "multi_worker_mirrored" is made once per process (`start`), before TensorFlow starts.
     """
     check_strategy(name)
     if keras.backend.backend() != "tensorflow":
@@ -48,11 +55,227 @@ def make_strategy(name, tpu=""):
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([d.name for d in devices])
     if name == "multi_worker_mirrored":
-        return tf.distribute.MultiWorkerMirroredStrategy()  # cluster from TF_CONFIG
+        return start(name)
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
+
+
+_multi_worker = None  # this process' MultiWorkerMirroredStrategy: TensorFlow allows one, made at start-up
+
+
+def start(name):
+    """Make the strategy of `--strategy=name` now if it must come first: first thing in the process.
+
+    MultiWorkerMirroredStrategy configures TensorFlow's collective ops and starts this worker's
+    server, which TensorFlow allows only before its context is initialized, i.e. before the first
+    tensor or variable (a task's Keras metrics are some), device listing or random seed. The
+    binaries call this right after parsing their flags (`flags.TaskConfig.run`); Python callers
+    call it before they build anything. `make_strategy` returns the same strategy afterwards.
+    Returns that strategy, or None for the strategies that need no early start.
+
+    Raises:
+      RunError: (one line) TensorFlow had already started, or TF_CONFIG is malformed.
+    """
+    global _multi_worker
+    if name != "multi_worker_mirrored" or keras.backend.backend() != "tensorflow":
+        return None
+    if _multi_worker is None:
+        import tensorflow as tf
+
+        waiting = _worker_count() > 1
+        if waiting:
+            logging.info("--strategy=%s: waiting for the %d workers of TF_CONFIG", name, _worker_count())
+        try:
+            with _default_sigint(waiting):
+                strategy = tf.distribute.MultiWorkerMirroredStrategy()  # the cluster from TF_CONFIG
+        except RuntimeError as e:  # "Collective ops must be configured at program startup"
+            raise run_folder.RunError(
+                f"--strategy={name}: TensorFlow had started before the strategy was made ({e}); "
+                "call rum_tf.training.distribute.start(strategy) first thing in the process"
+            ) from None
+        except ValueError as e:  # a malformed TF_CONFIG
+            raise run_folder.RunError(f"--strategy={name}: TF_CONFIG: {str(e).splitlines()[0]}") from None
+        _patch_keras_for_multi_worker()
+        _multi_worker = strategy
+    return _multi_worker
+
+
+def _worker_count():
+    """The workers (and chief) that TF_CONFIG names; 0 when it names none or cannot be read."""
+    try:
+        cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+        return sum(len(cluster.get(job, ())) for job in ("chief", "worker"))
+    except (ValueError, AttributeError, TypeError):
+        return 0  # the strategy reports a malformed TF_CONFIG
+
+
+@contextlib.contextmanager
+def _default_sigint(active=True):
+    """Ctrl-C (SIGINT) ends the process at once while TensorFlow waits for the other workers: that wait
+    is in C++, where Python's handler (the binaries' one-line "interrupted") would never run, and
+    nothing has been written yet. (SIGTERM is TensorFlow's during that wait: its preemption notifier
+    takes it.)"""
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def compile_metrics(metrics, strategy):
+    """`metrics` for `model.compile` inside `strategy.scope()`.
+
+    A Keras metric made before the multi-worker strategy's scope (a task makes its metrics with
+    the task) keeps its totals in plain variables of each worker, so each worker would report the
+    accuracy of its own share of the batches. In multi-worker mode every metric is made again
+    from its config inside the scope, where its variables are summed over all replicas;
+    under every other strategy the metrics are used as they are.
+    """
+    if not _in_multi_worker_mode(strategy):
+        return list(metrics)
+    remade = []
+    for metric in metrics:
+        if isinstance(metric, keras.metrics.Metric):
+            try:
+                metric = type(metric).from_config(metric.get_config())
+            except (TypeError, ValueError) as e:
+                raise run_folder.RunError(
+                    f"--strategy=multi_worker_mirrored: the metric {metric.name!r} cannot be made again inside "
+                    f"the strategy's scope ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                ) from None
+        remade.append(metric)
+    return remade
+
+
+def check_same_start(strategy, step, output_dir):
+    """RunError on every worker unless all the workers of a multi-worker run start from `step`.
+
+    A worker resumes from the chief's checkpoints in `output_dir`: on several machines that folder
+    must be one shared folder, or the workers would train different weights on different batches.
+    (Nothing under other strategies.)
+    """
+    if not _in_multi_worker_mode(strategy):
+        return
+    import tensorflow as tf
+
+    mine = strategy.experimental_distribute_values_from_function(lambda _: tf.constant([step], tf.int64))
+    steps = sorted({int(s) for s in strategy.gather(mine, axis=0).numpy()})
+    if steps != [step]:
+        raise run_folder.RunError(
+            f"--strategy=multi_worker_mirrored: the workers would start from different steps "
+            f"({', '.join(f'{s:,}' for s in steps)}; this one from {step:,}): give every worker the same "
+            f"--output_dir on a shared filesystem (a worker resumes from the chief's checkpoints, here "
+            f"{os.path.join(output_dir, results.CHECKPOINT_DIR)})"
+        )
+
+
+def lost_worker_errors(name):
+    """The TensorFlow errors that end a multi-worker run when a worker dies or stops answering, for
+    `except` (an empty tuple, which catches nothing, under every other strategy).
+
+    The workers' coordination service misses a dead or hung worker's heartbeats within about ten
+    seconds and aborts the collective ops of the others, whose step then raises UnavailableError
+    (or, by the worker that learns it first, another error of the same abort).
+    """
+    if name != "multi_worker_mirrored" or keras.backend.backend() != "tensorflow":
+        return ()
+    import tensorflow as tf
+
+    return (
+        tf.errors.UnavailableError,
+        tf.errors.DeadlineExceededError,
+        tf.errors.AbortedError,
+        tf.errors.CancelledError,
+    )
+
+
+def lost_worker(error, output_dir):
+    """The `RunError` of a multi-worker run that lost a worker (one of `lost_worker_errors`): what
+    TensorFlow said, in one line, and where the run resumes (the chief's newest checkpoint)."""
+    saved = checkpoints.list_checkpoints(os.path.join(output_dir, results.CHECKPOINT_DIR))
+    kept = f"the last checkpoint (step {saved[0][0]:,}) is kept" if saved else "no checkpoint was saved yet"
+    return run_folder.RunError(
+        f"--strategy=multi_worker_mirrored: a worker was lost ({type(error).__name__}: {tensorflow_said(error)}); "
+        f"{kept}: start all the workers again with the same commands to resume"
+    )
+
+
+def tensorflow_said(error, limit=300):
+    """The message of a TensorFlow error in one line, without the stack of the graph node that raised it,
+    the ops' internal names, and the advice that does not apply here; cut at `limit` characters."""
+    lines = []
+    for line in str(getattr(error, "message", "") or error).splitlines():
+        if line.strip() and not line[:1].isspace() and not line.startswith(("Graph execution error", "Detected at")):
+            lines.append(line.strip())  # not blank, not the node's stack ("  File ...", code, "[[{{node ...}}]]")
+    said = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", " ".join(lines))
+    for tail in (" The tasks have crashed", " Additional GRPC error information", " [Op:"):
+        said = said.split(tail)[0]
+    said = said.strip()
+    return said if len(said) <= limit else said[:limit] + "..."
+
+
+def _in_multi_worker_mode(strategy):
+    """Whether `strategy` is a MultiWorkerMirroredStrategy over 2+ workers."""
+    if _multi_worker is None or keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode()
+
+
+def _patch_keras_for_multi_worker():
+    """Mend Keras' TensorFlow trainer where it fails under MultiWorkerMirroredStrategy with 2+ workers.
+
+    Keras 3 (up to 3.15 at least; tensorflow/tensorflow#72388) cannot `fit` under it:
+      1. each `fit` / `evaluate` first all-reduces the first (x, y) batch, only to learn its shapes
+         and dtypes; TensorFlow cannot reduce a tuple across workers ("Attempt to convert a value
+         (PerReplica...)"). Here the shapes come from this worker's share of that batch instead.
+      2. the loss and metric values of each step are reduced with `strategy.reduce("MEAN", v, axis=0)`,
+         which fails on scalars ("Invalid reduction dimension 0 for input with 0 dimensions"). They
+         need no reduction: the totals behind them are summed over all replicas (variables made in
+         the scope: see `compile_metrics`), so every replica holds the global value. Here a value is
+         taken as it is, or averaged over all replicas (axis=None) where it comes per replica.
+    Both changes apply only while the strategy is in multi-worker mode; everything else goes to Keras'
+    own code. Installed once, by `start`.
+    """
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer
+
+    build, reduce_per_replica = trainer.TensorFlowTrainer._maybe_symbolic_build, trainer.reduce_per_replica
+
+    def local(value, strategy):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = self._distribute_strategy
+        if iterator is None or strategy is None or not _in_multi_worker_mode(strategy):
+            return build(self, iterator=iterator, data_batch=data_batch)
+        for _, _, batches in iterator:  # as Keras does, without the all-reduce
+            data_batch = tf.nest.map_structure(lambda v: local(v, strategy), next(batches))
+            break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    def mean_per_replica(values, strategy, reduction):
+        if reduction not in ("auto", "mean") or not _in_multi_worker_mode(strategy):
+            return reduce_per_replica(values, strategy, reduction)
+
+        def mean(value):
+            if isinstance(value, tf.distribute.DistributedValues):
+                return strategy.reduce("MEAN", value, axis=None)
+            return value
+
+        return tf.nest.map_structure(mean, values)
+
+    trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
+    trainer.reduce_per_replica = mean_per_replica
 
 
 def _worker_name(task_type, task_id, cluster):

@@ -21,7 +21,7 @@ from absl import app
 from absl import flags as absl_flags
 
 from rum_tf.data import files
-from rum_tf.training import loop, models, official_tasks
+from rum_tf.training import distribute, loop, models, official_tasks
 
 # The option declarations and the shared sections, for the binaries that declare their own.
 from rum_tf.training.options import (  # noqa: F401
@@ -266,6 +266,7 @@ class TaskConfig:
             for signum in (signal.SIGINT, signal.SIGTERM):  # one line naming the signal; folder and lock left clean
                 signal.signal(signum, _interrupt)
             try:
+                distribute.start(getattr(config, "strategy", "default"))  # multi-worker: before TensorFlow starts
                 main(config)  # its return value is for callers in Python, not an exit status
             except (loop.RunError, files.DataError, loop.Interrupted) as e:
                 _fail(sys.argv[0], e)

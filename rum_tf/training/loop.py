@@ -264,6 +264,8 @@ def run(task, config, on_progress=None):
             return _run(task, config, session_start, folder, progress)
         except tuple(task.data_errors) as e:
             raise RunError(str(e).strip().replace("\n", " ")) from None
+        except distribute.lost_worker_errors(config.strategy) as e:  # multi-worker: a worker died or hung
+            raise distribute.lost_worker(e, config.output_dir) from None
 
     def record_end(status, message):
         # A run refused before it took the folder over leaves the folder's progress.json to the run there.
@@ -296,13 +298,15 @@ def _run(task, config, session_start, folder, progress):
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed)
     strategy = distribute.make_strategy(config.strategy, config.tpu)
+    distribute.check_same_start(strategy, latest[0] if latest else 0, config.output_dir)  # multi-worker: one step
     jit_compile = distribute.resolve_jit_compile(config.jit_compile)
     with strategy.scope():
         model = task.build_model()
         optimizer = optimizers.make_optimizer(
             config.optimizer, config.learning_rate, config.rmsprop_decay, config.clip_norm
         )
-        model.compile(optimizer=optimizer, loss=task.loss, metrics=list(task.metrics), jit_compile=jit_compile)
+        metrics = distribute.compile_metrics(task.metrics, strategy)  # multi-worker: made again in the scope
+        model.compile(optimizer=optimizer, loss=task.loss, metrics=metrics, jit_compile=jit_compile)
         model.optimizer.build(model.trainable_variables)
         saved = folder.restore(model) if latest is not None else {"step": 0}
     state = callbacks_lib.RunState.restored(saved, session_start)
