@@ -29,7 +29,8 @@ def test_portable_suite_passes_under_jax():
     pytest.importorskip("jax")
     env = dict(os.environ, KERAS_BACKEND="jax")
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"] + PORTABLE_MODULES
-    result = subprocess.run(cmd, cwd=HERE, env=env, capture_output=True, text=True, timeout=900)
+    # A guard against a hang, not a speed check: on a loaded 2-core machine the suite has taken 15 minutes.
+    result = subprocess.run(cmd, cwd=HERE, env=env, capture_output=True, text=True, timeout=2400)
     tail = "\n".join(result.stdout.splitlines()[-15:])
     assert result.returncode == 0, f"JAX run failed:\n{tail}\n{result.stderr[-2000:]}"
     assert " passed" in tail
