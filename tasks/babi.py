@@ -25,8 +25,8 @@ import os
 import keras
 
 from rum_tf.data import babi as data
-from rum_tf.data import files
-from rum_tf.training import flags, inputs, loop, models, multitask
+from rum_tf.data import files, streams
+from rum_tf.training import flags, loop, models, multitask
 from tasks import text_flags
 
 
@@ -107,11 +107,11 @@ def make_task(number, babi_task, config, title="bAbI"):
             embed_size=config.embed_size,
             embedding_init=config.embedding_init,
         ),
-        train_data=lambda step: inputs.generated_batches(batch, step),
+        train_data=lambda step: streams.generated_batches(batch, step),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        valid_data=lambda: inputs.fixed_batches((valid.inputs, valid.answer), eval_batch),
-        test_data=lambda: inputs.fixed_batches((test.inputs, test.answer), eval_batch),
+        valid_data=lambda: streams.fixed_batches((valid.inputs, valid.answer), eval_batch),
+        test_data=lambda: streams.fixed_batches((test.inputs, test.answer), eval_batch),
         references={"accuracy": {"commonest answer": majority}},
         task_results={
             "babi_task": number,

@@ -12,7 +12,8 @@ drawn on the plot. The final test uses --test_size held-out sequences. Defaults 
 import keras
 
 from rum_tf.data import copying as data
-from rum_tf.training import flags, inputs, loop, models
+from rum_tf.data import streams
+from rum_tf.training import flags, loop, models
 
 APP = flags.TaskConfig(
     "copying",
@@ -51,7 +52,7 @@ def make_task(T, batch_size, eval_batch_size, test_size, seed, recurrent_layer, 
         train_data=lambda step: data.copying_dataset(batch_size, T, seed, start_step=step),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        test_data=lambda: inputs.fixed_batches(data.copying_test_set(test_size, T, seed), eval_batch_size),
+        test_data=lambda: streams.fixed_batches(data.copying_test_set(test_size, T, seed), eval_batch_size),
         references={"loss": {"memoryless baseline": baseline}, "accuracy": {"memoryless": baseline_accuracy}},
         task_results={"T": T, "memoryless_baseline": baseline, "memoryless_accuracy": baseline_accuracy},
         title=title,

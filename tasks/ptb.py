@@ -15,8 +15,10 @@ import dataclasses
 
 import keras
 
+from rum_tf import bptt
 from rum_tf.data import ptb as data
-from rum_tf.training import bptt, distribute, flags, loop, models
+from rum_tf.data import streams
+from rum_tf.training import distribute, flags, loop, models
 from tasks import text_flags
 
 
@@ -128,10 +130,10 @@ def make_task(corpus, config):
     task = loop.Task(
         name="ptb",
         build_model=lambda: build(batch),
-        train_data=lambda step: bptt.epoch_stream(x, y, step),
+        train_data=lambda step: streams.epoch_stream(x, y, step),
         loss=bptt.SequenceLoss(steps),
         metrics=[bptt.bpc_metric()],
-        valid_data=lambda: bptt.windows_dataset(vx, vy),
+        valid_data=lambda: streams.windows_dataset(vx, vy),
         test_fn=lambda model: bptt.evaluate_at_batch(
             model,
             lambda: build(c.test_batch_size),

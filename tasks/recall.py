@@ -14,7 +14,8 @@ import dataclasses
 import keras
 
 from rum_tf.data import recall as data
-from rum_tf.training import flags, inputs, loop, models
+from rum_tf.data import streams
+from rum_tf.training import flags, loop, models
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,11 +68,11 @@ def make_task(T, batch_size, eval_batch_size, sizes, seed, recurrent_layer, titl
     return loop.Task(
         name="recall",
         build_model=lambda: build_model(T, recurrent_layer),
-        train_data=lambda step: inputs.cyclic_batches(split("train"), batch_size, step),
+        train_data=lambda step: streams.cyclic_batches(split("train"), batch_size, step),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        valid_data=lambda: inputs.fixed_batches(split("valid"), eval_batch_size),
-        test_data=lambda: inputs.fixed_batches(split("test"), eval_batch_size),
+        valid_data=lambda: streams.fixed_batches(split("valid"), eval_batch_size),
+        test_data=lambda: streams.fixed_batches(split("test"), eval_batch_size),
         references={"accuracy": {"chance": 1 / data.NUM_VALUES}},
         task_results={"T": T, "train_size": sizes[0], "valid_size": sizes[1], "test_size": sizes[2]},
         title=title,

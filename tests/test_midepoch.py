@@ -14,10 +14,10 @@ import keras
 import numpy as np
 import pytest
 
-from rum_tf import RUM
-from rum_tf.data import copying
+from rum_tf import RUM, bptt
+from rum_tf.data import copying, streams
 from rum_tf.data import ptb as ptb_data
-from rum_tf.training import bptt, checkpoints, inputs, loop, results
+from rum_tf.training import checkpoints, loop, results
 
 _TIMES = ("train_time_s", "wall_time_s", "chars_per_s")  # the curve's timings: never equal between runs
 
@@ -63,11 +63,11 @@ def _ptb_like(session):
     return loop.Task(
         name="ptb_like",
         build_model=build,
-        train_data=lambda step: bptt.epoch_stream(x, y, step),
+        train_data=lambda step: streams.epoch_stream(x, y, step),
         loss=bptt.SequenceLoss(T),
         metrics=[bptt.bpc_metric()],
-        valid_data=lambda: bptt.windows_dataset(vx, vy),
-        test_data=lambda: bptt.windows_dataset(vx, vy),
+        valid_data=lambda: streams.windows_dataset(vx, vy),
+        test_data=lambda: streams.windows_dataset(vx, vy),
         keep_best=("val_bpc", "min"),
         callbacks=[bptt.StateResetter(), bptt.lr_drop_schedule(1e-2, 1), bptt.CharsPerSecond(B * T), session],
     )
@@ -92,10 +92,10 @@ def _copying_like(session, L=6):
     return loop.Task(
         name="copying_like",
         build_model=build,
-        train_data=lambda step: inputs.generated_batches(batch, step, spec),
+        train_data=lambda step: streams.generated_batches(batch, step, spec),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        test_data=lambda: inputs.fixed_batches(batch(10_000), B),
+        test_data=lambda: streams.fixed_batches(batch(10_000), B),
         callbacks=[session],
     )
 

@@ -11,10 +11,11 @@ import keras
 import numpy as np
 import pytest
 
-from rum_tf.data import files
+from rum_tf import bptt
+from rum_tf.data import files, streams
 from rum_tf.data import ptb as ptb_data
-from rum_tf.training import bptt, loop, models, results
 from rum_tf.training import flags as training_flags
+from rum_tf.training import loop, models, results
 from tasks import ptb
 from training_helpers import REPO, read_json, run_in_process, run_subprocess
 
@@ -135,7 +136,9 @@ def test_evaluation_carries_the_state_across_windows_like_one_long_sequence(mode
     bptt.copy_weights(stateful, twin)
     for state in stateful.get_layer("rnn").states:  # stale state, as validation finds it after training
         state.assign(np.ones(state.shape, np.float32))
-    got = stateful.evaluate(bptt.windows_dataset(x, y), callbacks=[bptt.StateResetter()], return_dict=True, verbose=0)
+    got = stateful.evaluate(
+        streams.windows_dataset(x, y), callbacks=[bptt.StateResetter()], return_dict=True, verbose=0
+    )
     assert got["bpc"] == pytest.approx(_bpc(twin, whole_x, whole_y), rel=1e-4)
     assert got["loss"] == pytest.approx(_bpc(twin, whole_x, whole_y) * math.log(2) * T, rel=1e-4)
     # The test: a second model of another batch size with the same weights, over the same text.
@@ -156,7 +159,12 @@ def test_training_carries_the_state_across_batches_and_resets_it_each_epoch():
     bptt.copy_weights(model, twin)
     final_state = keras.ops.convert_to_numpy(twin(whole_x)[1][0])
     model.fit(
-        bptt.epoch_stream(x, y), steps_per_epoch=K, epochs=2, callbacks=[bptt.StateResetter()], verbose=0, shuffle=False
+        streams.epoch_stream(x, y),
+        steps_per_epoch=K,
+        epochs=2,
+        callbacks=[bptt.StateResetter()],
+        verbose=0,
+        shuffle=False,
     )
     state = keras.ops.convert_to_numpy(model.get_layer("rnn").states[0])
     np.testing.assert_allclose(state, final_state, rtol=1e-4, atol=1e-5)

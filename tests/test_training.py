@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from rum_tf import RUM
-from rum_tf.training import callbacks, checkpoints, inputs, loop, models, optimizers, results, run_folder
+from rum_tf.data import streams
+from rum_tf.training import callbacks, checkpoints, loop, models, optimizers, results, run_folder
 from training_helpers import toy_config, toy_task
 
 pytestmark = pytest.mark.slow  # trains models / runs the task binaries
@@ -97,7 +98,7 @@ def test_optimizer_settings():
 def test_cyclic_batches_follow_the_official_next_batch():
     x = np.arange(10)
     for start in (0, 3, 7):
-        got = [b[0].numpy().tolist() for b in inputs.cyclic_batches((x,), 4, start).take(3)]
+        got = [b[0].numpy().tolist() for b in streams.cyclic_batches((x,), 4, start).take(3)]
         want = [[(k * 4 + i) % 10 for i in range(4)] for k in range(start, start + 3)]
         assert got == want
 

@@ -227,7 +227,7 @@ def _toy_task(**hooks):
     import keras
     import numpy as np
 
-    from rum_tf.training import inputs
+    from rum_tf.data import streams
 
     def build():
         x = keras.Input((3,))
@@ -237,9 +237,9 @@ def _toy_task(**hooks):
     return loop.Task(
         name="toy",
         build_model=build,
-        train_data=lambda step: inputs.cyclic_batches(arrays, 4, step),
+        train_data=lambda step: streams.cyclic_batches(arrays, 4, step),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        test_data=lambda: inputs.fixed_batches(arrays, 4),
+        test_data=lambda: streams.fixed_batches(arrays, 4),
         **hooks,
     )
 

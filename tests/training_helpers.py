@@ -74,7 +74,8 @@ def toy_task(fail_at_step=None, keep_best=None, extra_callbacks=()):
     import keras
 
     from rum_tf import RUM
-    from rum_tf.training import inputs, loop
+    from rum_tf.data import streams
+    from rum_tf.training import loop
 
     w = np.random.default_rng(0).normal(size=(3, 2)).astype(np.float32)
 
@@ -100,11 +101,11 @@ def toy_task(fail_at_step=None, keep_best=None, extra_callbacks=()):
     return loop.Task(
         name="toy",
         build_model=build,
-        train_data=lambda step: inputs.generated_batches(batch, step, spec),
+        train_data=lambda step: streams.generated_batches(batch, step, spec),
         loss="mse",
         metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
-        valid_data=lambda: inputs.fixed_batches(valid, 8),
-        test_data=lambda: inputs.fixed_batches(valid, 8),
+        valid_data=lambda: streams.fixed_batches(valid, 8),
+        test_data=lambda: streams.fixed_batches(valid, 8),
         keep_best=keep_best,
         references={"loss": {"zero": 0.0}},
         callbacks=[Fail(), *extra_callbacks],

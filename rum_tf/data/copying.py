@@ -83,15 +83,15 @@ def copying_dataset(batch, T, seed=0, start_step=0):
     """The training stream of (x, y) int32 batches [batch, T+20], from batch ``start_step`` on.
 
     A prefetched ``tf.data.Dataset`` on the TensorFlow backend, else a
-    ``keras.utils.PyDataset`` (``rum_tf.training.inputs``, which needs no TensorFlow).
+    ``keras.utils.PyDataset`` (``rum_tf.data.streams``, which needs no TensorFlow).
     """
-    from rum_tf.training import inputs  # here: the NumPy generators need neither Keras nor TF
+    from rum_tf.data import streams  # here: the NumPy generators need neither Keras nor TF
 
     _check(batch, T)
     signature = None
-    if inputs.uses_tf_data():
+    if streams.uses_tf_data():
         import tensorflow as tf
 
         spec = tf.TensorSpec((batch, T + 2 * NUM_SYMBOLS), tf.int32)  # a static batch, as the model's
         signature = (spec, spec)
-    return inputs.generated_batches(lambda k: copying_train_batch(batch, T, seed, k), start_step, signature)
+    return streams.generated_batches(lambda k: copying_train_batch(batch, T, seed, k), start_step, signature)

@@ -20,8 +20,9 @@ import tempfile
 from absl import app
 from absl import flags as absl_flags
 
+from rum_tf import official
 from rum_tf.data import files
-from rum_tf.training import distribute, loop, models, official_tasks
+from rum_tf.training import distribute, loop, models
 
 # The option declarations and the shared sections, for the binaries that declare their own.
 from rum_tf.training.options import (  # noqa: F401
@@ -121,14 +122,22 @@ class Config:
         return loop.RunConfig(**{k: v for k, v in values.items() if k in fields})
 
     def from_official(self, task, run_config, symbol_order=None):
-        """(task, run_config); with --init_from_official, the pair that tests the official
-        checkpoint's weights instead of training (`official_tasks.evaluate_official`)."""
+        """(task, run_config); with --init_from_official, the pair that tests the official checkpoint's
+        weights (`rum_tf.official.load_task_model`) in a run of 0 training steps."""
         path = getattr(self, "init_from_official", None)
         if not path:
             return task, run_config
-        return official_tasks.evaluate_official(
-            task, run_config, path, official_tasks.GRAPHS[self.SPEC.task], symbol_order
-        )
+        build, graph, flags = task.build_model, official.TASK_GRAPHS[self.SPEC.task], dict(run_config.flags)
+
+        def build_model():
+            model = build()
+            try:
+                official.load_task_model(model, path, graph, symbol_order, flags=flags)
+            except ValueError as e:
+                raise loop.RunError(f"--init_from_official={path}: {e}") from None
+            return model
+
+        return dataclasses.replace(task, build_model=build_model), dataclasses.replace(run_config, steps=0)
 
 
 class TaskConfig:

@@ -20,9 +20,9 @@ import math
 import keras
 from keras import ops
 
+from rum_tf import fast_slow
 from rum_tf.baselines import EUNNCell, GORUCell
 from rum_tf.layers import RUM
-from rum_tf.training import fast_slow
 
 _PACKAGE = "rum_tf"
 
@@ -33,7 +33,7 @@ RUM_OPTIONS = tuple(
 )
 # The EUNN/GORU arguments that the shared flags expose (rum_tf.baselines).
 BASELINE_OPTIONS = ("capacity", "fft", "complex")
-# The fast-slow models' own arguments (rum_tf.training.fast_slow).
+# The fast-slow models' own arguments (rum_tf.fast_slow).
 FS_OPTIONS = ("fast_units", "fast_layers", "keep_prob", "zoneout_keep_c")
 # Every model argument with a flag of its own; a model takes a subset of them.
 MODEL_OPTIONS = RUM_OPTIONS + BASELINE_OPTIONS + FS_OPTIONS

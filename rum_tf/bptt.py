@@ -1,4 +1,4 @@
-"""Truncated BPTT with the state carried across batches, on top of the harness (`loop.run`).
+"""Truncated BPTT with the state carried across batches, for `model.fit` on any Keras backend.
 
 What a language-model task needs beyond `loop.Task`:
 
@@ -13,7 +13,6 @@ What a language-model task needs beyond `loop.Task`:
   state first, then carries the final state of batch k into batch k+1).
 - `CharsPerSecond`: training characters per second of each epoch, into the logs.
 - `lr_drop_schedule`: the learning rate times `factor` from a given epoch on.
-- `epoch_stream`: the training batches, one epoch after another, starting at any step.
 - `evaluate_at_batch`: the test with a second model of another batch size (the official
   code tests at batch 20 with the trained weights).
 
@@ -31,7 +30,7 @@ import time
 import keras
 import numpy as np
 
-from rum_tf.training import inputs
+from rum_tf.data import streams
 
 _PACKAGE = "rum_tf"
 _LN2 = math.log(2.0)
@@ -204,32 +203,6 @@ def lr_drop_schedule(base_lr, drop_epoch, factor=0.1):
     return keras.callbacks.LearningRateScheduler(schedule)
 
 
-def epoch_stream(x, y, start_step=0):
-    """Endless stream of the windows (x[k], y[k]), epoch after epoch (`inputs` explains the kinds).
-
-    `x`, `y`: [K, batch, num_steps] (`rum_tf.data.ptb.bptt_batches`). Step s is window
-    s mod K, so the stream started at any step is the one an uninterrupted run reads.
-    """
-    x, y = np.asarray(x), np.asarray(y)
-    batches = len(x)
-    if not inputs.uses_tf_data():
-        return inputs.Batches(lambda s: (x[s % batches], y[s % batches]), start=start_step)
-    import tensorflow as tf
-
-    dataset = tf.data.Dataset.from_tensor_slices((x, y)).repeat()
-    return dataset.skip(start_step % batches).prefetch(2)
-
-
-def windows_dataset(x, y):
-    """One pass over the windows (validation / test), in stream order."""
-    x, y = np.asarray(x), np.asarray(y)
-    if not inputs.uses_tf_data():
-        return inputs.Batches(lambda k: (x[k], y[k]), num_batches=len(x))
-    import tensorflow as tf
-
-    return tf.data.Dataset.from_tensor_slices((x, y)).prefetch(2)
-
-
 def _state_ids(model):
     return {id(v) for layer in stateful_layers(model) if isinstance(layer, CarryState) for v in layer.states or ()}
 
@@ -260,6 +233,6 @@ def evaluate_at_batch(model, build_model, x, y, loss, metrics, jit_compile=False
     twin.compile(loss=loss, metrics=list(metrics), jit_compile=jit_compile)
     copy_weights(model, twin)
     reset_states(twin)
-    result = twin.evaluate(windows_dataset(x, y), return_dict=True, verbose=0)
+    result = twin.evaluate(streams.windows_dataset(x, y), return_dict=True, verbose=0)
     reset_states(twin)
     return {k: float(v) for k, v in result.items()}

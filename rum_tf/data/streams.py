@@ -1,4 +1,4 @@
-"""Input pipelines whose training batch k is a function of k alone.
+"""Input streams whose training batch k is a function of k alone.
 
 That is what makes a resumed run exact: after restoring step k the harness asks the
 task for the stream starting at k and gets the very batches an uninterrupted run saw.
@@ -106,3 +106,29 @@ def fixed_batches(arrays, batch_size):
 
     dataset = tf.data.Dataset.from_tensor_slices(arrays)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def epoch_stream(x, y, start_step=0):
+    """Endless stream of the windows (x[k], y[k]), epoch after epoch (the PTB training stream).
+
+    `x`, `y`: [K, batch, num_steps] (`rum_tf.data.ptb.bptt_batches`). Step s is window
+    s mod K, so the stream started at any step is the one an uninterrupted run reads.
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    batches = len(x)
+    if not uses_tf_data():
+        return Batches(lambda s: (x[s % batches], y[s % batches]), start=start_step)
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).repeat()
+    return dataset.skip(start_step % batches).prefetch(2)
+
+
+def windows_dataset(x, y):
+    """One pass over the windows (validation / test), in stream order."""
+    x, y = np.asarray(x), np.asarray(y)
+    if not uses_tf_data():
+        return Batches(lambda k: (x[k], y[k]), num_batches=len(x))
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((x, y)).prefetch(2)

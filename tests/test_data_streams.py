@@ -1,7 +1,7 @@
-"""The input pipelines: tf.data on the TensorFlow backend, `inputs.Batches` elsewhere, the same batches.
+"""The input pipelines: tf.data on the TensorFlow backend, `streams.Batches` elsewhere, the same batches.
 
 Each task's stream is built both ways in this process (the choice forced through
-`inputs.uses_tf_data`) and compared batch by batch, from several start steps; then Keras
+`streams.uses_tf_data`) and compared batch by batch, from several start steps; then Keras
 trains on both to the same weights, and a JAX run without TensorFlow resumes exactly.
 """
 
@@ -17,8 +17,7 @@ import keras
 import numpy as np
 import pytest
 
-from rum_tf.data import copying, ptb, recall
-from rum_tf.training import bptt, inputs
+from rum_tf.data import copying, ptb, recall, streams
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,11 +46,11 @@ _WINDOWS = _ptb_windows()
 # name -> (start_step -> stream, how many batches to compare)
 STREAMS = {
     "copying": (lambda s: copying.copying_dataset(4, 5, seed=3, start_step=s), 4),
-    "recall_cyclic": (lambda s: inputs.cyclic_batches(_RECALL.train, 8, s), 12),  # wraps around 37 rows
-    "babi_generated": (lambda s: inputs.generated_batches(_babi_like_batch_fn(), s), 12),
-    "ptb_epoch_stream": (lambda s: bptt.epoch_stream(*_WINDOWS, s), 2 * len(_WINDOWS[0]) + 1),
-    "fixed": (lambda s: inputs.fixed_batches(_RECALL.test, 4), None),
-    "windows": (lambda s: bptt.windows_dataset(*_WINDOWS), None),
+    "recall_cyclic": (lambda s: streams.cyclic_batches(_RECALL.train, 8, s), 12),  # wraps around 37 rows
+    "babi_generated": (lambda s: streams.generated_batches(_babi_like_batch_fn(), s), 12),
+    "ptb_epoch_stream": (lambda s: streams.epoch_stream(*_WINDOWS, s), 2 * len(_WINDOWS[0]) + 1),
+    "fixed": (lambda s: streams.fixed_batches(_RECALL.test, 4), None),
+    "windows": (lambda s: streams.windows_dataset(*_WINDOWS), None),
 }
 
 
@@ -62,7 +61,7 @@ def _take(stream, n):
 
 
 def _build(monkeypatch, tf_data, make, start):
-    monkeypatch.setattr(inputs, "uses_tf_data", lambda: tf_data)
+    monkeypatch.setattr(streams, "uses_tf_data", lambda: tf_data)
     return make(start)
 
 
@@ -72,7 +71,7 @@ def test_neutral_stream_yields_the_tf_data_batches(monkeypatch, name, start):
     pytest.importorskip("tensorflow")
     make, n = STREAMS[name]
     neutral = _build(monkeypatch, False, make, start)
-    assert isinstance(neutral, inputs.Batches)
+    assert isinstance(neutral, streams.Batches)
     want = _take(_build(monkeypatch, True, make, start), n)
     got = _take(neutral, n)
     assert len(got) == len(want) > 0
@@ -83,9 +82,9 @@ def test_neutral_stream_yields_the_tf_data_batches(monkeypatch, name, start):
 
 
 def test_batches_index_from_their_start_and_end_where_they_say():
-    stream = inputs.Batches(lambda k: (np.full(2, k),), start=5)
+    stream = streams.Batches(lambda k: (np.full(2, k),), start=5)
     assert stream.num_batches is None and stream[0][0].tolist() == [5, 5] and stream[10][0].tolist() == [15, 15]
-    finite = inputs.Batches(lambda i: (np.arange(5)[2 * i : 2 * i + 2],), num_batches=3)
+    finite = streams.Batches(lambda i: (np.arange(5)[2 * i : 2 * i + 2],), num_batches=3)
     assert finite.num_batches == 3 and [b[0].tolist() for b in finite] == [[0, 1], [2, 3], [4]]
     with pytest.raises(IndexError):
         finite[3]
@@ -97,18 +96,18 @@ def _fit_weights(monkeypatch, tf_data, restart_each_epoch=False):
     One stream spans the epochs, as in the harness; `restart_each_epoch` instead gives each
     epoch a stream restarted at step 2, what an input that forgot its position would do.
     """
-    monkeypatch.setattr(inputs, "uses_tf_data", lambda: tf_data)
+    monkeypatch.setattr(streams, "uses_tf_data", lambda: tf_data)
     keras.utils.set_random_seed(0)
     x, y = _RECALL.train
     model = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(10)])
     model.compile(
         optimizer=keras.optimizers.SGD(0.01), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
-    train = inputs.cyclic_batches((x.astype(np.float32), y), 8, 2)
-    valid = inputs.fixed_batches((_RECALL.valid.x.astype(np.float32), _RECALL.valid.y), 2)
+    train = streams.cyclic_batches((x.astype(np.float32), y), 8, 2)
+    valid = streams.fixed_batches((_RECALL.valid.x.astype(np.float32), _RECALL.valid.y), 2)
     if restart_each_epoch:
         for _ in range(3):
-            model.fit(inputs.Batches(train.batch_fn, num_batches=4, start=2), epochs=1, shuffle=False, verbose=0)
+            model.fit(streams.Batches(train.batch_fn, num_batches=4, start=2), epochs=1, shuffle=False, verbose=0)
     else:
         model.fit(train, epochs=3, steps_per_epoch=4, shuffle=False, validation_data=valid, verbose=0)
     return [np.asarray(w) for w in model.get_weights()]
@@ -131,7 +130,8 @@ _JAX_RESUME = textwrap.dedent("""
     import keras
     import numpy as np
     from rum_tf.data import recall
-    from rum_tf.training import inputs, loop
+    from rum_tf.data import streams
+    from rum_tf.training import loop
 
     assert keras.backend.backend() == "jax"
     data = recall.recall_data(6, train_size=37, valid_size=8, test_size=8, seed=0)
@@ -142,10 +142,10 @@ _JAX_RESUME = textwrap.dedent("""
             inp = keras.Input((9 * recall.vocab_size(6),))
             return keras.Model(inp, keras.layers.Dense(10, name="out")(keras.layers.Dense(16, "tanh")(inp)))
         return loop.Task(name="toy", build_model=build,
-                         train_data=lambda step: inputs.cyclic_batches(onehot(data.train), 8, step),
+                         train_data=lambda step: streams.cyclic_batches(onehot(data.train), 8, step),
                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                         valid_data=lambda: inputs.fixed_batches(onehot(data.valid), 3),
-                         test_data=lambda: inputs.fixed_batches(onehot(data.test), 3))
+                         valid_data=lambda: streams.fixed_batches(onehot(data.valid), 3),
+                         test_data=lambda: streams.fixed_batches(onehot(data.test), 3))
 
     def config(out, steps):
         return loop.RunConfig(task="toy", output_dir=out, steps=steps, eval_every=5, optimizer="adam",
