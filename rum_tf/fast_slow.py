@@ -16,9 +16,7 @@ the dropout and zoneout noise of all steps before the loop.
 
 from rum_tf.baselines import GORUCell
 from rum_tf.cells import FastSlowCell, LayerNormLSTMCell, RUMCell
-from rum_tf.layers import Recurrent
-
-FS_MODELS = ("fs_rum", "fs_lstm", "fs_goru")
+from rum_tf.layers import RUM, Recurrent
 
 
 def _fast_cells(fast_units, fast_layers, zoneout_keep_h, zoneout_keep_c, seed):
@@ -47,11 +45,9 @@ def fast_slow_layer(
     return Recurrent(cell, **layer_kwargs)
 
 
-def fs_rum(
-    units, *, rum_options, seed=None, fast_units=700, fast_layers=2, keep_prob=0.65, zoneout_keep_c=0.5, **kwargs
-):
-    """FS-RUM: `kwargs` named in `rum_options` go to the slow RUMCell, the others to the layer."""
-    rum_args = {k: kwargs.pop(k) for k in rum_options if k in kwargs}
+def fs_rum(units, *, seed=None, fast_units=700, fast_layers=2, keep_prob=0.65, zoneout_keep_c=0.5, **kwargs):
+    """FS-RUM: the `RUM.CELL_ARGS` among `kwargs` go to the slow RUMCell, the others to the layer."""
+    rum_args = {k: kwargs.pop(k) for k in RUM.CELL_ARGS if k in kwargs}
     slow = RUMCell(units, seed=seed, name="slow", **rum_args)
     return fast_slow_layer(
         slow,

@@ -9,7 +9,8 @@ import sys
 import pytest
 from absl import flags as absl_flags
 
-from rum_tf.training import callbacks, loop, models, results
+import rum_tf
+from rum_tf.training import callbacks, loop, models, options, results
 from rum_tf.training import flags as training_flags
 from tasks import babi, copying, ptb, recall
 from training_helpers import FLAGS_DIR, REPO, run_in_process, run_subprocess
@@ -128,9 +129,21 @@ def test_parsing_touches_no_global_flag(tmp_path):
 
 def test_every_model_option_is_declared_once_in_a_section():
     declared = [f.name for s in (training_flags.Model, training_flags.FastSlow) for f in dataclasses.fields(s)]
-    assert sorted(set(models.MODEL_OPTIONS)) == sorted(n for n in declared if n != "model" and n != "units")
-    for name in models.names():
-        assert set(models.get(name).options) <= set(models.MODEL_OPTIONS)
+    assert declared[:2] == ["model", "units"] and len(declared) == len(set(declared))
+    assert sorted(models.model_options()) == sorted(declared[2:])
+    assert [f.name for f in dataclasses.fields(training_flags.FastSlow)] == [
+        "fast_units", "fast_layers", "keep_prob", "zoneout_keep_c"
+    ]  # fmt: skip
+    # RUM's options are RUMCell's arguments, by their names
+    assert set(models.get("rum").options) <= set(rum_tf.RUM.CELL_ARGS)
+    assert models.get("rum").options == models.get("fs_rum").options[: len(models.get("rum").options)]
+
+
+def test_a_model_declares_its_options_once():
+    other = options.integer(0, "another --lambda_")
+    with pytest.raises(ValueError, match="declared differently"):
+        models.register("test_twice", options={"lambda_": other})(lambda units, **kwargs: None)
+    assert "test_twice" not in models.names()
 
 
 def test_registry_is_complete_in_a_fresh_process_that_imports_only_models():

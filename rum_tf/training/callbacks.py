@@ -1,16 +1,9 @@
-"""The run's state and its one Keras callback: clocks, the divergence guard, progress, the curve,
-the best value, the stop rule and every checkpoint, in that order at each evaluation.
+"""The run's state (`RunState`, saved with every checkpoint), its stop rule (`StopRule`) and its one
+Keras callback (`Bookkeeper`).
 
-In the harness one Keras "epoch" is one evaluation interval (`eval_every` steps), so epoch e
-ends at step (e + 1) * eval_every. The task's own callbacks (a learning-rate schedule, PTB's
-state resets) come before `Bookkeeper` in the list, so it sees their logs and restores a
-mid-interval checkpoint after their `on_epoch_begin`.
-
-Keras' own callbacks fall short here: `CSVLogger` pads a run without validation with "NA"
-columns and cannot drop the rows a resumed run redoes; `TerminateOnNaN` stops quietly, after
-the logs and checkpoints have seen the NaN; `EarlyStopping` counts patience, not a threshold
-held at N evaluations in a row, and forgets it on resume; `BackupAndRestore` (see
-`checkpoints`) saves neither the random generators nor a step inside an interval.
+One Keras "epoch" is one evaluation interval (`eval_every` steps). The task's own callbacks come
+before `Bookkeeper`, so it sees their logs. Why Keras' CSVLogger, TerminateOnNaN, EarlyStopping and
+BackupAndRestore do not stand in: docs/ARCHITECTURE.md, "Keras' own pieces".
 """
 
 import csv
@@ -175,20 +168,18 @@ class RunState:
 
 
 class Bookkeeper(keras.callbacks.Callback):
-    """Everything the harness does around `fit`, in one callback with one `RunState`.
+    """Everything the harness does around `fit`, on one `RunState`.
 
-    At each evaluation (epoch end), in this order: the clocks; the divergence guard (every
-    metric and weight finite, else `run_folder.Diverged` before anything logs or saves the
-    values); `step` and the times into the logs; the log line; the curve.csv row; the best
-    value; the stop rule; the checkpoint; progress.json. After every training batch: the
-    guard on the running loss, a log line when `log_every_s` has passed, and a checkpoint
-    every `checkpoint_every` steps of the interval (marked mid-interval: it also holds the
-    metric accumulators, so the interval's row comes out as if nothing had happened).
+    At each evaluation: the clocks; the divergence guard (every metric and weight finite, else
+    `run_folder.Diverged` before anything logs or saves them); the log line; the curve.csv row; the
+    best value; the stop rule; the checkpoint; progress.json. After each batch: the guard on the
+    running loss, a log line every `log_every_s`, and with `checkpoint_every` a mid-interval
+    checkpoint (with the metric accumulators, so the interval's row comes out as if uninterrupted).
 
     Args:
       state: the run's `RunState` (updated in place).
-      config: the run's `loop.RunConfig` (steps, eval_every, checkpoint_every, flags, log_every_s).
-      folder: the run folder's paths: `curve_path`, `checkpoint_dir`.
+      config: the `loop.RunConfig`.
+      curve_path, checkpoint_dir: where curve.csv and the checkpoints go.
       progress: the run's `results.Progress`.
       references: {metric: {label: value}} shown beside a metric in the log.
       monitor, mode: the value to keep the best of ("min" or "max"), or None.

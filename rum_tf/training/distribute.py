@@ -66,14 +66,12 @@ _multi_worker = None  # this process' MultiWorkerMirroredStrategy: TensorFlow al
 
 
 def start(name):
-    """Make the strategy of `--strategy=name` now if it must come first: first thing in the process.
+    """Make the strategy of `--strategy=name` now if it must come first; None for those that need not.
 
-    MultiWorkerMirroredStrategy configures TensorFlow's collective ops and starts this worker's
-    server, which TensorFlow allows only before its context is initialized, i.e. before the first
-    tensor or variable (a task's Keras metrics are some), device listing or random seed. The
-    binaries call this right after parsing their flags (`flags.TaskConfig.run`); Python callers
-    call it before they build anything. `make_strategy` returns the same strategy afterwards.
-    Returns that strategy, or None for the strategies that need no early start.
+    MultiWorkerMirroredStrategy configures TensorFlow's collective ops, which TensorFlow allows only
+    before its context starts (the first tensor or variable, a task's Keras metrics included, device
+    listing or seed). The binaries call this right after parsing their flags; Python callers call it
+    before they build anything. `make_strategy` returns the same strategy afterwards.
 
     Raises:
       RunError: (one line) TensorFlow had already started, or TF_CONFIG is malformed.
@@ -278,33 +276,22 @@ def _patch_keras_for_multi_worker():
     trainer.reduce_per_replica = mean_per_replica
 
 
-def _worker_name(task_type, task_id, cluster):
-    """None on the chief, else "type-index" (the rule shared by the two functions below)."""
-    if task_type in (None, "chief"):
-        return None
-    if task_type == "worker" and task_id == 0 and "chief" not in (cluster or {}):
-        return None
-    return f"{task_type}-{task_id}"
-
-
-def worker_id(strategy):
-    """None on the chief (the worker that writes the run's outputs), else "type-index"."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not os.environ.get("TF_CONFIG"):
-        return None
-    return _worker_name(resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict())
-
-
 def worker_id_from_env(strategy_name):
-    """`worker_id` before the strategy exists, from TF_CONFIG (so the run can lock its own folder first)."""
+    """None on the chief (the worker that writes the run's outputs) or a single process, else
+    "type-index", from TF_CONFIG: known before the strategy exists, so the run can lock its folder first."""
     if strategy_name != "multi_worker_mirrored" or not os.environ.get("TF_CONFIG"):
         return None
     try:
         config = json.loads(os.environ["TF_CONFIG"])
         task = config.get("task", {})
-        return _worker_name(task.get("type"), int(task.get("index", 0)), config.get("cluster"))
+        task_type, task_id = task.get("type"), int(task.get("index", 0))
     except (ValueError, AttributeError):
         return None  # the strategy reports a malformed TF_CONFIG
+    if task_type in (None, "chief") or (
+        task_type == "worker" and task_id == 0 and "chief" not in config.get("cluster", {})
+    ):
+        return None
+    return f"{task_type}-{task_id}"
 
 
 def resolve_jit_compile(value):

@@ -25,10 +25,8 @@ from rum_tf.data import files
 from rum_tf.training import distribute, loop, models
 
 # The option declarations and the shared sections, for the binaries that declare their own.
+from rum_tf.training.models import FastSlow, Model  # noqa: F401
 from rum_tf.training.options import (  # noqa: F401
-    SYNTHETIC,
-    FastSlow,
-    Model,
     Official,
     Optimizer,
     Run,
@@ -39,6 +37,8 @@ from rum_tf.training.options import (  # noqa: F401
     real,
     string,
 )
+
+SYNTHETIC = (Model, Optimizer, Run, Synthetic, Official)  # the copying and recall binaries' sections
 
 
 class UsageError(Exception):
@@ -94,8 +94,8 @@ class Config:
         return "\n".join(lines) + "\n"
 
     def model_options(self):
-        """{argument: value} of the model arguments (`models.MODEL_OPTIONS`) the chosen model takes."""
-        return {n: getattr(self, n) for n in models.MODEL_OPTIONS if n in self.SPEC.names and self.applies(n)}
+        """{argument: value} of the model options (`models.register`) the chosen model takes."""
+        return {n: getattr(self, n) for n in models.model_options() if n in self.SPEC.names and self.applies(n)}
 
     def model_label(self):
         """E.g. "rum lambda_=1 eta=0.1": the model and its arguments that differ from the shared defaults."""

@@ -1,22 +1,10 @@
 """The training harness: one `run(task, config)` for every task binary.
 
-A task says what differs (its model, data, loss, metrics, test); the harness does the
-rest the same way everywhere: distribution strategy, XLA, seeding, resume from the
-last checkpoint, `model.fit` with one bookkeeping callback, the final test,
-results.json, the curve plot (files listed in `results`).
-
-The run folder (`run_folder.RunFolder`) is guarded: a run holds its lock from before it
-reads or changes anything there until it ends; NaN or infinity in training ends it as
-"diverged"; a full disk ends it with one line while the last good checkpoint stays
-intact; a checkpoint that cannot be read is never taken for none.
-
-Steps and evaluations: `fit` runs `steps / eval_every` Keras epochs of `eval_every`
-steps; after each one the task's validation set (if any) is evaluated, and
-`callbacks.Bookkeeper` writes a log line, a curve row, a checkpoint and progress.json.
-A run resumes from its newest checkpoint: weights, optimizer and random-generator
-state, the `RunState` (clocks, best value), and the data stream at the same step
-(`Task.train_data(start_step)`), so on CPU the resumed run ends with the numbers of an
-uninterrupted one; with `checkpoint_every`, also from a checkpoint inside an interval.
+A task says what differs (model, data, loss, metrics, test); `run` does the rest the same way
+everywhere: lock the run folder (`run_folder.RunFolder`), check what it holds, make the strategy,
+seed, restore the newest checkpoint, `model.fit` in Keras epochs of `eval_every` steps with one
+`callbacks.Bookkeeper`, test, write results.json, plot. docs/TRAINING.md describes the guarantees
+(exact resume, divergence, full disk, interrupts).
 """
 
 import dataclasses
@@ -45,29 +33,21 @@ class Task:
 
     Attributes:
       name: the task's name.
-      build_model: () -> uncompiled keras.Model; called inside the strategy scope
-        after seeding. Name its layers, so checkpoints match across processes.
-      train_data: start_step -> endless tf.data.Dataset of (x, y) training batches;
-        batch k must depend only on k (and the seed), which is what makes resume exact.
-      loss: Keras loss.
-      metrics: Keras metrics (named: their names become log and CSV columns).
-      valid_data: () -> finite dataset evaluated after every `eval_every` steps.
-      test_data: () -> finite dataset evaluated once at the end.
-      test_fn: (model) -> {metric: value}; replaces `test_data` when the test needs its
-        own model (e.g. another batch size for a stateful RNN).
-      keep_best: (monitor, "min" | "max"): end on the weights of the best evaluation
-        of `monitor` (e.g. ("val_loss", "min")) instead of the last ones.
-      references: {metric: {label: value}}: lines drawn on that metric's plot and
-        shown beside it in the log (e.g. the copying memoryless baseline).
-      task_results: extra JSON fields for results.json["task_results"].
-      callbacks: extra Keras callbacks (e.g. a learning-rate schedule, state resets).
-      title: title of the curve plot.
-      resume_neutral: more flag names that may differ when the run resumes (added to
-        `RunConfig.resume_neutral`).
-      data_errors: exception types that the task's callables raise for bad or missing
-        data; `run` turns them into a one-line `RunError`.
-      finish_results: (summary) -> {field: value} added to results.json["task_results"]
-        once the run has finished (e.g. PTB's characters per second of training).
+      build_model: () -> uncompiled keras.Model, called in the strategy scope after seeding; name its
+        layers, so checkpoints match across processes.
+      train_data: start_step -> endless stream of (x, y) batches; batch k depends only on k and the
+        seed, which is what makes resume exact.
+      loss, metrics: for `compile` (metrics named: the names become log and CSV columns).
+      valid_data: () -> finite dataset evaluated every `eval_every` steps.
+      test_data: () -> finite dataset evaluated once at the end; or `test_fn`: (model) -> {metric:
+        value}, when the test needs its own model (PTB's other batch size).
+      keep_best: (monitor, "min" | "max"): end on the best evaluation's weights, not the last.
+      references: {metric: {label: value}}: lines on that metric's plot, shown beside it in the log.
+      task_results: extra fields of results.json["task_results"]; `finish_results`: (summary) ->
+        more of them once the run has finished (PTB's characters per second).
+      callbacks: extra Keras callbacks (a learning-rate schedule, state resets); `title`: the plot's.
+      resume_neutral: more flag names that may differ when the run resumes.
+      data_errors: exception types of bad or missing data; `run` makes them a one-line `RunError`.
     """
 
     name: str
@@ -90,12 +70,10 @@ class Task:
 
 @dataclasses.dataclass
 class RunConfig:
-    """How to run: the harness' share of the flags (see `rum_tf.training.flags`).
+    """How to run: the harness' share of the flags (`flags.Config.run_config`).
 
-    `flags` is everything that defines the run; a run resumes only with the same
-    values, except those in `resume_neutral` (e.g. more --steps, another strategy).
-    With `stop_when`, `steps` is an upper bound: the run ends at the first evaluation
-    where the rule has held often enough in a row (results.json "stopped" says so).
+    `flags` is everything that defines the run: it resumes only with the same values, except those in
+    `resume_neutral`. With `stop_when`, `steps` is an upper bound (results.json "stopped" says why).
     """
 
     task: str

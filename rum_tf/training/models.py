@@ -1,17 +1,19 @@
-"""Model registry: a name (`--model`) -> a recurrent layer, plus the shared front and heads.
+"""Model registry: a name (`--model`) -> a recurrent layer and the options it declares; the shared
+front and heads.
 
-A task builds its own model around `recurrent_layer(...)`: its input front-end
-(`OneHot`, an embedding, ...), the recurrent core chosen by name, and its output head
-(`output_layer`). Adding a model (EUNN, GORU, an FS-RNN, ...) is one registration:
+A task builds its own model around `recurrent_layer(...)`: its input front-end (`OneHot`, an
+embedding, ...), the recurrent core chosen by name, and its output head (`output_layer`). Each
+model is registered with the options it takes, declared as data (`options.integer`, ...):
 
-    @models.register("goru", options=("capacity",))
-    def _goru(units, *, seed, **layer_kwargs):
-        return Recurrent(GORUCell(units, ...), **layer_kwargs)
+    CAPACITY = {"capacity": options.integer(2, "Layers of the transition.", minimum=1)}
 
-`options` names the model arguments (`RUM_OPTIONS` for RUM) a builder accepts; asking
-another model for them is an error, so a flag meant for RUM cannot silently do nothing.
-This is the one place that says which option applies to which model (`takes`); the
-registry holds every model once this module is imported (the fast-slow ones included).
+    @models.register("goru", options=CAPACITY)
+    def _goru(units, *, seed, capacity=2, **layer_kwargs):
+        return keras.layers.RNN(GORUCell(units, capacity=capacity), **layer_kwargs)
+
+An option declared by several models is one declaration (the same object). The binaries' flag
+sections `Model` and `FastSlow` are made from the registry (`section`), and asking a model for an
+option it did not declare is an error, so a flag meant for RUM cannot silently do nothing.
 """
 
 import dataclasses
@@ -23,20 +25,80 @@ from keras import ops
 from rum_tf import fast_slow
 from rum_tf.baselines import EUNNCell, GORUCell
 from rum_tf.layers import RUM
+from rum_tf.training import options as opt
 
 _PACKAGE = "rum_tf"
 
-# RUM's arguments that the shared flags expose, named as in `RUMCell`: all of them but the
-# numerical epsilon, the initializers, the seed (which has a flag of its own) and the Keras GRU ones.
-RUM_OPTIONS = tuple(
-    a for a in RUM.CELL_ARGS if a not in ("eps", "seed") + RUM.KERAS_GRU_ARGS and not a.endswith("_initializer")
-)
-# The EUNN/GORU arguments that the shared flags expose (rum_tf.baselines).
-BASELINE_OPTIONS = ("capacity", "fft", "complex")
-# The fast-slow models' own arguments (rum_tf.fast_slow).
-FS_OPTIONS = ("fast_units", "fast_layers", "keep_prob", "zoneout_keep_c")
-# Every model argument with a flag of its own; a model takes a subset of them.
-MODEL_OPTIONS = RUM_OPTIONS + BASELINE_OPTIONS + FS_OPTIONS
+
+def _known_activation(name):
+    try:
+        keras.activations.get(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _unit_interval(v, unset=True):
+    return (unset and v is None) or (v is not None and 0 < v <= 1)
+
+
+ZONEOUT_H = {
+    "zoneout_keep_h": opt.real(
+        None,
+        "RUM: zoneout keep probability of the state (unset = off).",
+        check=_unit_interval,
+        message="--zoneout_keep_h must be in (0, 1] (or unset)",
+    )
+}
+# RUMCell's arguments with a flag, named as in `RUMCell`: all but the numerical epsilon, the
+# initializers, the seed (a flag of its own) and the Keras GRU ones.
+RUM_OPTIONS = {
+    "lambda_": opt.integer(
+        0,
+        "RUM: 0 rotates the state, 1 adds the associative memory.",
+        check=lambda v: v in (0, 1),
+        message="--lambda_ must be 0 or 1",
+    ),
+    "eta": opt.real(
+        None,
+        "RUM: time normalisation, the norm the state is scaled to (unset = off).",
+        check=lambda v: v is None or v > 0,
+        message="--eta must be > 0 (or unset)",
+    ),
+    "activation": opt.string(
+        "relu",
+        "RUM: activation of the candidate.",
+        check=_known_activation,
+        message="--activation must name a Keras activation (relu, tanh, ...)",
+    ),
+    "use_layer_norm": opt.boolean(False, "RUM: layer norm on the gates and the candidate."),
+    **ZONEOUT_H,
+    "update_gate": opt.boolean(True, "RUM: mix the old state in through the update gate."),
+    "trainable_rot": opt.boolean(True, "RUM: train the gate kernel."),
+    "track_angle": opt.boolean(False, "RUM: output [cos θ; h] instead of h."),
+    "use_embedding_bias": opt.boolean(False, "RUM: bias on the input embedding (the 2017 code had one)."),
+}
+GORU_OPTIONS = {
+    "capacity": opt.integer(2, "EUNN/GORU: layers of the tunable transition.", minimum=1),
+    "fft": opt.boolean(False, "EUNN/GORU: FFT-style transition (ceil(log2 N) layers)."),
+}
+EUNN_OPTIONS = {**GORU_OPTIONS, "complex": opt.boolean(False, "EUNN: unitary (complex) instead of orthogonal.")}
+FAST_SLOW_OPTIONS = {
+    "fast_units": opt.integer(700, "Fast-slow models: size of the fast LN-LSTM cells.", minimum=1),
+    "fast_layers": opt.integer(2, "Fast-slow models: number of fast cells (>= 2).", minimum=2),
+    "keep_prob": opt.real(
+        0.65,
+        "Fast-slow models: dropout keep probability (training only).",
+        check=lambda v: v is not None and 0 < v <= 1,
+        message="--keep_prob must be in (0, 1]",
+    ),
+    "zoneout_keep_c": opt.real(
+        0.5,
+        "LN-LSTM cells: zoneout keep probability of c (unset = off).",
+        check=_unit_interval,
+        message="--zoneout_keep_c must be in (0, 1] (or unset)",
+    ),
+}
 # The depth of a stack of `recurrent_layer`s (PTB's --num_layers): for the models that stack.
 STACK_OPTION = "num_layers"
 
@@ -56,27 +118,37 @@ class ModelEntry:
 _REGISTRY = {}
 
 
-def register(name, *, options=(), description="", stackable=True):
-    """Decorator registering `builder` as `--model=name`.
+_DECLARED = {}  # option name -> its declaration, in the order the models declared them
 
-    The builder is called as `builder(units, seed=seed, **options, **layer_kwargs)`,
-    where `options` holds only the names listed here and `layer_kwargs` are the usual
-    `keras.layers.RNN` arguments (return_sequences, return_state, stateful, name, ...).
-    It returns a Keras layer mapping [batch, time, features] to the RNN outputs.
+
+def register(name, *, options=None, description="", stackable=True):
+    """Decorator registering `builder` as `--model=name`, with the options it declares.
+
+    The builder is called as `builder(units, seed=seed, **options, **layer_kwargs)`, where
+    `options` holds only names of its `options` ({name: declaration}) and `layer_kwargs` are the
+    usual `keras.layers.RNN` arguments (return_sequences, return_state, stateful, name, ...). It
+    returns a Keras layer mapping [batch, time, features] to the RNN outputs.
     """
+    options = dict(options or {})
 
     def decorate(builder):
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        unknown = set(options) - set(MODEL_OPTIONS)
-        if unknown:
-            raise ValueError(f"model {name!r}: options {sorted(unknown)} are not in MODEL_OPTIONS")
+        for option, declaration in options.items():
+            if _DECLARED.get(option, declaration) is not declaration:
+                raise ValueError(f"model {name!r}: option {option!r} is declared differently by another model")
+        _DECLARED.update(options)
         _REGISTRY[name] = ModelEntry(
             name, builder, tuple(options), description or (builder.__doc__ or "").strip(), stackable
         )
         return builder
 
     return decorate
+
+
+def model_options():
+    """Every declared model option's name: a model takes a subset of them."""
+    return tuple(_DECLARED)
 
 
 def names():
@@ -96,7 +168,7 @@ def takes(model, name):
     with, the stack depth if it stacks, and every option that is not model-specific."""
     if name == STACK_OPTION:
         return get(model).stackable
-    return name not in MODEL_OPTIONS or name in get(model).options
+    return name not in _DECLARED or name in get(model).options
 
 
 def builder(config):
@@ -150,13 +222,13 @@ def _rnn(units, *, seed=None, **kwargs):
     return keras.layers.SimpleRNN(units, activation="tanh", seed=seed, **kwargs)
 
 
-@register("eunn", options=BASELINE_OPTIONS, description="EUNN (Jing et al. 2017), rum_tf.baselines.EUNNCell")
+@register("eunn", options=EUNN_OPTIONS, description="EUNN (Jing et al. 2017), rum_tf.baselines.EUNNCell")
 def _eunn(units, *, seed=None, capacity=2, fft=False, complex=False, **kwargs):
     del seed  # the cell has no randomness of its own
     return keras.layers.RNN(EUNNCell(units, capacity=capacity, fft=fft, complex=complex), **kwargs)
 
 
-@register("goru", options=("capacity", "fft"), description="GORU (Jing et al. 2019), rum_tf.baselines.GORUCell")
+@register("goru", options=GORU_OPTIONS, description="GORU (Jing et al. 2019), rum_tf.baselines.GORUCell")
 def _goru(units, *, seed=None, capacity=2, fft=False, **kwargs):
     del seed
     return keras.layers.RNN(GORUCell(units, capacity=capacity, fft=fft), **kwargs)
@@ -176,17 +248,17 @@ def recurrent_stack(model, units, num_layers, *, seed=0, options=None, **layer_k
 
 @register(
     "fs_rum",
-    options=RUM_OPTIONS + FS_OPTIONS,
+    options=RUM_OPTIONS | FAST_SLOW_OPTIONS,
     stackable=False,
     description="Fast-Slow RNN, LN-LSTM fast cells (--fast_units), RUM slow cell (--units)",
 )
 def _fs_rum(units, **kwargs):
-    return fast_slow.fs_rum(units, rum_options=RUM_OPTIONS, **kwargs)
+    return fast_slow.fs_rum(units, **kwargs)
 
 
 @register(
     "fs_lstm",
-    options=("zoneout_keep_h",) + FS_OPTIONS,
+    options=ZONEOUT_H | FAST_SLOW_OPTIONS,
     stackable=False,
     description="Fast-Slow RNN, LN-LSTM fast cells (--fast_units) and slow cell (--units)",
 )
@@ -196,12 +268,45 @@ def _fs_lstm(units, **kwargs):
 
 @register(
     "fs_goru",
-    options=("zoneout_keep_h", "capacity", "fft") + FS_OPTIONS,
+    options=ZONEOUT_H | GORU_OPTIONS | FAST_SLOW_OPTIONS,
     stackable=False,
     description="Fast-Slow RNN, LN-LSTM fast cells (--fast_units), GORU slow cell (--units)",
 )
 def _fs_goru(units, **kwargs):
     return fast_slow.fs_goru(units, **kwargs)
+
+
+def _registered_model(name):
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown --model={name}; choose from {', '.join(names())}")
+    return True
+
+
+def section(name, option_names, doc, *, with_model=False):
+    """A frozen dataclass of flag fields: `option_names`' declarations (and first --model and
+    --units when `with_model`), for `flags.TaskConfig`."""
+    fields = []
+    if with_model:
+        fields += [
+            ("model", opt.string("rum", "Recurrent model: a name registered in rum_tf.training.models (rum, "
+                                 "lstm, gru, rnn, ...).", check=_registered_model)),
+            ("units", opt.integer(100, "Hidden size of the recurrent layer.", minimum=1)),
+        ]  # fmt: skip
+    fields += [(n, opt.copy(_DECLARED[n])) for n in option_names]
+    return dataclasses.make_dataclass(
+        name, [(n, opt.annotation(f), f) for n, f in fields], frozen=True, namespace={"__doc__": doc}
+    )
+
+
+# The flag sections: every option of the models that stack, and the fast-slow models' own (PTB).
+_FAST_SLOW_ONLY = [n for n in _DECLARED if all(not e.stackable for e in _REGISTRY.values() if n in e.options)]
+Model = section(
+    "Model",
+    [n for n in _DECLARED if n not in _FAST_SLOW_ONLY],
+    "--model, --units and the options of the registered models.",
+    with_model=True,
+)
+FastSlow = section("FastSlow", _FAST_SLOW_ONLY, "The fast-slow models' own options.")
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

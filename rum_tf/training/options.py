@@ -1,13 +1,14 @@
 """The options of the task binaries, declared once as data: frozen dataclass fields with their default,
 help text and check (`integer`, `real`, `boolean`, `string`, `enum`), and the shared sections:
 
-  Model      --model and its arguments, named as in `RUMCell` (--lambda_, --eta, ...)
   Optimizer  --optimizer, --learning_rate, --rmsprop_decay, --clip_norm
   Run        --batch_size, --eval_batch_size, --steps, --eval_every, --seed, --jit_compile,
              --strategy, --tpu, --stop_when, --output_dir, --checkpoint_every
   Synthetic  --T, --test_size (copying memory and associative recall)
   Official   --init_from_official (copying, recall, PTB: test an official checkpoint)
-  FastSlow   --fast_units, --fast_layers, --keep_prob, --zoneout_keep_c (PTB's fast-slow models)
+
+The models declare their own options (`models.register`), and `models.Model` / `models.FastSlow`
+are their sections.
 
 `flags.TaskConfig` turns a binary's sections into its command line and its frozen config.
 """
@@ -16,9 +17,7 @@ import dataclasses
 import math
 import os
 
-import keras
-
-from rum_tf.training import callbacks, distribute, models, optimizers
+from rum_tf.training import callbacks, distribute, optimizers
 
 # ---------------------------------------------------------------------------- declaring options
 
@@ -69,21 +68,18 @@ def enum(default, choices, help, **kwargs):
     return _option("enum", default, help, choices=tuple(choices), **kwargs)
 
 
+def copy(declaration):
+    """A fresh field of the same declaration (a dataclass takes a field over)."""
+    return dataclasses.field(default=declaration.default, metadata=declaration.metadata)
+
+
+def annotation(declaration):
+    """The field's Python type, from its kind."""
+    kind = {"integer": int, "float": float, "boolean": bool}.get(declaration.metadata["kind"], str)
+    return kind if declaration.default is not None else kind | None
+
+
 # ---------------------------------------------------------------------------- checks
-
-
-def _registered_model(name):
-    if name not in models.names():
-        raise ValueError(f"unknown --model={name}; choose from {', '.join(models.names())}")
-    return True
-
-
-def _known_activation(name):
-    try:
-        keras.activations.get(name)
-    except ValueError:
-        return False
-    return True
 
 
 def _stop_rule(text):
@@ -100,55 +96,7 @@ def _official_checkpoint(path):
     return path is None or os.path.exists(path + ".index") or os.path.isdir(path)
 
 
-def _unit_interval(v, unset=True):
-    return (unset and v is None) or (v is not None and 0 < v <= 1)
-
-
 # ---------------------------------------------------------------------------- the shared sections
-
-
-@dataclasses.dataclass(frozen=True)
-class Model:
-    """The recurrent model; which model takes which argument is `models.takes`."""
-
-    model: str = string(
-        "rum",
-        "Recurrent model: a name registered in rum_tf.training.models (rum, lstm, gru, rnn, ...).",
-        check=_registered_model,
-    )
-    units: int = integer(100, "Hidden size of the recurrent layer.", minimum=1)
-    lambda_: int = integer(
-        0,
-        "RUM: 0 rotates the state, 1 adds the associative memory.",
-        check=lambda v: v in (0, 1),
-        message="--lambda_ must be 0 or 1",
-    )
-    eta: float | None = real(
-        None,
-        "RUM: time normalisation, the norm the state is scaled to (unset = off).",
-        check=lambda v: v is None or v > 0,
-        message="--eta must be > 0 (or unset)",
-    )
-    activation: str = string(
-        "relu",
-        "RUM: activation of the candidate.",
-        check=_known_activation,
-        message="--activation must name a Keras activation (relu, tanh, ...)",
-    )
-    use_layer_norm: bool = boolean(False, "RUM: layer norm on the gates and the candidate.")
-    zoneout_keep_h: float | None = real(
-        None,
-        "RUM: zoneout keep probability of the state (unset = off).",
-        check=_unit_interval,
-        message="--zoneout_keep_h must be in (0, 1] (or unset)",
-    )
-    update_gate: bool = boolean(True, "RUM: mix the old state in through the update gate.")
-    trainable_rot: bool = boolean(True, "RUM: train the gate kernel.")
-    track_angle: bool = boolean(False, "RUM: output [cos θ; h] instead of h.")
-    use_embedding_bias: bool = boolean(False, "RUM: bias on the input embedding (the 2017 code had one).")
-    capacity: int = integer(2, "EUNN/GORU: layers of the tunable transition.", minimum=1)
-    fft: bool = boolean(False, "EUNN/GORU: FFT-style transition (ceil(log2 N) layers).")
-    complex: bool = boolean(False, "EUNN: unitary (complex) instead of orthogonal.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,26 +190,3 @@ class Official:
         check=_official_checkpoint,
         message="--init_from_official must be a TF1 checkpoint prefix (PREFIX.index exists) or its folder",
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class FastSlow:
-    """The fast-slow models' arguments (`models.FS_OPTIONS`)."""
-
-    fast_units: int = integer(700, "Fast-slow models: size of the fast LN-LSTM cells.", minimum=1)
-    fast_layers: int = integer(2, "Fast-slow models: number of fast cells (>= 2).", minimum=2)
-    keep_prob: float = real(
-        0.65,
-        "Fast-slow models: dropout keep probability (training only).",
-        check=lambda v: v is not None and 0 < v <= 1,
-        message="--keep_prob must be in (0, 1]",
-    )
-    zoneout_keep_c: float | None = real(
-        0.5,
-        "LN-LSTM cells: zoneout keep probability of c (unset = off).",
-        check=_unit_interval,
-        message="--zoneout_keep_c must be in (0, 1] (or unset)",
-    )
-
-
-SYNTHETIC = (Model, Optimizer, Run, Synthetic, Official)
