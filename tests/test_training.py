@@ -42,7 +42,7 @@ def test_registry_errors():
 
 
 def test_one_registration_adds_a_model():
-    @models.register("toy_rnn", options=("activation",))
+    @models.register("toy_rnn", options={"activation": models.RUM_OPTIONS["activation"]})  # RUM's, shared
     def _toy(units, *, seed=None, activation="tanh", **layer_kwargs):
         return keras.layers.SimpleRNN(units, activation=activation, seed=seed, **layer_kwargs)
 

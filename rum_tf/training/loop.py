@@ -68,6 +68,10 @@ class Task:
     finish_results: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
 
 
+# The flags that may change between the sessions of one run (`options` marks them for the binaries).
+_RESUME_NEUTRAL = ("output_dir", "steps", "stop_when", "jit_compile", "strategy", "tpu", "checkpoint_every")
+
+
 @dataclasses.dataclass
 class RunConfig:
     """How to run: the harness' share of the flags (`flags.Config.run_config`).
@@ -91,15 +95,7 @@ class RunConfig:
     tpu: str = ""
     flags: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     flagfile_text: str = ""
-    resume_neutral: Sequence[str] = (
-        "output_dir",
-        "steps",
-        "stop_when",
-        "jit_compile",
-        "strategy",
-        "tpu",
-        "checkpoint_every",
-    )
+    resume_neutral: Sequence[str] = _RESUME_NEUTRAL
     log_every_s: float = 60.0
     stop_when: callbacks_lib.StopRule | None = None  # end before `steps` once it holds (text: parsed here, once)
     checkpoint_every: int | None = None  # also checkpoint every N steps inside an interval
@@ -290,17 +286,11 @@ def _run(task, config, session_start, folder, progress):
     state = callbacks_lib.RunState.restored(saved, session_start)
 
     parameters = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    replicas = strategy.num_replicas_in_sync
+    where = f"strategy {config.strategy} ({replicas} replica{'' if replicas == 1 else 's'}), jit_compile {jit_compile}"
     logging.info(
-        "%s | model %s, %s trainable parameters | backend %s, strategy %s (%d replica%s), jit_compile %s | %s",
-        task.name,
-        config.model,
-        f"{parameters:,}",
-        keras.backend.backend(),
-        config.strategy,
-        strategy.num_replicas_in_sync,
-        "" if strategy.num_replicas_in_sync == 1 else "s",
-        jit_compile,
-        folder.path,
+        f"{task.name} | model {config.model}, {parameters:,} trainable parameters | backend "
+        f"{keras.backend.backend()}, {where} | {folder.path}"
     )
     curve_path = folder.file(results.CURVE_CSV)
     results.truncate_curve(curve_path, state.step)  # rows written after the checkpoint are redone
@@ -366,12 +356,11 @@ def _run(task, config, session_start, folder, progress):
     metrics = results.curve_metrics(results.read_curve(curve_path))
     if task.test_fn is not None or task.test_data is not None:
         logging.info("testing (training took %s)", callbacks_lib.format_duration(state.train_time_s))
-    if task.test_fn is not None:
-        metrics["test"] = {k: float(v) for k, v in task.test_fn(model).items()}
-    elif task.test_data is not None:
-        test = model.evaluate(task.test_data(), return_dict=True, verbose=0)
+        if task.test_fn is not None:
+            test = task.test_fn(model)
+        else:
+            test = model.evaluate(task.test_data(), return_dict=True, verbose=0)
         metrics["test"] = {k: float(v) for k, v in test.items()}
-    if "test" in metrics:
         logging.info("test: %s", _format_metrics(metrics["test"]))
 
     checkpoints.ensure_space(model, folder.path)
