@@ -133,7 +133,6 @@ def test_two_workers_train_like_one_process_with_the_same_global_batch(tmp_path,
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("RUM_TF_KILL_TEST"), reason="~1 minute: set RUM_TF_KILL_TEST=1 to run it")
 def test_a_killed_worker_ends_the_run_in_one_line_and_the_same_commands_resume_it(tmp_path, one_process):
     out, ports = tmp_path / "run", _free_ports(2)
     procs = _start_workers(out, ports, tmp_path)
