@@ -8,7 +8,7 @@ are `fast_layers` LN-LSTMs of `fast_units` (700 in the paper) sharing one state:
     fs_lstm  slow cell LayerNormLSTMCell(units): FS-LSTM-2 with units=400
     fs_goru  slow cell GORUCell(units, capacity, fft): the paper's FS-GORU baseline
 
-Both take, besides the usual `keras.layers.RNN` arguments, `fast_units`, `fast_layers`,
+All take, besides the usual `keras.layers.RNN` arguments, `fast_units`, `fast_layers`,
 `keep_prob` (the FS-RNN dropout, 0.65) and `zoneout_keep_c` (the LN-LSTMs' c, 0.5);
 `zoneout_keep_h` is every cell's h zoneout. The layer is `rum_tf.Recurrent`, which draws
 the dropout and zoneout noise of all steps before the loop.
@@ -17,15 +17,6 @@ the dropout and zoneout noise of all steps before the loop.
 from rum_tf.baselines import GORUCell
 from rum_tf.cells import FastSlowCell, LayerNormLSTMCell, RUMCell
 from rum_tf.layers import RUM, Recurrent
-
-
-def _fast_cells(fast_units, fast_layers, zoneout_keep_h, zoneout_keep_c, seed):
-    return [
-        LayerNormLSTMCell(
-            fast_units, zoneout_keep_h=zoneout_keep_h, zoneout_keep_c=zoneout_keep_c, seed=seed, name=f"fast_{i}"
-        )
-        for i in range(fast_layers)
-    ]
 
 
 def fast_slow_layer(
@@ -40,74 +31,29 @@ def fast_slow_layer(
     **layer_kwargs,
 ):
     """`Recurrent(FastSlowCell(fast LN-LSTMs, slow_cell))`."""
-    fast = _fast_cells(fast_units, fast_layers, zoneout_keep_h, zoneout_keep_c, seed)
+    fast = [
+        LayerNormLSTMCell(
+            fast_units, zoneout_keep_h=zoneout_keep_h, zoneout_keep_c=zoneout_keep_c, seed=seed, name=f"fast_{i}"
+        )
+        for i in range(fast_layers)
+    ]
     cell = FastSlowCell(fast, slow_cell, keep_prob=keep_prob, seed=seed, name="fast_slow")
     return Recurrent(cell, **layer_kwargs)
 
 
-def fs_rum(units, *, seed=None, fast_units=700, fast_layers=2, keep_prob=0.65, zoneout_keep_c=0.5, **kwargs):
-    """FS-RUM: the `RUM.CELL_ARGS` among `kwargs` go to the slow RUMCell, the others to the layer."""
+def fs_rum(units, *, seed=None, **kwargs):
+    """FS-RUM: the `RUM.CELL_ARGS` among `kwargs` go to the slow RUMCell, the others to `fast_slow_layer`."""
     rum_args = {k: kwargs.pop(k) for k in RUM.CELL_ARGS if k in kwargs}
     slow = RUMCell(units, seed=seed, name="slow", **rum_args)
-    return fast_slow_layer(
-        slow,
-        fast_units=fast_units,
-        fast_layers=fast_layers,
-        keep_prob=keep_prob,
-        zoneout_keep_h=rum_args.get("zoneout_keep_h"),
-        zoneout_keep_c=zoneout_keep_c,
-        seed=seed,
-        **kwargs,
-    )
+    return fast_slow_layer(slow, zoneout_keep_h=rum_args.get("zoneout_keep_h"), seed=seed, **kwargs)
 
 
-def fs_lstm(
-    units,
-    *,
-    seed=None,
-    fast_units=700,
-    fast_layers=2,
-    keep_prob=0.65,
-    zoneout_keep_h=None,
-    zoneout_keep_c=0.5,
-    **kwargs,
-):
-    slow = LayerNormLSTMCell(
-        units, zoneout_keep_h=zoneout_keep_h, zoneout_keep_c=zoneout_keep_c, seed=seed, name="slow"
-    )
-    return fast_slow_layer(
-        slow,
-        fast_units=fast_units,
-        fast_layers=fast_layers,
-        keep_prob=keep_prob,
-        zoneout_keep_h=zoneout_keep_h,
-        zoneout_keep_c=zoneout_keep_c,
-        seed=seed,
-        **kwargs,
-    )
+def fs_lstm(units, *, seed=None, zoneout_keep_h=None, zoneout_keep_c=0.5, **kwargs):
+    zoneout = dict(zoneout_keep_h=zoneout_keep_h, zoneout_keep_c=zoneout_keep_c)
+    slow = LayerNormLSTMCell(units, **zoneout, seed=seed, name="slow")
+    return fast_slow_layer(slow, **zoneout, seed=seed, **kwargs)
 
 
-def fs_goru(
-    units,
-    *,
-    seed=None,
-    fast_units=700,
-    fast_layers=2,
-    keep_prob=0.65,
-    zoneout_keep_h=None,
-    zoneout_keep_c=0.5,
-    capacity=2,
-    fft=False,
-    **kwargs,
-):
+def fs_goru(units, *, capacity=2, fft=False, zoneout_keep_h=None, **kwargs):
     slow = GORUCell(units, capacity=capacity, fft=fft, name="slow")
-    return fast_slow_layer(
-        slow,
-        fast_units=fast_units,
-        fast_layers=fast_layers,
-        keep_prob=keep_prob,
-        zoneout_keep_h=zoneout_keep_h,
-        zoneout_keep_c=zoneout_keep_c,
-        seed=seed,
-        **kwargs,
-    )
+    return fast_slow_layer(slow, zoneout_keep_h=zoneout_keep_h, **kwargs)

@@ -246,34 +246,25 @@ def recurrent_stack(model, units, num_layers, *, seed=0, options=None, **layer_k
     ]
 
 
-@register(
+# The fast-slow layers are stacks already (`stackable=False`): a task builds one of them.
+register(
     "fs_rum",
     options=RUM_OPTIONS | FAST_SLOW_OPTIONS,
     stackable=False,
     description="Fast-Slow RNN, LN-LSTM fast cells (--fast_units), RUM slow cell (--units)",
-)
-def _fs_rum(units, **kwargs):
-    return fast_slow.fs_rum(units, **kwargs)
-
-
-@register(
+)(fast_slow.fs_rum)
+register(
     "fs_lstm",
     options=ZONEOUT_H | FAST_SLOW_OPTIONS,
     stackable=False,
     description="Fast-Slow RNN, LN-LSTM fast cells (--fast_units) and slow cell (--units)",
-)
-def _fs_lstm(units, **kwargs):
-    return fast_slow.fs_lstm(units, **kwargs)
-
-
-@register(
+)(fast_slow.fs_lstm)
+register(
     "fs_goru",
     options=ZONEOUT_H | GORU_OPTIONS | FAST_SLOW_OPTIONS,
     stackable=False,
     description="Fast-Slow RNN, LN-LSTM fast cells (--fast_units), GORU slow cell (--units)",
-)
-def _fs_goru(units, **kwargs):
-    return fast_slow.fs_goru(units, **kwargs)
+)(fast_slow.fs_goru)
 
 
 def _registered_model(name):
