@@ -27,7 +27,7 @@ class SubRun:
 
     key: str
     folder: str
-    run: Callable[[], Any]
+    run: Callable[..., Any]
     info: dict = dataclasses.field(default_factory=dict)
 
 
