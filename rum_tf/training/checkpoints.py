@@ -1,21 +1,12 @@
 """Step checkpoints that survive a SIGKILL at any moment.
 
-Each checkpoint is a directory `step-NNNNNNNN/` holding `model.weights.h5` (Keras'
-`save_weights`: the model's and the optimizer's variables) and `state.json` (the
-training state Keras does not save: the step, elapsed times, the best value so far,
-and the random generators' states, e.g. the zoneout SeedGenerator). It is written
-under a temporary name, flushed and renamed into place (`run_folder.atomic_path`), so a
-directory named `step-*` is always complete: a run killed while writing, or stopped by a
-full disk, leaves at most a `.tmp-*` directory, which is ignored and later removed. Older
-checkpoints are deleted only once the new one is in place. A run resumes through
-`restore_latest`, which falls back to an older checkpoint when the newest cannot be read.
-
-Keras' `BackupAndRestore` cannot stand in: it writes the weights and the epoch
-number one after the other in place (a kill between the two resumes with mismatched
-state), does not save the SeedGenerator states, and restores inside `fit`, after the
-input pipeline exists, whereas resuming a step-indexed stream needs the step first.
+A `step-NNNNNNNN/` folder holds `model.weights.h5` (model and optimizer variables) and `state.json` (step,
+clocks, best value, random-generator states), written through `run_folder.atomic_path`: a `step-*` folder is
+always complete. Not Keras' `BackupAndRestore`: it writes weights and epoch in place one after the other,
+leaves out the SeedGenerator states and restores inside `fit`, after the input pipeline that needs the step.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -34,6 +25,10 @@ STATE_FILE = "state.json"
 _NAME = re.compile(r"^step-(\d+)$")
 
 
+class Unreadable(ValueError):
+    """Checkpoint folders exist, but none of them can be read."""
+
+
 def _extra_variables(model):
     """Variables `save_weights` leaves out (the SeedGenerator states), in a fixed order."""
     saved = {id(v) for v in model.weights}
@@ -41,8 +36,8 @@ def _extra_variables(model):
 
 
 def ensure_space(model, folder):
-    """OSError(ENOSPC) unless `folder` has room for a file of `model`'s and its optimizer's variables
-    (`run_folder.ensure_space`: h5py is never left to meet a full disk)."""
+    """OSError(ENOSPC) unless `folder` has room for `model`'s and its optimizer's variables (h5py is never
+    left to meet a full disk)."""
     variables = list(model.variables) + (list(model.optimizer.variables) if model.optimizer is not None else [])
     nbytes = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
     run_folder.ensure_space(folder, nbytes + nbytes // 4 + _MARGIN)
@@ -53,11 +48,8 @@ def checkpoint_path(directory, step):
 
 
 def list_checkpoints(directory):
-    """[(step, path)] of the checkpoint folders in `directory`, newest first.
-
-    Every `step-*` folder counts, also one whose files a disk error has damaged: only reading it
-    tells, and a damaged one must stop a fresh start rather than be taken for no checkpoint.
-    """
+    """[(step, path)] of the `step-*` folders in `directory`, newest first, damaged ones included (only
+    reading one tells, and a damaged one must stop a fresh start rather than be taken for none)."""
     if not os.path.isdir(directory):
         return []
     found = []
@@ -68,31 +60,9 @@ def list_checkpoints(directory):
     return sorted(found, reverse=True)
 
 
-class Unreadable(ValueError):
-    """Checkpoint folders exist, but none of them can be read."""
-
-
-def _discard(path):
-    """Delete a checkpoint folder: renamed first, so a kill midway leaves a `.tmp-*` (removed later), never a
-    half-deleted `step-*`."""
-    doomed = run_folder.temporary_name(path, "-old")
-    try:
-        os.replace(path, doomed)
-    except OSError:
-        return
-    shutil.rmtree(doomed, ignore_errors=True)
-
-
 def save(model, directory, step, state, keep=()):
-    """Write the checkpoint of `step` atomically; delete older ones except `keep` steps.
-
-    Args:
-      model: a compiled model (its optimizer is saved with it).
-      directory: the checkpoints folder.
-      step: the number of training steps done.
-      state: JSON-serialisable training state to store beside the weights.
-      keep: steps whose checkpoints must survive (e.g. the best one).
-    """
+    """Write the checkpoint of `step` (`state`: JSON training state) atomically, then delete the older ones
+    except the steps in `keep` (e.g. the best one)."""
     os.makedirs(directory, exist_ok=True)
     ensure_space(model, directory)
     final = checkpoint_path(directory, step)
@@ -111,9 +81,10 @@ def save(model, directory, step, state, keep=()):
             json.dump(state, f)
     keep = set(keep) | {step}
     for old_step, path in list_checkpoints(directory):
-        if old_step not in keep:
-            _discard(path)
-    for name in os.listdir(directory):
+        if old_step not in keep:  # renamed, then deleted: a kill midway never leaves a half-deleted `step-*`
+            with contextlib.suppress(OSError):
+                os.replace(path, run_folder.temporary_name(path, "-old"))
+    for name in os.listdir(directory):  # those, and what killed writers left
         if name.startswith(".tmp-") and not name.endswith(f"-{os.getpid()}"):
             shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
     return final
@@ -125,22 +96,6 @@ def read_state(path):
         return json.load(f)
 
 
-def latest_state(directory):
-    """(step, path, state) of the newest checkpoint whose state.json reads, or None when there is no
-    checkpoint folder; the weights are not read. `Unreadable` (one line) when no state.json reads."""
-    problems = []
-    for step, path in list_checkpoints(directory):
-        try:
-            return step, path, read_state(path)
-        except (OSError, ValueError) as e:
-            problem = f"{os.path.basename(path)}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            logging.warning("cannot read the state of %s; looking at an older checkpoint", problem)
-            problems.append(problem)
-    if problems:
-        raise Unreadable(f"no checkpoint can be read ({'; '.join(problems[:3])})")
-    return None
-
-
 def restore(model, path):
     """Load a checkpoint into `model` (and its optimizer); returns its state dict."""
     state = read_state(path)
@@ -148,8 +103,7 @@ def restore(model, path):
         model.optimizer.build(model.trainable_variables)
     model.load_weights(os.path.join(path, WEIGHTS_FILE))
     extra = _extra_variables(model)
-    saved = state.get("extra_variables", [])
-    values = [np.asarray(entry["value"]) for entry in saved]
+    values = [np.asarray(entry["value"]) for entry in state.get("extra_variables", [])]
     # Matched by order (paths carry auto-generated names that differ between processes).
     if [tuple(v.shape) for v in extra] != [x.shape for x in values]:
         raise ValueError(f"checkpoint {path} does not match the model's random-generator variables")
@@ -158,24 +112,23 @@ def restore(model, path):
     return state
 
 
-def restore_latest(model, directory):
-    """Restore the newest readable checkpoint; its state dict, or None if there is none.
-
-    An unreadable checkpoint (a disk error) is skipped for an older one; if none can
-    be read the last error is raised rather than silently starting over.
-    """
-    error = None
-    for _, path in list_checkpoints(directory):
+def latest_state(directory, read=read_state):
+    """(step, path, read(path)) of the newest checkpoint that `read` can read (by default its state.json, the
+    weights unread), warning about each newer one; None when there is none, `Unreadable` when none reads."""
+    problems = []
+    for step, path in list_checkpoints(directory):
         try:
-            return restore(model, path)
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
-            logging.warning(
-                "cannot restore the checkpoint %s (%s: %s); trying an older one",
-                path,
-                type(e).__name__,
-                str(e).splitlines()[0] if str(e) else "",
-            )
-            error = e
-    if error is not None:
-        raise error
+            return step, path, read(path)
+        except (OSError, ValueError, KeyError) as e:
+            problem = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            logging.warning("cannot restore the checkpoint %s (%s); trying an older one", path, problem)
+            problems.append(f"{os.path.basename(path)}: {problem}")
+    if problems:
+        raise Unreadable(f"no checkpoint can be read ({'; '.join(problems[:3])})")
     return None
+
+
+def restore_latest(model, directory):
+    """Restore the newest checkpoint that loads into `model`; its state dict, or None if there is none."""
+    latest = latest_state(directory, lambda path: restore(model, path))
+    return None if latest is None else latest[2]

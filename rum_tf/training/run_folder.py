@@ -1,21 +1,16 @@
 """The guard of a run folder: one writer at a time, and the errors that end a run in one line.
 
-A run takes an exclusive lock on `<output_dir>/.lock` (`fcntl.flock`) before it reads,
-deletes or writes anything there, and holds it until it ends. A second writer of the same
-folder, whatever its flags, gets `FolderBusy` naming the holder's pid, host and start time.
-The kernel drops a flock when its process dies, however it dies, so a lock left by a killed
-run never blocks: the next run takes it and says whose it was (the file still names the dead
-holder; a clean exit empties it). Each folder has its own lock, so a bAbI parent folder and
-its sub-run folders do not wait on each other; the lock file is opened close-on-exec, so
-processes a run starts do not inherit it.
-
-The module uses the standard library only (and absl's logging), so that a supervisor can
-take or test a lock without importing Keras.
+A run holds an exclusive `fcntl.flock` on `<output_dir>/.lock` from before it reads, deletes or writes
+anything there until it ends; a second writer gets `FolderBusy` naming the holder. The kernel drops a flock
+when its process dies, so a killed run's lock never blocks: the next run takes it over and says whose it
+was. Standard library only (and absl's logging), so that a supervisor can take a lock without Keras.
 """
 
 import contextlib
 import datetime
 import errno
+import fcntl
+import functools
 import gc
 import json
 import logging as std_logging
@@ -25,11 +20,6 @@ import socket
 import sys
 
 from absl import logging
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: runs are not guarded (warned once per run)
-    fcntl = None
 
 LOCK_FILE = ".lock"
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -44,12 +34,8 @@ class FolderBusy(RunError):
 
 
 class Diverged(RunError):
-    """The training loss (or an evaluation's metric, or a weight) became NaN or infinite.
-
-    Attributes:
-      step: the step where it was seen.
-      reason: what was not finite, e.g. "the training loss is nan".
-    """
+    """The training loss (or an evaluation's metric, or a weight) became NaN or infinite at `step`;
+    `reason` says what, e.g. "the training loss is nan"."""
 
     def __init__(self, message, step, reason=None):
         super().__init__(message)
@@ -61,145 +47,90 @@ class DiskFull(RunError):
     """A write into the run folder failed for lack of space."""
 
 
-def is_disk_full(error):
-    """Whether `error` (any exception) is a full disk or an exceeded quota.
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (or SIGTERM, which the binaries turn into it) ended the run; the message is one line. Still a
+    KeyboardInterrupt, so that code waiting for one sees it."""
 
-    Libraries that write through C (h5py, TensorBoard's writer) do not all set `errno`, so
-    their message is read too.
-    """
+
+def is_disk_full(error):
+    """Whether `error` is a full disk or an exceeded quota (its message is read too: libraries that write
+    through C, such as h5py and TensorBoard's writer, do not all set `errno`)."""
     if isinstance(error, OSError) and error.errno in _NO_SPACE:
         return True
     text = str(error).lower()
     return "no space left on device" in text or "disk quota exceeded" in text or "errno = 28" in text
 
 
-def disk_full_error(folder, error, last_checkpoint=None):
-    """The one-line `DiskFull` for `error` (or None) raised while writing into `folder`."""
-    where = getattr(error, "filename", None) if error is not None else None
-    kept = f"the last good checkpoint (step {last_checkpoint:,}) is intact; " if last_checkpoint is not None else ""
-    return DiskFull(
-        f"no space left on the device of --output_dir={folder}"
-        f"{f' (writing {where})' if where else ''}: {kept}free space, then run the same command "
-        "again to resume"
-    )
-
-
 def ensure_space(folder, nbytes):
-    """OSError(ENOSPC) unless `folder`'s filesystem has `nbytes` free (for the calling user).
-
-    Checked before h5py writes a file: HDF5 does not fail cleanly on a full disk (dozens of
-    tracebacks from its destructors, then a segmentation fault), so a write that would not fit is
-    not started.
-    """
+    """OSError(ENOSPC) unless `folder`'s filesystem has `nbytes` free for this user. Checked before h5py
+    writes: HDF5 does not fail cleanly on a full disk (tracebacks from its destructors, then a segfault)."""
     stat = os.statvfs(folder)
     free = stat.f_bavail * stat.f_frsize
     if free < nbytes:
         raise OSError(errno.ENOSPC, f"No space left on device ({free:,} bytes free, {nbytes:,} needed)", folder)
 
 
-def _holder_text(holder):
-    if not holder:
-        return "a process that has not yet said which"
-    return f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started_at')}"
+def utc_now():
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-class FolderLock:
-    """The exclusive lock of one run folder; a context manager.
+def _holder(fd):
+    """Who the lock file says holds the lock ("pid P on HOST, started TIME"), or None."""
+    try:
+        text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        holder = json.loads(text) if text else None
+    except (OSError, ValueError):
+        return None
+    return holder and f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started_at')}"
 
-    Args:
-      folder: the run folder (created if missing).
-    """
 
-    def __init__(self, folder):
-        self.folder = folder
-        self.path = os.path.join(folder, LOCK_FILE)
-        self._fd = None
-        self.previous = None  # what the lock file said when taken: a dead holder's record, or None
-
-    def _read(self, fd):
-        try:
-            text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
-            return json.loads(text) if text else None
-        except (OSError, ValueError):
-            return None
-
-    def acquire(self):
-        """Take the lock, or raise `FolderBusy`."""
-        os.makedirs(self.folder, exist_ok=True)
-        if fcntl is None:
-            logging.warning("no fcntl on this platform: nothing stops a second writer of %s", self.folder)
-            return self
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as e:
-            if is_disk_full(e):
-                raise disk_full_error(self.folder, e) from None
-            raise RunError(
-                f"cannot open the lock file {self.path} ({e.strerror or e}): it must be a file this user can "
-                "write; remove what is there if no run is using the folder"
-            ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = self._read(fd)
-            os.close(fd)
-            raise FolderBusy(
-                f"--output_dir={self.folder} is in use by another run ({_holder_text(holder)}): "
-                "wait for it to end, or choose another --output_dir"
-            ) from None
-        except BaseException:
-            os.close(fd)
+def lock(folder):
+    """Take `folder`'s exclusive lock: (the lock file's descriptor, who it named: a dead holder, or None).
+    `FolderBusy` when a live process holds it; the OSError when its file cannot be written for lack of space."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, LOCK_FILE)
+    try:  # close-on-exec: the processes a run starts do not inherit its lock
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        if is_disk_full(e):
             raise
-        self._fd = fd
-        self.previous = self._read(fd)
-        record = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "argv": sys.argv,
-        }
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(record) + "\n").encode("utf-8"), 0)
-        except OSError as e:
-            self.release()
-            if is_disk_full(e):
-                raise disk_full_error(self.folder, e) from None
-            raise
-        return self
+        raise RunError(
+            f"cannot open the lock file {path} ({e.strerror or e}): it must be a file this user can "
+            "write; remove what is there if no run is using the folder"
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(fd) or "a process that has not yet said which"
+        os.close(fd)
+        raise FolderBusy(
+            f"--output_dir={folder} is in use by another run ({holder}): "
+            "wait for it to end, or choose another --output_dir"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    previous = _holder(fd)
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": utc_now(), "argv": sys.argv}
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(record) + "\n").encode("utf-8"), 0)
+    except OSError:
+        unlock(fd)
+        raise
+    return fd, previous
 
-    def report_takeover(self):
-        """Log whose lock was taken over, if the last holder died holding it."""
-        if self.previous:
-            logging.warning(
-                "%s: taking over the lock of a run that ended without releasing it (%s)",
-                self.folder,
-                _holder_text(self.previous),
-            )
 
-    def release(self):
-        """Empty the lock file (a clean end) and drop the lock."""
-        if self._fd is None:
-            return
-        fd, self._fd = self._fd, None
-        try:
-            os.ftruncate(fd, 0)
-        except OSError:
-            pass  # the flock is released anyway; the next run then reports a takeover
-        finally:
-            os.close(fd)  # releases the flock
-
-    def __enter__(self):
-        return self.acquire()
-
-    def __exit__(self, *exc):
-        self.release()
+def unlock(fd):
+    """Empty the lock file (a clean end) and drop the lock."""
+    with contextlib.suppress(OSError):  # the flock is released anyway; the next run then reports a takeover
+        os.ftruncate(fd, 0)
+    os.close(fd)  # releases the flock
 
 
 def _fsync(path):
     """Flush a file (or a folder's files) that a library wrote to the disk before it is renamed."""
-    paths = [os.path.join(path, n) for n in os.listdir(path)] if os.path.isdir(path) else [path]
-    for p in paths:
+    for p in [os.path.join(path, n) for n in os.listdir(path)] if os.path.isdir(path) else [path]:
         if os.path.isfile(p):
             fd = os.open(p, os.O_RDONLY)
             try:
@@ -223,16 +154,9 @@ def temporary_name(path, suffix=""):
 
 @contextlib.contextmanager
 def atomic_path(path, suffix=""):
-    """Yield a temporary path beside `path`; when the block succeeds it is flushed and renamed onto `path`.
-
-    The one way files of a run are written (results, flags, curve, progress, plots, the model,
-    checkpoint folders). On any error (a full disk included) the temporary file is removed and
-    `path` keeps its earlier content. A folder replaces an earlier folder of the same name.
-
-    Args:
-      path: the file or folder to write.
-      suffix: ending of the temporary name, for writers that infer the format from it (".keras", ".png").
-    """
+    """Yield a temporary path beside `path` (ending in `suffix`, for writers that infer the format from it),
+    flushed and renamed onto `path` (a folder replacing a folder) when the block succeeds. The one way a
+    run's files are written: on any error the temporary is removed and `path` keeps its earlier content."""
     tmp = temporary_name(path, suffix)
     _remove(tmp)
     try:
@@ -251,15 +175,13 @@ def atomic_path(path, suffix=""):
 
 
 def atomic_write_text(path, text):
-    """Write `text` to `path` so that a reader (or a killed writer) never sees half a file."""
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
 
 
 def remove_temporary_files(folder):
-    """Delete what killed writers left in `folder` and its checkpoints (".tmp-*"); call it holding the
-    folder's lock."""
+    """Delete the `.tmp-*` that killed writers left in `folder` and its checkpoints; hold its lock."""
     for where in (folder, os.path.join(folder, "checkpoints")):
         if os.path.isdir(where):
             for name in os.listdir(where):
@@ -267,17 +189,9 @@ def remove_temporary_files(folder):
                     _remove(os.path.join(where, name))
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGINT (or SIGTERM, which the binaries turn into it) ended the run; the message is one line for the
-    user. A KeyboardInterrupt still, so that code waiting for one sees it."""
-
-
 class _QuietFileHandler(std_logging.FileHandler):
-    """A log file that stops quietly when it cannot be written (a full disk): the run reports that itself,
-    in one line, instead of a "--- Logging error ---" traceback per log line."""
-
     def handleError(self, record):
-        self.failed = True
+        pass  # a full disk: the run says so in one line, not in a "--- Logging error ---" per log line
 
 
 @contextlib.contextmanager
@@ -299,100 +213,117 @@ def _file_log(path):
         handler.close()
 
 
-def _detached(error):
-    """`error` without its traceback and context: raised again, it no longer keeps the failed frames (the
-    training's data iterators, open event writers) alive until the interpreter exits, where TensorFlow
-    would finalize them with noise on stderr."""
-    error.__traceback__ = error.__context__ = error.__cause__ = None
-    return error
-
-
 def _first_line(error):
     text = str(error)
     return text.splitlines()[0] if text else type(error).__name__
 
 
 class RunFolder:
-    """One run's --output_dir: its lock, its files (all written atomically), its checkpoints, progress.json
-    and results.json. A non-chief worker of a multi-worker run writes under workers/<name>/ and resumes
-    from the chief's checkpoints.
-
-    Args:
-      output_dir: the run's --output_dir.
-      worker: None for the chief (or a single process), else the worker's name.
-    """
+    """One run's --output_dir: its lock, files, checkpoints, progress.json and results.json. A non-chief
+    worker (`worker`: its name) writes under workers/<name>/ and resumes from the chief's checkpoints."""
 
     def __init__(self, output_dir, worker=None):
         self.output_dir = output_dir
         self.chief = worker is None
         self.path = output_dir if self.chief else os.path.join(output_dir, "workers", worker)
+        self.checkpoints = self.file("checkpoints")
 
     def file(self, name):
         return os.path.join(self.path, name)
 
-    @property
-    def checkpoints(self):
-        return self.file("checkpoints")
+    def guarded(self, body, record_end):
+        """`body()` holding the folder's lock, its log copied to log.txt. A failure is recorded by
+        `record_end(status, message)` and raised as one line (a full disk as `DiskFull`, a KeyboardInterrupt
+        as `Interrupted`)."""
+        try:
+            fd, previous = lock(self.path)
+        except OSError as e:
+            if not is_disk_full(e):
+                raise
+            raise self._disk_full(None) from None
+        try:
+            remove_temporary_files(self.path)  # what killed writers left; nobody else writes here now
+            with _file_log(self.file("log.txt")):
+                if previous:
+                    logging.warning(
+                        "%s: taking over the lock of a run that ended without releasing it (%s)", self.path, previous
+                    )
+                try:
+                    return body()
+                except BaseException as e:
+                    status, failure = self._ended(e)
+                    message = failure or (f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+                    with contextlib.suppress(OSError):  # a full disk: the run's error says so
+                        record_end(status, _first_line(message))
+                    if failure is None:  # unexpected: raised with its traceback
+                        raise
+                # Raised without its traceback and context, outside the except block, it no longer keeps the
+                # failed frames (data iterators, event writers) alive until exit, where TensorFlow would
+                # finalize them noisily; they hold reference cycles, hence the collection.
+                failure.__traceback__ = failure.__context__ = failure.__cause__ = None
+                gc.collect()
+                raise failure
+        finally:
+            unlock(fd)
 
-    @property
-    def resume_checkpoints(self):
-        return os.path.join(self.output_dir, "checkpoints")
+    def _ended(self, error):
+        """(progress.json's status, the one-line error to raise, None for an unexpected one) for `error`."""
+        if isinstance(error, Diverged):
+            return "diverged", error
+        if isinstance(error, RunError):
+            return "failed", error
+        if isinstance(error, KeyboardInterrupt):
+            how = f" by {error.args[0]}" if error.args and str(error.args[0]).startswith("SIG") else ""
+            step = self.last_checkpoint_step()
+            kept = f"the last checkpoint (step {step:,}) is kept; " if step is not None else ""
+            return "interrupted", Interrupted(f"interrupted{how}: {kept}run the same command again to resume")
+        return "failed", self._disk_full(error) if is_disk_full(error) else None
+
+    def _disk_full(self, error):
+        """The one-line `DiskFull` for `error` (or None), naming the last good checkpoint."""
+        where = getattr(error, "filename", None)
+        step = self.last_checkpoint_step()
+        kept = f"the last good checkpoint (step {step:,}) is intact; " if step is not None else ""
+        return DiskFull(
+            f"no space left on the device of --output_dir={self.path}{f' (writing {where})' if where else ''}: "
+            f"{kept}free space, then run the same command again to resume"
+        )
 
     def last_checkpoint_step(self):
-        from rum_tf.training import checkpoints
+        from rum_tf.training import checkpoints  # Keras: imported for a run only
 
         saved = checkpoints.list_checkpoints(self.checkpoints)
         return saved[0][0] if saved else None
 
-    def guarded(self, body, record_end):
-        """`body()` holding the folder's lock, with the log copied to its log.txt.
+    def latest_checkpoint(self):
+        """(step, path, state) of the newest checkpoint to resume from (its weights unread), or None."""
+        return self._newest_checkpoint(None, "nothing was changed: ")
 
-        The lock is taken before anything in the folder is read, deleted or written. A failure is
-        recorded by `record_end(status, message)` ("diverged", "failed" or "interrupted") and raised
-        as one line: a full disk becomes a `DiskFull` naming the last good checkpoint, a
-        KeyboardInterrupt an `Interrupted`.
-        """
-        try:
-            lock = FolderLock(self.path).acquire()
-        except DiskFull:
-            lock = None  # raised below, with the folder's last checkpoint, outside the handler
-        if lock is None:
-            raise self._disk_full(None)
-        try:
-            remove_temporary_files(self.path)  # what killed writers left; nobody else writes here now
-            with _file_log(self.file("log.txt")):
-                lock.report_takeover()
-                try:
-                    return body()
-                except Diverged as e:
-                    status, failure = "diverged", _detached(e)
-                except RunError as e:
-                    status, failure = "failed", _detached(e)
-                except KeyboardInterrupt as e:
-                    how = f" by {e.args[0]}" if e.args and str(e.args[0]).startswith("SIG") else ""
-                    step = self.last_checkpoint_step()
-                    kept = f"the last checkpoint (step {step:,}) is kept; " if step is not None else ""
-                    status, failure = (
-                        "interrupted",
-                        Interrupted(f"interrupted{how}: {kept}run the same command again to resume"),
-                    )
-                except BaseException as e:
-                    if not is_disk_full(e):
-                        _record(record_end, "failed", f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
-                        raise
-                    status, failure = "failed", _detached(self._disk_full(e))
-                _record(record_end, status, failure)
-                gc.collect()  # the failed frames hold reference cycles
-                raise failure  # outside the except blocks: see _detached
-        finally:
-            lock.release()
+    def restore(self, model):
+        """Restore the newest checkpoint that loads into `model`; its state.json."""
+        latest = self._newest_checkpoint(model, "")
+        if latest is None:
+            raise RunError(f"--output_dir={self.output_dir}: its checkpoints vanished while the run started")
+        return latest[2]
 
-    def _disk_full(self, error):
-        return disk_full_error(self.path, error, self.last_checkpoint_step())
+    def _newest_checkpoint(self, model, changed):
+        """`checkpoints.latest_state` of the chief's checkpoints, restored into `model` unless it is None;
+        RunError when checkpoint folders exist but none can be read (never taken for none, nor deleted)."""
+        from rum_tf.training import checkpoints
+
+        read = checkpoints.read_state if model is None else functools.partial(checkpoints.restore, model)
+        try:
+            return checkpoints.latest_state(os.path.join(self.output_dir, "checkpoints"), read)
+        except checkpoints.Unreadable as e:
+            if is_disk_full(e):
+                raise
+            raise RunError(
+                f"--output_dir={self.output_dir}: {e}; {changed}move the folder away to start over"
+            ) from None
 
     def read_results(self):
         """The folder's results.json, None where there is none; RunError (one line) where it cannot be read."""
-        from rum_tf.training import results
+        from rum_tf.training import results  # it imports this module
 
         try:
             return results.read_results(self.output_dir)
@@ -402,38 +333,9 @@ class RunFolder:
                 f"{_first_line(e)}); move it away to test the run again from its last checkpoint"
             ) from None
 
-    def latest_checkpoint(self):
-        """(step, path, state) of the newest checkpoint to resume from, or None; RunError when checkpoint
-        folders exist but none can be read (they are never taken for none, nor deleted)."""
-        from rum_tf.training import checkpoints
-
-        try:
-            return checkpoints.latest_state(self.resume_checkpoints)
-        except checkpoints.Unreadable as e:
-            raise RunError(
-                f"--output_dir={self.output_dir}: {e}; nothing was changed: move the folder away to start over"
-            ) from None
-
-    def restore(self, model):
-        """Restore the newest readable checkpoint into `model`; its state.json."""
-        from rum_tf.training import checkpoints
-
-        try:
-            state = checkpoints.restore_latest(model, self.resume_checkpoints)
-        except (OSError, ValueError, KeyError) as e:
-            if is_disk_full(e):
-                raise
-            raise RunError(
-                f"--output_dir={self.output_dir}: no checkpoint can be read (the last error: {type(e).__name__}: "
-                f"{_first_line(e)}); move the folder away to start over"
-            ) from None
-        if state is None:
-            raise RunError(f"--output_dir={self.output_dir}: its checkpoints vanished while the run started")
-        return state
-
     def start(self, flagfile_text, finished, latest):
         """The chief's changes before training: a finished run continues (its results.json goes until it
-        finishes again), a new run (or one killed before its first checkpoint) starts clean; flags.cfg."""
+        finishes again), one without a checkpoint starts clean; flags.cfg."""
         if finished is not None:
             logging.info(
                 "continuing the run that finished at step %s; its results.json is rewritten at the end",
@@ -444,10 +346,3 @@ class RunFolder:
             for leftover in ("curve.csv", "tensorboard", "checkpoints"):
                 _remove(self.file(leftover))
         atomic_write_text(self.file("flags.cfg"), flagfile_text)
-
-
-def _record(record_end, status, message):
-    try:
-        record_end(status, _first_line(message))
-    except OSError:
-        pass  # a full disk: the run's error says so
