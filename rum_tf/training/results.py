@@ -1,9 +1,8 @@
 """What a run leaves in its --output_dir, and how to read it back.
 
-docs/TRAINING.md describes these files and the fields of results.json and progress.json; beyond it,
-results.json's "schema" is SCHEMA_VERSION, steps_per_s = steps / train_time_s (trained steps, where
---stop_when ended the run) and best = {monitor, mode, step, value}. Each file is written through
-`run_folder.atomic_path`, so that a reader, or a run killed while writing, never sees half a file.
+docs/TRAINING.md describes these files and every field of results.json and progress.json. Each file
+is written through `run_folder.atomic_path`, so that a reader, or a run killed while writing, never
+sees half a file.
 """
 
 import contextlib
