@@ -1,9 +1,5 @@
 """The run's state (`RunState`, saved with every checkpoint), its stop rule (`StopRule`) and its one
-Keras callback (`Bookkeeper`).
-
-One Keras "epoch" is one evaluation interval (`eval_every` steps). The task's own callbacks come
-before `Bookkeeper`, so it sees their logs. Why Keras' CSVLogger, TerminateOnNaN, EarlyStopping and
-BackupAndRestore do not stand in: docs/ARCHITECTURE.md, "Keras' own pieces".
+Keras callback (`Bookkeeper`). One Keras "epoch" is one evaluation interval (`eval_every` steps).
 """
 
 import csv
@@ -25,24 +21,18 @@ METRICS = "metrics_variables"  # state.json: the metric accumulators' values, in
 
 
 def format_duration(seconds):
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
+    hours, rest = divmod(int(round(seconds)), 3600)
     minutes, seconds = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{seconds:02d}s"
-    return f"{seconds}s"
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
 def metrics_of(logs):
     """The metric entries of Keras logs (bookkeeping columns left out), as floats."""
     found = {}
     for key, value in (logs or {}).items():
-        if key in results.BOOKKEEPING:
-            continue
         try:
-            found[key] = float(value)
+            if key not in results.BOOKKEEPING:
+                found[key] = float(value)
         except (TypeError, ValueError):
             pass
     return found
@@ -56,9 +46,8 @@ _STOP_RULE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|>|<)\s*([^:\s]+)
 class StopRule:
     """Ends a run once `metric op threshold` has held at `times` evaluations in a row.
 
-    Written `METRIC OP THRESHOLD[:TIMES]`, e.g. "val_accuracy>=0.99:3" or
-    "loss<=0.00945:5"; METRIC is a curve.csv column (loss, accuracy, val_loss, ...),
-    OP one of >=, <=, >, <, TIMES 1 when left out. Parsed once, with the flags.
+    Written `METRIC OP THRESHOLD[:TIMES]`, e.g. "val_accuracy>=0.99:3" or "loss<=0.00945:5"; METRIC
+    is a curve.csv column, OP one of >=, <=, >, <, TIMES 1 when left out. Parsed once, with the flags.
     """
 
     metric: str
@@ -83,7 +72,7 @@ class StopRule:
         if not math.isfinite(threshold):
             raise ValueError(f"--stop_when={text!r}: threshold must be finite")
         try:
-            times = int(times) if times is not None else 1
+            times = int(times or 1)
         except ValueError:
             times = 0
         if times < 1:
@@ -95,16 +84,15 @@ class StopRule:
 
     def holds(self, value):
         try:
-            value = float(value)
+            return math.isfinite(value := float(value)) and _COMPARISONS[self.op](value, self.threshold)
         except (TypeError, ValueError):
             return False
-        return math.isfinite(value) and _COMPARISONS[self.op](value, self.threshold)
 
     def streak(self, values):
         """The values at the end of `values` (one per evaluation, in order) that hold in a row."""
         held = []
         for value in values:
-            held = held + [value] if self.holds(value) else []
+            held = [*held, value] if self.holds(value) else []
         return held
 
     def stop(self, step, streak):
@@ -112,51 +100,35 @@ class StopRule:
         if len(streak) < self.times:
             return None
         values = ", ".join(f"{float(v):.4g}" for v in streak[-self.times :])
-        return {
-            "step": int(step),
-            "rule": str(self),
-            "reason": f"{self.metric} {self.op} {self.threshold:g} at {self.times} evaluation"
-            f"{'s' if self.times > 1 else ''} in a row ({values})",
-        }
+        evaluations = f"{self.times} evaluation{'s' if self.times > 1 else ''}"
+        reason = f"{self.metric} {self.op} {self.threshold:g} at {evaluations} in a row ({values})"
+        return {"step": int(step), "rule": str(self), "reason": reason}
 
     def met(self, rows):
         """The first {"step", "rule", "reason"} at which `rows` (curve rows, in order) meet the rule, or None."""
         held = []
         for row in rows:
-            held = self.streak(held + [row.get(self.metric)])
-            if (stopped := self.stop(float(row["step"]), held)) is not None:
+            held = self.streak([*held, row.get(self.metric)])
+            if stopped := self.stop(float(row["step"]), held):
                 return stopped
         return None
 
 
 @dataclasses.dataclass
 class RunState:
-    """Where a run is, saved with every checkpoint (state.json) and restored with it.
+    """Where a run is, saved with every checkpoint (state.json) and restored with it."""
 
-    Attributes:
-      step: training steps done.
-      train_time_s: time inside the training batches, all sessions.
-      wall_time_s: time of all sessions until `session_start` (a restored run's earlier sessions).
-      best: {"step", "value"} of the best monitored evaluation so far, or None.
-      session_start: `time.monotonic()` when this session began (not saved).
-    """
-
-    step: int = 0
-    train_time_s: float = 0.0
-    wall_time_s: float = 0.0
-    best: dict | None = None
-    session_start: float = dataclasses.field(default_factory=time.monotonic)
+    step: int = 0  # training steps done
+    train_time_s: float = 0.0  # time inside the training batches, all sessions
+    wall_time_s: float = 0.0  # time of the sessions before `session_start` (a restored run's)
+    best: dict | None = None  # {"step", "value"} of the best monitored evaluation so far
+    session_start: float = dataclasses.field(default_factory=time.monotonic)  # not saved
 
     @classmethod
     def restored(cls, saved, session_start):
         """The state of a checkpoint's state.json (older run folders wrote the same fields)."""
-        return cls(
-            step=int(saved["step"]),
-            train_time_s=float(saved.get("train_time_s", 0.0)),
-            wall_time_s=float(saved.get("wall_time_s", 0.0)),
-            best=saved.get("best"),
-            session_start=session_start,
-        )
+        clocks = {k: float(saved.get(k, 0.0)) for k in ("train_time_s", "wall_time_s")}
+        return cls(int(saved["step"]), best=saved.get("best"), session_start=session_start, **clocks)
 
     def wall_time_now(self):
         return self.wall_time_s + time.monotonic() - self.session_start
@@ -168,23 +140,16 @@ class RunState:
 
 
 class Bookkeeper(keras.callbacks.Callback):
-    """Everything the harness does around `fit`, on one `RunState`.
+    """Everything the harness does around `fit`, on one `RunState`, as the last callback (it sees the
+    task's logs). Why not Keras' own: docs/ARCHITECTURE.md, "Keras' own pieces".
 
-    At each evaluation: the clocks; the divergence guard (every metric and weight finite, else
-    `run_folder.Diverged` before anything logs or saves them); the log line; the curve.csv row; the
-    best value; the stop rule; the checkpoint; progress.json. After each batch: the guard on the
-    running loss, a log line every `log_every_s`, and with `checkpoint_every` a mid-interval
-    checkpoint (with the metric accumulators, so the interval's row comes out as if uninterrupted).
-
-    Args:
-      state: the run's `RunState` (updated in place).
-      config: the `loop.RunConfig`.
-      curve_path, checkpoint_dir: where curve.csv and the checkpoints go.
-      progress: the run's `results.Progress`.
-      references: {metric: {label: value}} shown beside a metric in the log.
-      monitor, mode: the value to keep the best of ("min" or "max"), or None.
-      stop_rule: a `StopRule`, or None; `streak`: its values held in a row before this session.
-      save: False on the non-chief workers of a multi-worker run.
+    Each evaluation: the clocks, the divergence guard (every metric and weight finite, else
+    `run_folder.Diverged` before anything logs or saves them), the log line (`references` {metric:
+    {label: value}} beside a metric), the curve.csv row, the best `monitor` value (`mode` "min" or
+    "max"), the `stop_rule` (`streak`: its values held in a row before this session), the checkpoint
+    (not with `save` False: a multi-worker run's other workers), progress.json. Each batch: the guard
+    on the running loss, a log line every `log_every_s`, and with `checkpoint_every` a mid-interval
+    checkpoint (with the metric sums, so the interval's row comes out as if uninterrupted).
     """
 
     def __init__(self, state, config, *, curve_path, checkpoint_dir, progress, references=None, monitor=None,
@@ -197,30 +162,21 @@ class Bookkeeper(keras.callbacks.Callback):
         self.references = references or {}
         self.monitor, self.mode = monitor, mode
         self.stop_rule, self.streak, self.stopped = stop_rule, list(streak), None
-        self.save = save
-        self.columns = None
+        self.save, self.columns = save, None  # columns: curve.csv's, once known
         self._epoch = self._offset = 0  # the interval, and its steps done before this `fit` call
-        self._epoch_start = self._last_log = None
-        self._interval_train_s = None
+        self._epoch_start = self._last_log = self._interval_train_s = None
         self._resume = None  # (epoch, offset, variable values, metric values) until restored
-
-    # ------------------------------------------------------------------ resuming inside an interval
 
     def resume_inside(self, model, saved, first_batch):
         """Prepare to continue the interval interrupted at `self.state.step` from `saved` (its state.json).
-
         `first_batch` (the stream's batch at that step) builds the compiled metrics, which TensorFlow
-        otherwise creates only inside the first training step, too late to restore their sums; the
-        model's variables are taken before that evaluation and put back at the interval's start.
-        """
+        otherwise makes inside the first training step, too late to restore their sums; the model's
+        variables are taken before that evaluation and put back at the interval's start."""
         variables = [np.array(keras.ops.convert_to_numpy(v)) for v in model.variables]
         first_batch = keras.tree.map_structure(np.asarray, first_batch)  # e.g. tf.data's tensors, under JAX
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(first_batch)
-        model.test_on_batch(x, y, sample_weight)
+        model.test_on_batch(*keras.utils.unpack_x_y_sample_weight(first_batch))
         epoch, offset = divmod(self.state.step, self.config.eval_every)
         self._resume = (epoch, offset, variables, saved.get(METRICS, []))
-
-    # ------------------------------------------------------------------ Keras hooks
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch, self._offset = epoch, 0
@@ -229,8 +185,15 @@ class Bookkeeper(keras.callbacks.Callback):
         if self._resume is not None and self._resume[0] == epoch:
             _, self._offset, variables, metrics = self._resume
             self._resume = None
-            _assign(self.model.variables, variables, "variables")
-            _assign(self.model.metrics_variables, metrics, "metrics (are they compiled in the same order?)")
+            for targets, values, what in [
+                (self.model.variables, variables, "variables"),
+                (self.model.metrics_variables, metrics, "metrics (are they compiled in the same order?)"),
+            ]:
+                values = [np.asarray(v) for v in values]
+                if [tuple(t.shape) for t in targets] != [v.shape for v in values]:
+                    raise ValueError(f"the mid-interval checkpoint does not match the model's {what}")
+                for target, value in zip(targets, values):
+                    target.assign(value.astype(target.dtype))
 
     def on_test_begin(self, logs=None):
         self._stop_train_clock()  # validation time is not training time
@@ -244,25 +207,17 @@ class Bookkeeper(keras.callbacks.Callback):
         now = time.monotonic()
         if now - self._last_log >= self.config.log_every_s:
             self._last_log = now
-            rate = (batch + 1) / (now - self._epoch_start)
-            logging.info(
-                "step %s/%s | %s (running) | %.3g steps/s | ETA %s",
-                f"{step:,}",
-                f"{self.config.steps:,}",
-                self._metrics_text(logs),
-                rate,
-                self._eta(step, rate),
-            )
+            self._log(step, logs, (batch + 1) / (now - self._epoch_start), running=True)
         every = self.config.checkpoint_every
         if every and self.save and done % every == 0 and done < self.config.eval_every:
             train_time = self.state.train_time_s + time.monotonic() - self._epoch_start
-            extra = {MID_INTERVAL: True, METRICS: _values(self.model.metrics_variables)}
-            self._checkpoint(step, self.state.saved(train_time) | extra)
+            metrics = [np.asarray(keras.ops.convert_to_numpy(v)).tolist() for v in self.model.metrics_variables]
+            self._checkpoint(step, self.state.saved(train_time) | {MID_INTERVAL: True, METRICS: metrics})
 
     def on_epoch_end(self, epoch, logs=None):
         self._stop_train_clock()
-        eval_every = self.config.eval_every
-        step = (epoch + 1) * eval_every
+        state, logs = self.state, logs if logs is not None else {}
+        step = (epoch + 1) * self.config.eval_every
         bad = {k: v for k, v in metrics_of(logs).items() if not math.isfinite(v)}
         if bad:
             self._diverged(", ".join(f"{k} is {v}" for k, v in bad.items()), step)
@@ -270,34 +225,21 @@ class Bookkeeper(keras.callbacks.Callback):
             if not np.isfinite(keras.ops.convert_to_numpy(weight)).all():
                 self._diverged(f"the weight {weight.path} is not finite", step)
 
-        state = self.state
         state.step = step
-        elapsed = self._interval_train_s
         # The rate of the steps this session trained in the interval (fewer where it resumed inside it).
-        rate = (eval_every - self._offset) / elapsed if elapsed else None
-        if logs is not None:
-            logs.update(
-                step=step, train_time_s=round(state.train_time_s, 3), wall_time_s=round(state.wall_time_now(), 3)
-            )
-        logging.info(
-            "step %s/%s (%d%%) | %s | %.3g steps/s | ETA %s",
-            f"{step:,}",
-            f"{self.config.steps:,}",
-            100 * step // self.config.steps,
-            self._metrics_text(logs),
-            rate or 0,
-            self._eta(step, rate),
-        )
-        self._append_curve(logs or {})
+        elapsed = self._interval_train_s
+        rate = (self.config.eval_every - self._offset) / elapsed if elapsed else None
+        logs.update(step=step, train_time_s=round(state.train_time_s, 3), wall_time_s=round(state.wall_time_now(), 3))
+        self._log(step, logs, rate)
+        self._append_curve(logs)
         if self.monitor is not None:
-            value = (logs or {}).get(self.monitor)
-            if value is None:
-                raise KeyError(f"cannot keep the best weights: no {self.monitor!r} in the logs {sorted(logs or {})}")
-            best = state.best
-            if best is None or (float(value) < best["value"] if self.mode == "min" else float(value) > best["value"]):
+            if (value := logs.get(self.monitor)) is None:
+                raise KeyError(f"cannot keep the best weights: no {self.monitor!r} in the logs {sorted(logs)}")
+            better = operator.lt if self.mode == "min" else operator.gt
+            if state.best is None or better(float(value), state.best["value"]):
                 state.best = {"step": step, "value": float(value)}
         if self.stop_rule is not None:
-            self.streak = self.stop_rule.streak([*self.streak, (logs or {}).get(self.stop_rule.metric)])
+            self.streak = self.stop_rule.streak([*self.streak, logs.get(self.stop_rule.metric)])
             self.stopped = self.stop_rule.stop(step, self.streak)
         if self.save:
             self._checkpoint(step, state.saved())
@@ -307,69 +249,42 @@ class Bookkeeper(keras.callbacks.Callback):
             logging.info("stopping at step %s: %s", f"{step:,}", self.stopped["reason"])
             self.model.stop_training = True
 
-    # ------------------------------------------------------------------ helpers
-
     def _stop_train_clock(self):
         if self._interval_train_s is None and self._epoch_start is not None:
             self._interval_train_s = time.monotonic() - self._epoch_start
             self.state.train_time_s += self._interval_train_s
 
     def _checkpoint(self, step, state):
-        saved = dict(state, flags=dict(self.config.flags))
-        best = self.state.best
-        checkpoints.save(self.model, self.checkpoint_dir, step, saved, keep=[best["step"]] if best else [])
+        keep = [self.state.best["step"]] if self.state.best else []
+        checkpoints.save(self.model, self.checkpoint_dir, step, state | {"flags": dict(self.config.flags)}, keep=keep)
 
     def _diverged(self, what, step):
-        raise run_folder.Diverged(
-            f"training diverged at step {step:,}: {what} (lower --learning_rate, or set "
-            "--clip_norm, and use another --output_dir)",
-            step,
-            what,
-        )
+        advice = "lower --learning_rate, or set --clip_norm, and use another --output_dir"
+        raise run_folder.Diverged(f"training diverged at step {step:,}: {what} ({advice})", step, what)
 
-    def _metrics_text(self, logs):
-        parts = []
+    def _log(self, step, logs, rate, running=False):
+        """The line of an evaluation, or with `running` of the interval so far."""
+        steps, metrics = self.config.steps, []
         for key, value in metrics_of(logs).items():
-            text = f"{key} {value:.4g}"
-            for label, ref in self.references.get(key, {}).items():
-                text += f" [{label} {ref:.4g}]"
-            parts.append(text)
-        return " ".join(parts)
-
-    def _eta(self, step, rate):
-        return format_duration((self.config.steps - step) / rate) if rate else "?"
+            references = "".join(f" [{label} {ref:.4g}]" for label, ref in self.references.get(key, {}).items())
+            metrics.append(f"{key} {value:.4g}{references}")
+        where = f"step {step:,}/{steps:,}" + ("" if running else f" ({100 * step // steps}%)")
+        metrics = " ".join(metrics) + (" (running)" if running else "")
+        eta = format_duration((steps - step) / rate) if rate else "?"
+        logging.info("%s | %s | %.3g steps/s | ETA %s", where, metrics, rate or 0, eta)
 
     def _append_curve(self, logs):
-        """One curve.csv row: step, metrics, validation metrics, times. The columns are fixed by the
-        first row of the run; a resumed run appends to them."""
+        """One curve.csv row. The run's first row fixes the columns; a resumed run appends to them."""
         if self.columns is None and os.path.exists(self.curve_path) and os.path.getsize(self.curve_path):
             with open(self.curve_path, newline="", encoding="utf-8") as f:
                 self.columns = next(csv.reader(f), None)
         header = self.columns is None
         if header:
-            keys = list(logs)
-            metrics = sorted(k for k in keys if k not in ("step", "train_time_s", "wall_time_s") and k[:4] != "val_")
-            self.columns = [
-                "step",
-                *metrics,
-                *sorted(k for k in keys if k[:4] == "val_"),
-                "train_time_s",
-                "wall_time_s",
-            ]
+            times = ["train_time_s", "wall_time_s"]
+            metrics = sorted((k for k in logs if k not in ("step", *times)), key=lambda k: (k[:4] == "val_", k))
+            self.columns = ["step", *metrics, *times]
         with open(self.curve_path, "a", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             if header:
                 writer.writerow(self.columns)
             writer.writerow([results.format_cell(logs.get(k)) for k in self.columns])
-
-
-def _values(variables):
-    return [np.asarray(keras.ops.convert_to_numpy(v)).tolist() for v in variables]
-
-
-def _assign(variables, values, what):
-    values = [np.asarray(v) for v in values]
-    if [tuple(v.shape) for v in variables] != [v.shape for v in values]:
-        raise ValueError(f"the mid-interval checkpoint does not match the model's {what}")
-    for variable, value in zip(variables, values):
-        variable.assign(value.astype(variable.dtype))

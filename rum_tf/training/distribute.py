@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import threading
+import types
 
 import keras
 from absl import logging
@@ -14,14 +15,7 @@ from rum_tf.training import checkpoints, results, run_folder
 
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")
 
-
-class _NoStrategy:
-    """Stands in for a tf.distribute strategy where there is none (JAX, torch)."""
-
-    num_replicas_in_sync = 1
-
-    def scope(self):
-        return contextlib.nullcontext()
+_multi_worker = None  # this process' MultiWorkerMirroredStrategy: TensorFlow allows one, made at start-up
 
 
 def check_strategy(name):
@@ -39,14 +33,13 @@ def check_strategy(name):
 def make_strategy(name, tpu=""):
     """The strategy for `--strategy=name`; `tpu` is the TPU address for "tpu" ("" = local).
 
-    `--batch_size` stays the global batch: tf.distribute splits it across replicas.
-    Under "mirrored" every local GPU is a replica, or every logical CPU device when
-    there is no GPU (one CPU device unless the process split it).
-    "multi_worker_mirrored" is made once per process (`start`), before TensorFlow starts.
+    `--batch_size` stays the global batch: tf.distribute splits it across replicas. Under "mirrored"
+    every local GPU is a replica, or every logical CPU device when there is no GPU (one CPU device
+    unless the process split it). "multi_worker_mirrored" is made once per process (`start`).
     """
     check_strategy(name)
-    if keras.backend.backend() != "tensorflow":
-        return _NoStrategy()
+    if keras.backend.backend() != "tensorflow":  # JAX, torch: no tf.distribute, one replica
+        return types.SimpleNamespace(num_replicas_in_sync=1, scope=contextlib.nullcontext)
     import tensorflow as tf
 
     if name == "default":
@@ -62,19 +55,14 @@ def make_strategy(name, tpu=""):
     return tf.distribute.TPUStrategy(resolver)
 
 
-_multi_worker = None  # this process' MultiWorkerMirroredStrategy: TensorFlow allows one, made at start-up
-
-
 def start(name):
     """Make the strategy of `--strategy=name` now if it must come first; None for those that need not.
 
     MultiWorkerMirroredStrategy configures TensorFlow's collective ops, which TensorFlow allows only
     before its context starts (the first tensor or variable, a task's Keras metrics included, device
     listing or seed). The binaries call this right after parsing their flags; Python callers call it
-    before they build anything. `make_strategy` returns the same strategy afterwards.
-
-    Raises:
-      RunError: (one line) TensorFlow had already started, or TF_CONFIG is malformed.
+    before they build anything. `make_strategy` returns the same strategy afterwards. RunError (one
+    line) when TensorFlow had already started, or TF_CONFIG is malformed.
     """
     global _multi_worker
     if name != "multi_worker_mirrored" or keras.backend.backend() != "tensorflow":
@@ -82,11 +70,14 @@ def start(name):
     if _multi_worker is None:
         import tensorflow as tf
 
-        waiting = _worker_count() > 1
-        if waiting:
-            logging.info("--strategy=%s: waiting for the %d workers of TF_CONFIG", name, _worker_count())
+        if (workers := _worker_count()) > 1:
+            logging.info("--strategy=%s: waiting for the %d workers of TF_CONFIG", name, workers)
         try:
-            with _default_sigint(waiting):
+            with contextlib.ExitStack() as stack:
+                if workers > 1 and threading.current_thread() is threading.main_thread():
+                    # Ctrl-C ends the process at once while it waits for the other workers, in C++, where Python's
+                    # handler would never run. (SIGTERM is TensorFlow's then: its preemption notifier takes it.)
+                    stack.callback(signal.signal, signal.SIGINT, signal.signal(signal.SIGINT, signal.SIG_DFL))
                 strategy = tf.distribute.MultiWorkerMirroredStrategy()  # the cluster from TF_CONFIG
         except RuntimeError as e:  # "Collective ops must be configured at program startup"
             raise run_folder.RunError(
@@ -109,31 +100,10 @@ def _worker_count():
         return 0  # the strategy reports a malformed TF_CONFIG
 
 
-@contextlib.contextmanager
-def _default_sigint(active=True):
-    """Ctrl-C (SIGINT) ends the process at once while TensorFlow waits for the other workers: that wait
-    is in C++, where Python's handler (the binaries' one-line "interrupted") would never run, and
-    nothing has been written yet. (SIGTERM is TensorFlow's during that wait: its preemption notifier
-    takes it.)"""
-    if not active or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_DFL)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def compile_metrics(metrics, strategy):
-    """`metrics` for `model.compile` inside `strategy.scope()`.
-
-    A Keras metric made before the multi-worker strategy's scope (a task makes its metrics with
-    the task) keeps its totals in plain variables of each worker, so each worker would report the
-    accuracy of its own share of the batches. In multi-worker mode every metric is made again
-    from its config inside the scope, where its variables are summed over all replicas;
-    under every other strategy the metrics are used as they are.
-    """
+    """`metrics` for `model.compile` inside `strategy.scope()`: in multi-worker mode each Keras metric
+    made again from its config inside the scope, where its variables are summed over all replicas (one
+    made before it, as a task makes its metrics, would report each worker's share of the batches)."""
     if not _in_multi_worker_mode(strategy):
         return list(metrics)
     remade = []
@@ -151,12 +121,8 @@ def compile_metrics(metrics, strategy):
 
 
 def check_same_start(strategy, step, output_dir):
-    """RunError on every worker unless all the workers of a multi-worker run start from `step`.
-
-    A worker resumes from the chief's checkpoints in `output_dir`: on several machines that folder
-    must be one shared folder, or the workers would train different weights on different batches.
-    (Nothing under other strategies.)
-    """
+    """RunError on every worker unless all the workers of a multi-worker run start from `step` (they
+    resume from the chief's checkpoints in `output_dir`, which must be one shared folder)."""
     if not _in_multi_worker_mode(strategy):
         return
     import tensorflow as tf
@@ -173,23 +139,14 @@ def check_same_start(strategy, step, output_dir):
 
 
 def lost_worker_errors(name):
-    """The TensorFlow errors that end a multi-worker run when a worker dies or stops answering, for
-    `except` (an empty tuple, which catches nothing, under every other strategy).
-
-    The workers' coordination service misses a dead or hung worker's heartbeats within about ten
-    seconds and aborts the collective ops of the others, whose step then raises UnavailableError
-    (or, by the worker that learns it first, another error of the same abort).
-    """
+    """For `except`: the TensorFlow errors that end a multi-worker run when a worker dies or stops
+    answering (the coordination service misses its heartbeats within about ten seconds and aborts the
+    other workers' collective ops); an empty tuple, which catches nothing, under other strategies."""
     if name != "multi_worker_mirrored" or keras.backend.backend() != "tensorflow":
         return ()
-    import tensorflow as tf
+    from tensorflow import errors
 
-    return (
-        tf.errors.UnavailableError,
-        tf.errors.DeadlineExceededError,
-        tf.errors.AbortedError,
-        tf.errors.CancelledError,
-    )
+    return (errors.UnavailableError, errors.DeadlineExceededError, errors.AbortedError, errors.CancelledError)
 
 
 def lost_worker(error, output_dir):
@@ -206,14 +163,13 @@ def lost_worker(error, output_dir):
 def tensorflow_said(error, limit=300):
     """The message of a TensorFlow error in one line, without the stack of the graph node that raised it,
     the ops' internal names, and the advice that does not apply here; cut at `limit` characters."""
-    lines = []
-    for line in str(getattr(error, "message", "") or error).splitlines():
-        if line.strip() and not line[:1].isspace() and not line.startswith(("Graph execution error", "Detected at")):
-            lines.append(line.strip())  # not blank, not the node's stack ("  File ...", code, "[[{{node ...}}]]")
+    lines = [  # not blank, not the node's stack (indented: "  File ...", code, "[[{{node ...}}]]")
+        line.strip()
+        for line in str(getattr(error, "message", "") or error).splitlines()
+        if line[:1].strip() and not line.startswith(("Graph execution error", "Detected at"))
+    ]
     said = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", " ".join(lines))
-    for tail in (" The tasks have crashed", " Additional GRPC error information", " [Op:"):
-        said = said.split(tail)[0]
-    said = said.strip()
+    said = re.split(r" The tasks have crashed| Additional GRPC error information| \[Op:", said)[0].strip()
     return said if len(said) <= limit else said[:limit] + "..."
 
 
@@ -230,33 +186,29 @@ def _patch_keras_for_multi_worker():
     """Mend Keras' TensorFlow trainer where it fails under MultiWorkerMirroredStrategy with 2+ workers.
 
     Keras 3 (up to 3.15 at least; tensorflow/tensorflow#72388) cannot `fit` under it:
-      1. each `fit` / `evaluate` first all-reduces the first (x, y) batch, only to learn its shapes
-         and dtypes; TensorFlow cannot reduce a tuple across workers ("Attempt to convert a value
-         (PerReplica...)"). Here the shapes come from this worker's share of that batch instead.
-      2. the loss and metric values of each step are reduced with `strategy.reduce("MEAN", v, axis=0)`,
-         which fails on scalars ("Invalid reduction dimension 0 for input with 0 dimensions"). They
-         need no reduction: the totals behind them are summed over all replicas (variables made in
-         the scope: see `compile_metrics`), so every replica holds the global value. Here a value is
-         taken as it is, or averaged over all replicas (axis=None) where it comes per replica.
-    Both changes apply only while the strategy is in multi-worker mode; everything else goes to Keras'
-    own code. Installed once, by `start`.
+      1. each `fit` / `evaluate` all-reduces the first (x, y) batch only to learn its shapes, which fails
+         on a tuple ("Attempt to convert a value (PerReplica...)"): here this worker's share gives them.
+      2. each step's loss and metric values are reduced with `strategy.reduce("MEAN", v, axis=0)`, which
+         fails on scalars ("Invalid reduction dimension 0 for input with 0 dimensions"). They need none:
+         their totals are summed over all replicas (`compile_metrics`), so every replica holds the global
+         value. Here a value is kept, or averaged over all replicas (axis=None) where it comes per replica.
+    Only in multi-worker mode; everything else goes to Keras' own code. Installed once, by `start`.
     """
     import tensorflow as tf
     from keras.src.backend.tensorflow import trainer
 
     build, reduce_per_replica = trainer.TensorFlowTrainer._maybe_symbolic_build, trainer.reduce_per_replica
 
-    def local(value, strategy):
-        if isinstance(value, tf.distribute.DistributedValues):
-            return strategy.experimental_local_results(value)[0]
-        return value
+    def each_per_replica(function, values):
+        distributed = tf.distribute.DistributedValues
+        return tf.nest.map_structure(lambda v: function(v) if isinstance(v, distributed) else v, values)
 
     def maybe_symbolic_build(self, iterator=None, data_batch=None):
         strategy = self._distribute_strategy
         if iterator is None or strategy is None or not _in_multi_worker_mode(strategy):
             return build(self, iterator=iterator, data_batch=data_batch)
         for _, _, batches in iterator:  # as Keras does, without the all-reduce
-            data_batch = tf.nest.map_structure(lambda v: local(v, strategy), next(batches))
+            data_batch = each_per_replica(lambda v: strategy.experimental_local_results(v)[0], next(batches))
             break
         with strategy.scope():
             self._symbolic_build(data_batch=data_batch)
@@ -264,13 +216,7 @@ def _patch_keras_for_multi_worker():
     def mean_per_replica(values, strategy, reduction):
         if reduction not in ("auto", "mean") or not _in_multi_worker_mode(strategy):
             return reduce_per_replica(values, strategy, reduction)
-
-        def mean(value):
-            if isinstance(value, tf.distribute.DistributedValues):
-                return strategy.reduce("MEAN", value, axis=None)
-            return value
-
-        return tf.nest.map_structure(mean, values)
+        return each_per_replica(lambda v: strategy.reduce("MEAN", v, axis=None), values)
 
     trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
     trainer.reduce_per_replica = mean_per_replica
@@ -287,25 +233,17 @@ def worker_id_from_env(strategy_name):
         task_type, task_id = task.get("type"), int(task.get("index", 0))
     except (ValueError, AttributeError):
         return None  # the strategy reports a malformed TF_CONFIG
-    if task_type in (None, "chief") or (
-        task_type == "worker" and task_id == 0 and "chief" not in config.get("cluster", {})
-    ):
-        return None
-    return f"{task_type}-{task_id}"
+    first_worker = task_type == "worker" and task_id == 0 and "chief" not in config.get("cluster", {})
+    return None if task_type in (None, "chief") or first_worker else f"{task_type}-{task_id}"
 
 
 def resolve_jit_compile(value):
-    """`--jit_compile` "true"/"false"/"auto" -> bool.
-
-    auto: always under JAX (without jit it runs op by op); under TensorFlow only when a
-    GPU is visible, because XLA gave no speed-up for these RNNs on CPU.
-    """
+    """`--jit_compile` "true"/"false"/"auto" -> bool. auto: always under JAX (without jit it runs op by
+    op); under TensorFlow only when a GPU is visible (XLA gave no speed-up for these RNNs on CPU)."""
     if value in ("true", "false"):
         return value == "true"
-    if keras.backend.backend() == "jax":
-        return True
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         return bool(tf.config.list_physical_devices("GPU"))
-    return False
+    return keras.backend.backend() == "jax"
