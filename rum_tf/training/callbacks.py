@@ -23,7 +23,9 @@ METRICS = "metrics_variables"  # state.json: the metric accumulators' values, in
 def format_duration(seconds):
     hours, rest = divmod(int(round(seconds)), 3600)
     minutes, seconds = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
 def metrics_of(logs):
