@@ -1,4 +1,7 @@
-"""Sequence layers: `Recurrent` (any rum_tf cell) and `RUM` (the fast RUM layer)."""
+"""Sequence layers: `Recurrent` (any rum_tf cell) and `RUM` (the fast RUM layer); the synthetic tasks'
+`OneHot` front-end and their `output_layer` (initialised as the official scripts)."""
+
+import math
 
 import keras
 from keras import ops
@@ -305,3 +308,37 @@ def _cell_property(name):
 for _name in RUM.CELL_ARGS + ("units", "gate_kernel", "gate_bias", "embedding_kernel", "embedding_bias"):
     if _name != "seed":
         setattr(RUM, _name, _cell_property(_name))
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class OneHot(keras.layers.Layer):
+    """Integer ids [..] -> float one-hot [.., depth]: the synthetic tasks' input front-end."""
+
+    def __init__(self, depth, **kwargs):
+        super().__init__(**kwargs)
+        self.depth = int(depth)
+
+    def call(self, inputs):
+        return ops.one_hot(ops.cast(inputs, "int32"), self.depth, dtype=self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.depth,)
+
+    def get_config(self):
+        return {**super().get_config(), "depth": self.depth}
+
+
+def output_layer(classes, input_depth, *, seed=None, name="output"):
+    """Dense(classes) logits layer initialised as the official synthetic-task scripts.
+
+    Weights uniform in ±sqrt(6 / (input_depth + classes)), bias 0.01. The official
+    scripts take `input_depth` to be the size of the one-hot *input* vocabulary
+    (n_input), not the hidden size; that is kept here.
+    """
+    limit = math.sqrt(6.0 / (input_depth + classes))
+    return keras.layers.Dense(
+        classes,
+        kernel_initializer=keras.initializers.RandomUniform(-limit, limit, seed=seed),
+        bias_initializer=keras.initializers.Constant(0.01),
+        name=name,
+    )

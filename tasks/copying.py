@@ -11,6 +11,7 @@ drawn on the plot. The final test uses --test_size held-out sequences. Defaults 
 
 import keras
 
+from rum_tf import layers
 from rum_tf.data import copying as data
 from rum_tf.data import streams
 from rum_tf.training import flags, loop, models
@@ -35,9 +36,9 @@ APP = flags.TaskConfig(
 def build_model(T, recurrent_layer):
     """one-hot(10) -> recurrent layer (all outputs) -> Dense(9) logits at every step."""
     tokens = keras.Input((T + 2 * data.NUM_SYMBOLS,), dtype="int32", name="tokens")
-    x = models.OneHot(data.INPUT_DEPTH, name="one_hot")(tokens)
+    x = layers.OneHot(data.INPUT_DEPTH, name="one_hot")(tokens)
     x = recurrent_layer(return_sequences=True, name="rnn")(x)
-    logits = models.output_layer(data.NUM_CLASSES, data.INPUT_DEPTH)(x)
+    logits = layers.output_layer(data.NUM_CLASSES, data.INPUT_DEPTH)(x)
     return keras.Model(tokens, logits, name="copying")
 
 

@@ -13,6 +13,7 @@ import dataclasses
 
 import keras
 
+from rum_tf import layers
 from rum_tf.data import recall as data
 from rum_tf.data import streams
 from rum_tf.training import flags, loop, models
@@ -50,9 +51,9 @@ def build_model(T, recurrent_layer):
     """one-hot(T/2+11) -> recurrent layer (last output) -> Dense(10) logits."""
     depth = data.vocab_size(T)
     tokens = keras.Input((T + 3,), dtype="int32", name="tokens")
-    x = models.OneHot(depth, name="one_hot")(tokens)
+    x = layers.OneHot(depth, name="one_hot")(tokens)
     x = recurrent_layer(return_sequences=False, name="rnn")(x)
-    logits = models.output_layer(data.NUM_VALUES, depth)(x)
+    logits = layers.output_layer(data.NUM_VALUES, depth)(x)
     return keras.Model(tokens, logits, name="recall")
 
 

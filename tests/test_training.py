@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from rum_tf import RUM
+from rum_tf import RUM, layers
 from rum_tf.data import streams
 from rum_tf.training import callbacks, checkpoints, loop, models, optimizers, results, run_folder
 from training_helpers import toy_config, toy_task
@@ -55,12 +55,12 @@ def test_one_registration_adds_a_model():
 
 
 def test_one_hot_and_output_layer():
-    layer = models.OneHot(5)
+    layer = layers.OneHot(5)
     out = np.asarray(layer(np.array([[0, 4, 2]])))
     np.testing.assert_array_equal(out, np.eye(5, dtype=np.float32)[[[0, 4, 2]]])
-    assert models.OneHot.from_config(layer.get_config()).depth == 5
+    assert layers.OneHot.from_config(layer.get_config()).depth == 5
 
-    dense = models.output_layer(9, 10)
+    dense = layers.output_layer(9, 10)
     dense.build((None, 100))
     limit = np.sqrt(6 / 19)
     kernel = np.asarray(dense.kernel)

@@ -6,7 +6,7 @@ run_folder   RunFolder: the lock, atomic writes, checkpoints, progress.json and 
 checkpoints  atomic step checkpoints (weights, optimizer, RNG state)
 results      results.json, progress.json, the curve CSV and plots
 multitask    several runs under one folder, and their summary (bAbI)
-models       --model registry (name -> recurrent layer, the options it takes), OneHot, output_layer
+models       --model registry (name -> recurrent layer, the options it declares)
 options      the binaries' options declared once (fields, defaults, checks) and the shared sections
 flags        the task configs: frozen dataclasses read from absl flags (import it explicitly)
 optimizers   TF1-faithful RMSProp and Adam
@@ -16,11 +16,10 @@ environment  where a run trains (devices, machine, versions, the commit), for re
 
 from rum_tf.training import checkpoints, distribute, models, optimizers, results
 from rum_tf.training.loop import RunConfig, RunError, Task, run
-from rum_tf.training.models import OneHot, output_layer, recurrent_layer, register
+from rum_tf.training.models import recurrent_layer, register
 from rum_tf.training.optimizers import TF1RMSprop, make_optimizer
 
 __all__ = [
-    "OneHot",
     "RunConfig",
     "RunError",
     "TF1RMSprop",
@@ -30,7 +29,6 @@ __all__ = [
     "make_optimizer",
     "models",
     "optimizers",
-    "output_layer",
     "recurrent_layer",
     "register",
     "results",

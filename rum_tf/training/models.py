@@ -1,8 +1,7 @@
-"""Model registry: a name (`--model`) -> a recurrent layer and the options it declares; the shared
-front and heads.
+"""Model registry: a name (`--model`) -> a recurrent layer and the options it declares.
 
-A task builds its own model around `recurrent_layer(...)`: its input front-end (`OneHot`, an
-embedding, ...), the recurrent core chosen by name, and its output head (`output_layer`). Each
+A task builds its own model around `recurrent_layer(...)`: its input front-end (`rum_tf.layers.OneHot`,
+an embedding, ...), the recurrent core chosen by name, and its output head. Each
 model is registered with the options it takes, declared as data (`options.integer`, ...):
 
     CAPACITY = {"capacity": options.integer(2, "Layers of the transition.", minimum=1)}
@@ -17,17 +16,13 @@ option it did not declare is an error, so a flag meant for RUM cannot silently d
 """
 
 import dataclasses
-import math
 
 import keras
-from keras import ops
 
 from rum_tf import fast_slow
 from rum_tf.baselines import EUNNCell, GORUCell
 from rum_tf.layers import RUM
 from rum_tf.training import options as opt
-
-_PACKAGE = "rum_tf"
 
 
 def _known_activation(name):
@@ -298,37 +293,3 @@ Model = section(
     with_model=True,
 )
 FastSlow = section("FastSlow", _FAST_SLOW_ONLY, "The fast-slow models' own options.")
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class OneHot(keras.layers.Layer):
-    """Integer ids [..] -> float one-hot [.., depth]: the synthetic tasks' input front-end."""
-
-    def __init__(self, depth, **kwargs):
-        super().__init__(**kwargs)
-        self.depth = int(depth)
-
-    def call(self, inputs):
-        return ops.one_hot(ops.cast(inputs, "int32"), self.depth, dtype=self.compute_dtype)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape) + (self.depth,)
-
-    def get_config(self):
-        return {**super().get_config(), "depth": self.depth}
-
-
-def output_layer(classes, input_depth, *, seed=None, name="output"):
-    """Dense(classes) logits layer initialised as the official synthetic-task scripts.
-
-    Weights uniform in ±sqrt(6 / (input_depth + classes)), bias 0.01. The official
-    scripts take `input_depth` to be the size of the one-hot *input* vocabulary
-    (n_input), not the hidden size; that is kept here.
-    """
-    limit = math.sqrt(6.0 / (input_depth + classes))
-    return keras.layers.Dense(
-        classes,
-        kernel_initializer=keras.initializers.RandomUniform(-limit, limit, seed=seed),
-        bias_initializer=keras.initializers.Constant(0.01),
-        name=name,
-    )
