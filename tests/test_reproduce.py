@@ -191,9 +191,12 @@ def test_the_row_being_trained_dies_with_reproduce(tmp_path, signum):
         deadline = time.monotonic() + 120
         while child is None and time.monotonic() < deadline and parent.poll() is None:
             for pid in _children(parent.pid):  # reproduce.sh execs python: the parent's pid is reproduce's
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if b"tasks.copying" in f.read():
-                        child = pid
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        if b"tasks.copying" in f.read():
+                            child = pid
+                except OSError:  # a short-lived child (reproduce's own checks) ended since it was listed
+                    continue
             time.sleep(0.2)
         assert child is not None, "reproduce never started its row"
         os.kill(parent.pid, signum)
