@@ -11,7 +11,7 @@ shape and XLA setting), interleaved over several rounds. The first table takes
 each row at its fastest XLA setting and compares it with the fastest setting of
 Keras GRU and of RUM λ=0 (best against best); the second gives every setting:
 the median milliseconds per training step and the ratios to the GRU and RUM
-λ=0 of the same setting. Peak memory is shown where the backend reports it (GPU), else "n/a";
+λ=0 of the same setting. Peak memory is shown where TensorFlow reports it (GPU), else "n/a";
 `--memory` measures the peak resident memory of a fresh process per row and T
 instead. `--drift` measures the float32 error of λ=1's reversible backward
 pass. `--profile` (TensorFlow) traces a few training steps of each row with
@@ -141,13 +141,10 @@ def _model(row, shape, xla):
 
 
 def _peak_memory():
-    if keras.backend.backend() == "jax":
-        import jax
-
-        stats = jax.devices()[0].memory_stats() or {}
-        if "peak_bytes_in_use" in stats:
-            return stats["peak_bytes_in_use"] / 2**20
-    elif keras.backend.backend() == "tensorflow":
+    # JAX's peak_bytes_in_use is the process's running maximum and cannot be reset, so after the
+    # first row it would report the largest model so far, not this one (seen on the H200: 258, then
+    # 514 for every row): JAX gets "n/a".
+    if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         if tf.config.list_physical_devices("GPU"):
