@@ -1,6 +1,6 @@
 """Fast-Slow RNNs (SPEC §3): the layers of the `--model`s `fs_rum`, `fs_lstm` and `fs_goru`.
 
-`rum_tf.training.models` registers them with their options. `--units` is the slow cell's size; the fast cells
+`rum_tf.config.models` registers them with their options. `--units` is the slow cell's size; the fast cells
 are `fast_layers` LN-LSTMs of `fast_units` (700 in the paper) sharing one state:
 
     fs_rum   slow cell RUMCell(units, **RUM options): FS-RUM-2 with units=1000,

@@ -24,9 +24,10 @@ import os
 
 import keras
 
+from rum_tf.config import flags, models
 from rum_tf.data import babi as data
 from rum_tf.data import files, streams
-from rum_tf.training import flags, loop, models, multitask
+from rum_tf.training import loop, multitask
 from tasks import text_flags
 
 

@@ -12,9 +12,10 @@ drawn on the plot. The final test uses --test_size held-out sequences. Defaults 
 import keras
 
 from rum_tf import layers
+from rum_tf.config import flags, models
 from rum_tf.data import copying as data
 from rum_tf.data import streams
-from rum_tf.training import flags, loop, models
+from rum_tf.training import loop
 
 APP = flags.TaskConfig(
     "copying",

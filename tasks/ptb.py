@@ -16,9 +16,10 @@ import dataclasses
 import keras
 
 from rum_tf import bptt
+from rum_tf.config import flags, models
 from rum_tf.data import ptb as data
 from rum_tf.data import streams
-from rum_tf.training import distribute, flags, loop, models
+from rum_tf.training import distribute, loop
 from tasks import text_flags
 
 

@@ -14,9 +14,10 @@ import dataclasses
 import keras
 
 from rum_tf import layers
+from rum_tf.config import flags, models
 from rum_tf.data import recall as data
 from rum_tf.data import streams
-from rum_tf.training import flags, loop, models
+from rum_tf.training import loop
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from rum_tf.training import flags
+from rum_tf.config import flags
 
 
 @dataclasses.dataclass(frozen=True)

@@ -153,7 +153,7 @@ def test_a_lock_that_is_a_folder_is_one_line(tmp_path):
     ],
 )
 def test_out_of_range_numbers_are_one_line_usage_errors(args, message, tmp_path):
-    from rum_tf.training import flags as training_flags
+    from rum_tf.config import flags as training_flags
 
     with pytest.raises(training_flags.UsageError) as error:
         copying.APP.parse(["prog", f"--output_dir={tmp_path}"] + args)
@@ -168,7 +168,7 @@ def test_a_flagfiles_stop_when_is_unset_by_an_empty_value(tmp_path):
 
 
 def test_a_flagfile_that_is_not_utf8_is_one_line(tmp_path):
-    from rum_tf.training import flags as training_flags
+    from rum_tf.config import flags as training_flags
 
     flagfile = tmp_path / "bad.cfg"
     flagfile.write_bytes(b"--units=8\n# caf\xe9\n")

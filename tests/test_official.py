@@ -580,7 +580,7 @@ def test_recall_binary_tests_an_official_goru_checkpoint(tmp_path):
 
 
 def test_init_from_official_needs_a_checkpoint(tmp_path):
-    from rum_tf.training import flags as training_flags
+    from rum_tf.config import flags as training_flags
     from tasks import copying
 
     with pytest.raises(training_flags.UsageError, match="--init_from_official must be a TF1 checkpoint prefix"):

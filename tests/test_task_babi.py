@@ -7,9 +7,9 @@ import keras
 import numpy as np
 import pytest
 
+from rum_tf.config import flags as training_flags
 from rum_tf.data import babi as babi_data
 from rum_tf.data import files
-from rum_tf.training import flags as training_flags
 from rum_tf.training import multitask, results
 from tasks import babi
 from training_helpers import REPO, assert_complete_outputs, read_json, run_in_process, run_subprocess

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from rum_tf import bptt
+from rum_tf.config import flags as training_flags
+from rum_tf.config import models
 from rum_tf.data import files, streams
 from rum_tf.data import ptb as ptb_data
-from rum_tf.training import flags as training_flags
-from rum_tf.training import loop, models, results
+from rum_tf.training import loop, results
 from tasks import ptb
 from training_helpers import REPO, read_json, run_in_process, run_subprocess
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from rum_tf import RUM, layers
+from rum_tf.config import models
 from rum_tf.data import streams
-from rum_tf.training import callbacks, checkpoints, loop, models, optimizers, results, run_folder
+from rum_tf.training import callbacks, checkpoints, loop, optimizers, results, run_folder
 from training_helpers import toy_config, toy_task
 
 pytestmark = pytest.mark.slow  # trains models / runs the task binaries

@@ -10,8 +10,9 @@ import pytest
 from absl import flags as absl_flags
 
 import rum_tf
-from rum_tf.training import callbacks, loop, models, options, results
-from rum_tf.training import flags as training_flags
+from rum_tf.config import flags as training_flags
+from rum_tf.config import models, options
+from rum_tf.training import callbacks, loop, results
 from tasks import babi, copying, ptb, recall
 from training_helpers import FLAGS_DIR, REPO, run_in_process, run_subprocess
 
@@ -147,7 +148,7 @@ def test_a_model_declares_its_options_once():
 
 
 def test_registry_is_complete_in_a_fresh_process_that_imports_only_models():
-    code = "from rum_tf.training import models; print(' '.join(models.names()))"
+    code = "from rum_tf.config import models; print(' '.join(models.names()))"
     out = subprocess.run(
         [sys.executable, "-c", code],
         cwd=REPO,

@@ -6,17 +6,13 @@ run_folder   RunFolder: the lock, atomic writes, checkpoints, progress.json and 
 checkpoints  atomic step checkpoints (weights, optimizer, RNG state)
 results      results.json, progress.json, the curve CSV and plots
 multitask    several runs under one folder, and their summary (bAbI)
-models       --model registry (name -> recurrent layer, the options it declares)
-options      the binaries' options declared once (fields, defaults, checks) and the shared sections
-flags        the task configs: frozen dataclasses read from absl flags (import it explicitly)
 optimizers   TF1-faithful RMSProp and Adam
 distribute   --strategy and --jit_compile
 environment  where a run trains (devices, machine, versions, the commit), for results.json
 """
 
-from rum_tf.training import checkpoints, distribute, models, optimizers, results
+from rum_tf.training import checkpoints, distribute, optimizers, results
 from rum_tf.training.loop import RunConfig, RunError, Task, run
-from rum_tf.training.models import recurrent_layer, register
 from rum_tf.training.optimizers import TF1RMSprop, make_optimizer
 
 __all__ = [
@@ -27,10 +23,7 @@ __all__ = [
     "checkpoints",
     "distribute",
     "make_optimizer",
-    "models",
     "optimizers",
-    "recurrent_layer",
-    "register",
     "results",
     "run",
 ]

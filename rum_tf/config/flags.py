@@ -21,12 +21,11 @@ from absl import app
 from absl import flags as absl_flags
 
 from rum_tf import official
-from rum_tf.data import files
-from rum_tf.training import distribute, loop, models
+from rum_tf.config import models
 
 # The option declarations and the shared sections, for the binaries that declare their own.
-from rum_tf.training.models import FastSlow, Model  # noqa: F401
-from rum_tf.training.options import (  # noqa: F401
+from rum_tf.config.models import FastSlow, Model  # noqa: F401
+from rum_tf.config.options import (  # noqa: F401
     Official,
     Optimizer,
     Run,
@@ -37,6 +36,8 @@ from rum_tf.training.options import (  # noqa: F401
     real,
     string,
 )
+from rum_tf.data import files
+from rum_tf.training import distribute, loop
 
 SYNTHETIC = (Model, Optimizer, Run, Synthetic, Official)  # the copying and recall binaries' sections
 

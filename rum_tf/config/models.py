@@ -21,8 +21,8 @@ import keras
 
 from rum_tf import fast_slow
 from rum_tf.baselines import EUNNCell, GORUCell
+from rum_tf.config import options as opt
 from rum_tf.layers import RUM
-from rum_tf.training import options as opt
 
 
 def _known_activation(name):
@@ -274,7 +274,7 @@ def section(name, option_names, doc, *, with_model=False):
     fields = []
     if with_model:
         fields += [
-            ("model", opt.string("rum", "Recurrent model: a name registered in rum_tf.training.models (rum, "
+            ("model", opt.string("rum", "Recurrent model: a name registered in rum_tf.config.models (rum, "
                                  "lstm, gru, rnn, ...).", check=_registered_model)),
             ("units", opt.integer(100, "Hidden size of the recurrent layer.", minimum=1)),
         ]  # fmt: skip
