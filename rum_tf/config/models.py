@@ -33,17 +33,8 @@ def _known_activation(name):
     return True
 
 
-def _unit_interval(v, unset=True):
-    return (unset and v is None) or (v is not None and 0 < v <= 1)
-
-
 ZONEOUT_H = {
-    "zoneout_keep_h": opt.real(
-        None,
-        "RUM: zoneout keep probability of the state (unset = off).",
-        check=_unit_interval,
-        message="--zoneout_keep_h must be in (0, 1] (or unset)",
-    )
+    "zoneout_keep_h": opt.real(None, "RUM: zoneout keep probability of the state (unset = off).", within="(0, 1]")
 }
 # RUMCell's arguments with a flag, named as in `RUMCell`: all but the numerical epsilon, the
 # initializers, the seed (a flag of its own) and the Keras GRU ones.
@@ -54,12 +45,7 @@ RUM_OPTIONS = {
         check=lambda v: v in (0, 1),
         message="--lambda_ must be 0 or 1",
     ),
-    "eta": opt.real(
-        None,
-        "RUM: time normalisation, the norm the state is scaled to (unset = off).",
-        check=lambda v: v is None or v > 0,
-        message="--eta must be > 0 (or unset)",
-    ),
+    "eta": opt.real(None, "RUM: time normalisation, the norm the state is scaled to (unset = off).", within="(0, inf)"),
     "activation": opt.string(
         "relu",
         "RUM: activation of the candidate.",
@@ -81,17 +67,9 @@ EUNN_OPTIONS = {**GORU_OPTIONS, "complex": opt.boolean(False, "EUNN: unitary (co
 FAST_SLOW_OPTIONS = {
     "fast_units": opt.integer(700, "Fast-slow models: size of the fast LN-LSTM cells.", minimum=1),
     "fast_layers": opt.integer(2, "Fast-slow models: number of fast cells (>= 2).", minimum=2),
-    "keep_prob": opt.real(
-        0.65,
-        "Fast-slow models: dropout keep probability (training only).",
-        check=lambda v: v is not None and 0 < v <= 1,
-        message="--keep_prob must be in (0, 1]",
-    ),
+    "keep_prob": opt.real(0.65, "Fast-slow models: dropout keep probability (training only).", within="(0, 1]"),
     "zoneout_keep_c": opt.real(
-        0.5,
-        "LN-LSTM cells: zoneout keep probability of c (unset = off).",
-        check=_unit_interval,
-        message="--zoneout_keep_c must be in (0, 1] (or unset)",
+        0.5, "LN-LSTM cells: zoneout keep probability of c (unset = off).", within="(0, 1]", unset=True
     ),
 }
 # The depth of a stack of `recurrent_layer`s (PTB's --num_layers): for the models that stack.

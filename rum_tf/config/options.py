@@ -15,6 +15,7 @@ are their sections.
 
 import dataclasses
 import math
+import operator
 import os
 
 from rum_tf.training import callbacks, distribute, optimizers
@@ -51,8 +52,17 @@ def integer(default, help, *, minimum=None, maximum=None, **kwargs):
     return _option("integer", default, help, **kwargs)
 
 
-def real(default, help, **kwargs):
-    """A float option; NaN and infinity are refused before its own check."""
+def real(default, help, *, within=None, unset=None, **kwargs):
+    """A float option in the interval `within`, e.g. "(0, 1]" or "[0, inf)", or None where `unset` (by
+    default: where the default is None); NaN and infinity are refused before its check."""
+    if within is not None:
+        low, high = (float(x) for x in within[1:-1].split(","))
+        above = operator.gt if within[0] == "(" else operator.ge
+        below = operator.lt if within[-1] == ")" else operator.le
+        unset = default is None if unset is None else unset
+        kwargs["check"] = lambda v: (unset and v is None) or (v is not None and above(v, low) and below(v, high))
+        bound = f"{'>' if within[0] == '(' else '>='} {low:g}" if math.isinf(high) else f"in {within}"
+        kwargs["message"] = f"--{{name}} must be {bound}" + (" (or unset)" if unset else "")
     return _option("float", default, help, **kwargs)
 
 
@@ -104,21 +114,9 @@ class Optimizer:
     optimizer: str = enum(
         "rmsprop", optimizers.OPTIMIZERS, "rmsprop (TF1 RMSProp: epsilon 1e-10, no momentum) or adam (epsilon 1e-8)."
     )
-    learning_rate: float = real(
-        1e-3, "Learning rate.", check=lambda v: v is not None and v > 0, message="--learning_rate must be > 0"
-    )
-    rmsprop_decay: float = real(
-        0.9,
-        "RMSProp decay (Keras rho).",
-        check=lambda v: v is not None and 0 <= v < 1,
-        message="--rmsprop_decay must be in [0, 1)",
-    )
-    clip_norm: float | None = real(
-        None,
-        "Clip gradients to this global norm (unset or 0 = off).",
-        check=lambda v: v is None or v >= 0,
-        message="--clip_norm must be >= 0 (or unset)",
-    )
+    learning_rate: float = real(1e-3, "Learning rate.", within="(0, inf)")
+    rmsprop_decay: float = real(0.9, "RMSProp decay (Keras rho).", within="[0, 1)")
+    clip_norm: float | None = real(None, "Clip gradients to this global norm (unset or 0 = off).", within="[0, inf)")
 
 
 @dataclasses.dataclass(frozen=True)
