@@ -303,6 +303,8 @@ def test_schedule_loss_and_metric():
         (["--num_layers=2"], "--num_layers does not apply to --model=fs_rum"),
         (["--model=fs_lstm", "--num_layers=1"], "--num_layers does not apply to --model=fs_lstm"),
         (["--fast_layers=1"], "--fast_layers must be >= 2"),
+        (["--keep_prob=0"], "--keep_prob must be in (0, 1]"),
+        (["--zoneout_keep_c=1.5"], "--zoneout_keep_c must be in (0, 1] (or unset)"),
         (["--strategy=mirrored"], "use --strategy=default"),
         (["--task=1"], "Unknown command line flag 'task'"),  # bAbI's
     ],

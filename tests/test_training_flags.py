@@ -69,6 +69,8 @@ BAD = [
     (recall, ["--T=7"], "--T must be an even number >= 2"),
     (recall, ["--valid_size=0"], "--valid_size must be >= 1"),
     (recall, ["--learning_rate=0"], "--learning_rate must be > 0"),
+    (recall, ["--rmsprop_decay=1"], "--rmsprop_decay must be in [0, 1)"),  # the open end of within="[0, 1)"
+    (recall, ["--clip_norm=-0.5"], "--clip_norm must be >= 0 (or unset)"),
     (recall, ["extra"], "unexpected arguments: extra"),
     (recall, ["--stop_when=val_accuracy=1"], "is not METRIC OP THRESHOLD[:TIMES]"),
     (recall, ["--stop_when=val_accuracy>=high"], "threshold 'high' is not a number"),
