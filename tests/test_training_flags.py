@@ -216,6 +216,19 @@ def test_resolved_flags_file_repeats_the_run(tmp_path):
     assert again == first  # same flags: the finished run is reported, not retrained
 
 
+def test_the_harness_settings_default_as_their_flags_do():
+    """`loop.RunConfig` (the harness' Python API) and the flag sections Run and Optimizer name the same
+    settings: their defaults, and which of them may change between sessions, agree."""
+    flag_fields = {f.name: f for section in (options.Run, options.Optimizer) for f in dataclasses.fields(section)}
+    shared = [f for f in dataclasses.fields(loop.RunConfig) if f.name in flag_fields]
+    assert len(shared) >= 12
+    for field in shared:
+        if field.default is not dataclasses.MISSING:  # steps and eval_every are required in Python
+            assert field.default == flag_fields[field.name].default, field.name
+    neutral = {name for name, f in flag_fields.items() if f.metadata["resume_neutral"]}
+    assert set(loop.RunConfig(task="t", output_dir="o", steps=1, eval_every=1).resume_neutral) == neutral
+
+
 def test_run_config_carries_the_config(tmp_path):
     config = copying.APP.parse(
         ["prog", f"--output_dir={tmp_path}", "--steps=40", "--eval_every=20", "--seed=3", "--stop_when=loss<=0.1"]
