@@ -1,7 +1,7 @@
-"""The run's state (`RunState`, saved with every checkpoint), its stop rule (`StopRule`) and its one
-Keras callback (`Bookkeeper`). One Keras "epoch" is one evaluation interval (`eval_every` steps).
-"""
+"""The run's state (`RunState`, saved with every checkpoint), its stop rule (`StopRule`) and its one Keras
+callback (`Bookkeeper`). One Keras "epoch" is one evaluation interval (`eval_every` steps)."""
 
+import contextlib
 import csv
 import dataclasses
 import math
@@ -32,11 +32,9 @@ def metrics_of(logs):
     """The metric entries of Keras logs (bookkeeping columns left out), as floats."""
     found = {}
     for key, value in (logs or {}).items():
-        try:
+        with contextlib.suppress(TypeError, ValueError):
             if key not in results.BOOKKEEPING:
                 found[key] = float(value)
-        except (TypeError, ValueError):
-            pass
     return found
 
 
@@ -46,11 +44,8 @@ _STOP_RULE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|>|<)\s*([^:\s]+)
 
 @dataclasses.dataclass(frozen=True)
 class StopRule:
-    """Ends a run once `metric op threshold` has held at `times` evaluations in a row.
-
-    Written `METRIC OP THRESHOLD[:TIMES]`, e.g. "val_accuracy>=0.99:3" or "loss<=0.00945:5"; METRIC
-    is a curve.csv column, OP one of >=, <=, >, <, TIMES 1 when left out. Parsed once, with the flags.
-    """
+    """Ends a run once `metric op threshold` has held at `times` evaluations in a row. Written
+    `METRIC OP THRESHOLD[:TIMES]` (e.g. "val_accuracy>=0.99:3"; METRIC a curve.csv column, TIMES 1 when left out)."""
 
     metric: str
     op: str
@@ -142,17 +137,9 @@ class RunState:
 
 
 class Bookkeeper(keras.callbacks.Callback):
-    """Everything the harness does around `fit`, on one `RunState`, as the last callback (it sees the
-    task's logs). Why not Keras' own: docs/ARCHITECTURE.md, "Keras' own pieces".
-
-    Each evaluation: the clocks, the divergence guard (every metric and weight finite, else
-    `run_folder.Diverged` before anything logs or saves them), the log line (`references` {metric:
-    {label: value}} beside a metric), the curve.csv row, the best `monitor` value (`mode` "min" or
-    "max"), the `stop_rule` (`streak`: its values held in a row before this session), the checkpoint
-    (not with `save` False: a multi-worker run's other workers), progress.json. Each batch: the guard
-    on the running loss, a log line every `log_every_s`, and with `checkpoint_every` a mid-interval
-    checkpoint (with the metric sums, so the interval's row comes out as if uninterrupted).
-    """
+    """Everything the harness does around `fit` on one `RunState` (clocks, divergence guard, log, curve.csv, best
+    value, stop rule, checkpoints unless `save` is False, progress.json), as the last callback: it sees the task's logs.
+    `streak`: the stop rule's values held in a row before this session. Why not Keras' own: docs/ARCHITECTURE.md."""
 
     def __init__(self, state, config, *, curve_path, checkpoint_dir, progress, references=None, monitor=None,
                  mode="min", stop_rule=None, streak=(), save=True):  # fmt: skip
@@ -170,10 +157,8 @@ class Bookkeeper(keras.callbacks.Callback):
         self._resume = None  # (epoch, offset, variable values, metric values) until restored
 
     def resume_inside(self, model, saved, first_batch):
-        """Prepare to continue the interval interrupted at `self.state.step` from `saved` (its state.json).
-        `first_batch` (the stream's batch at that step) builds the compiled metrics, which TensorFlow
-        otherwise makes inside the first training step, too late to restore their sums; the model's
-        variables are taken before that evaluation and put back at the interval's start."""
+        """Continue the interval cut at `self.state.step` from `saved`. Evaluating `first_batch` builds the metrics now
+        (TensorFlow would in the first step, too late to restore their sums); the variables before it come back then."""
         variables = [np.array(keras.ops.convert_to_numpy(v)) for v in model.variables]
         first_batch = keras.tree.map_structure(np.asarray, first_batch)  # e.g. tf.data's tensors, under JAX
         model.test_on_batch(*keras.utils.unpack_x_y_sample_weight(first_batch))
@@ -187,15 +172,11 @@ class Bookkeeper(keras.callbacks.Callback):
         if self._resume is not None and self._resume[0] == epoch:
             _, self._offset, variables, metrics = self._resume
             self._resume = None
-            for targets, values, what in [
-                (self.model.variables, variables, "variables"),
-                (self.model.metrics_variables, metrics, "metrics (are they compiled in the same order?)"),
-            ]:
-                values = [np.asarray(v) for v in values]
-                if [tuple(t.shape) for t in targets] != [v.shape for v in values]:
-                    raise ValueError(f"the mid-interval checkpoint does not match the model's {what}")
-                for target, value in zip(targets, values):
-                    target.assign(value.astype(target.dtype))
+            mismatch = "the mid-interval checkpoint does not match the model's "
+            checkpoints.assign(self.model.variables, variables, mismatch + "variables")
+            checkpoints.assign(
+                self.model.metrics_variables, metrics, mismatch + "metrics (are they compiled in the same order?)"
+            )
 
     def on_test_begin(self, logs=None):
         self._stop_train_clock()  # validation time is not training time
@@ -203,8 +184,7 @@ class Bookkeeper(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         done = self._offset + batch + 1  # steps of this interval
         step = self._epoch * self.config.eval_every + done
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
+        if (loss := (logs or {}).get("loss")) is not None and not math.isfinite(float(loss)):
             self._diverged(f"the training loss is {float(loss)}", step)
         now = time.monotonic()
         if now - self._last_log >= self.config.log_every_s:
@@ -220,8 +200,7 @@ class Bookkeeper(keras.callbacks.Callback):
         self._stop_train_clock()
         state, logs = self.state, logs if logs is not None else {}
         step = (epoch + 1) * self.config.eval_every
-        bad = {k: v for k, v in metrics_of(logs).items() if not math.isfinite(v)}
-        if bad:
+        if bad := {k: v for k, v in metrics_of(logs).items() if not math.isfinite(v)}:
             self._diverged(", ".join(f"{k} is {v}" for k, v in bad.items()), step)
         for weight in self.model.trainable_weights:
             if not np.isfinite(keras.ops.convert_to_numpy(weight)).all():
@@ -229,8 +208,7 @@ class Bookkeeper(keras.callbacks.Callback):
 
         state.step = step
         # The rate of the steps this session trained in the interval (fewer where it resumed inside it).
-        elapsed = self._interval_train_s
-        rate = (self.config.eval_every - self._offset) / elapsed if elapsed else None
+        rate = (self.config.eval_every - self._offset) / self._interval_train_s if self._interval_train_s else None
         logs.update(step=step, train_time_s=round(state.train_time_s, 3), wall_time_s=round(state.wall_time_now(), 3))
         self._log(step, logs, rate)
         self._append_curve(logs)
@@ -280,13 +258,10 @@ class Bookkeeper(keras.callbacks.Callback):
         if self.columns is None and os.path.exists(self.curve_path) and os.path.getsize(self.curve_path):
             with open(self.curve_path, newline="", encoding="utf-8") as f:
                 self.columns = next(csv.reader(f), None)
-        header = self.columns is None
-        if header:
+        if header := self.columns is None:
             times = ["train_time_s", "wall_time_s"]
             metrics = sorted((k for k in logs if k not in ("step", *times)), key=lambda k: (k[:4] == "val_", k))
             self.columns = ["step", *metrics, *times]
         with open(self.curve_path, "a", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            if header:
-                writer.writerow(self.columns)
-            writer.writerow([results.format_cell(logs.get(k)) for k in self.columns])
+            row = [results.format_cell(logs.get(k)) for k in self.columns]
+            csv.writer(f).writerows([self.columns, row] if header else [row])

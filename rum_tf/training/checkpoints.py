@@ -1,10 +1,6 @@
-"""Step checkpoints that survive a SIGKILL at any moment.
-
-A `step-NNNNNNNN/` folder holds `model.weights.h5` (model and optimizer variables) and `state.json` (step,
-clocks, best value, random-generator states), written through `run_folder.atomic_path`: a `step-*` folder is
-always complete. Not Keras' `BackupAndRestore`: it writes weights and epoch in place one after the other,
-leaves out the SeedGenerator states and restores inside `fit`, after the input pipeline that needs the step.
-"""
+"""Step checkpoints that survive a SIGKILL at any moment: `step-NNNNNNNN/` folders, written whole by `atomic_path`.
+Not Keras' `BackupAndRestore`: it writes weights and epoch in place one after the other, leaves out the SeedGenerator
+states and restores inside `fit`, after the input pipeline that needs the step."""
 
 import contextlib
 import json
@@ -17,8 +13,6 @@ import numpy as np
 from absl import logging
 
 from rum_tf.training import run_folder
-
-_MARGIN = 1 << 20  # bytes beyond the variables that a checkpoint or model file may need (h5 metadata, JSON)
 
 WEIGHTS_FILE = "model.weights.h5"
 STATE_FILE = "state.json"
@@ -35,12 +29,20 @@ def _extra_variables(model):
     return [v for v in model.variables if id(v) not in saved]
 
 
+def assign(variables, values, mismatch):
+    """`values` into `variables`, by order (their paths vary by process); ValueError(`mismatch`) if shapes differ."""
+    values = [np.asarray(v) for v in values]
+    if [tuple(v.shape) for v in variables] != [v.shape for v in values]:
+        raise ValueError(mismatch)
+    for variable, value in zip(variables, values):
+        variable.assign(value.astype(variable.dtype))
+
+
 def ensure_space(model, folder):
-    """OSError(ENOSPC) unless `folder` has room for `model`'s and its optimizer's variables (h5py is never
-    left to meet a full disk)."""
+    """OSError(ENOSPC) unless `folder` has room for the model's and optimizer's variables (h5py must not hit ENOSPC)."""
     variables = list(model.variables) + (list(model.optimizer.variables) if model.optimizer is not None else [])
     nbytes = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
-    run_folder.ensure_space(folder, nbytes + nbytes // 4 + _MARGIN)
+    run_folder.ensure_space(folder, nbytes + nbytes // 4 + (1 << 20))  # and a margin for h5 metadata, JSON
 
 
 def checkpoint_path(directory, step):
@@ -50,30 +52,20 @@ def checkpoint_path(directory, step):
 def list_checkpoints(directory):
     """[(step, path)] of the `step-*` folders in `directory`, newest first, damaged ones included (only
     reading one tells, and a damaged one must stop a fresh start rather than be taken for none)."""
-    if not os.path.isdir(directory):
-        return []
-    found = []
-    for name in os.listdir(directory):
-        match = _NAME.match(name)
-        if match and os.path.isdir(os.path.join(directory, name)):
-            found.append((int(match.group(1)), os.path.join(directory, name)))
-    return sorted(found, reverse=True)
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    found = [(int(match.group(1)), os.path.join(directory, name)) for name in names if (match := _NAME.match(name))]
+    return sorted(((step, path) for step, path in found if os.path.isdir(path)), reverse=True)
 
 
 def save(model, directory, step, state, keep=()):
-    """Write the checkpoint of `step` (`state`: JSON training state) atomically, then delete the older ones
-    except the steps in `keep` (e.g. the best one)."""
+    """Write `step`'s checkpoint (`state`: JSON training state) atomically, then delete the others not in `keep`."""
     os.makedirs(directory, exist_ok=True)
     ensure_space(model, directory)
     final = checkpoint_path(directory, step)
-    state = dict(
-        state,
-        step=int(step),
-        extra_variables=[
-            {"path": v.path, "value": np.asarray(keras.ops.convert_to_numpy(v)).tolist()}
-            for v in _extra_variables(model)
-        ],
-    )
+    extra = [
+        {"path": v.path, "value": np.asarray(keras.ops.convert_to_numpy(v)).tolist()} for v in _extra_variables(model)
+    ]
+    state = dict(state, step=int(step), extra_variables=extra)
     with run_folder.atomic_path(final) as tmp:  # replaces a checkpoint of the same step saved by an earlier session
         os.makedirs(tmp)
         model.save_weights(os.path.join(tmp, WEIGHTS_FILE))
@@ -102,13 +94,8 @@ def restore(model, path):
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     model.load_weights(os.path.join(path, WEIGHTS_FILE))
-    extra = _extra_variables(model)
-    values = [np.asarray(entry["value"]) for entry in state.get("extra_variables", [])]
-    # Matched by order (paths carry auto-generated names that differ between processes).
-    if [tuple(v.shape) for v in extra] != [x.shape for x in values]:
-        raise ValueError(f"checkpoint {path} does not match the model's random-generator variables")
-    for variable, value in zip(extra, values):
-        variable.assign(value.astype(variable.dtype))
+    values = [entry["value"] for entry in state.get("extra_variables", [])]
+    assign(_extra_variables(model), values, f"checkpoint {path} does not match the model's random-generator variables")
     return state
 
 

@@ -1,10 +1,5 @@
-"""The guard of a run folder: one writer at a time, and the errors that end a run in one line.
-
-A run holds an exclusive `fcntl.flock` on `<output_dir>/.lock` from before it reads, deletes or writes
-anything there until it ends; a second writer gets `FolderBusy` naming the holder. The kernel drops a flock
-when its process dies, so a killed run's lock never blocks: the next run takes it over and says whose it
-was. Standard library only (and absl's logging), so that a supervisor can take a lock without Keras.
-"""
+"""The guard of a run folder: one writer at a time (an `fcntl.flock` on `<output_dir>/.lock`, which the kernel drops
+when its process dies), and the errors that end a run in one line. Standard library only: no Keras to take a lock."""
 
 import contextlib
 import datetime
@@ -22,7 +17,6 @@ import sys
 from absl import logging
 
 LOCK_FILE = ".lock"
-_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class RunError(Exception):
@@ -34,13 +28,11 @@ class FolderBusy(RunError):
 
 
 class Diverged(RunError):
-    """The training loss (or an evaluation's metric, or a weight) became NaN or infinite at `step`;
-    `reason` says what, e.g. "the training loss is nan"."""
+    """The training loss, an evaluation's metric or a weight became NaN or infinite at `step`; `reason` says which."""
 
     def __init__(self, message, step, reason=None):
         super().__init__(message)
-        self.step = step
-        self.reason = reason
+        self.step, self.reason = step, reason
 
 
 class DiskFull(RunError):
@@ -48,14 +40,13 @@ class DiskFull(RunError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGINT (or SIGTERM, which the binaries turn into it) ended the run; the message is one line. Still a
-    KeyboardInterrupt, so that code waiting for one sees it."""
+    """SIGINT (or SIGTERM, which the binaries turn into it) ended the run; a KeyboardInterrupt for code awaiting one."""
 
 
 def is_disk_full(error):
     """Whether `error` is a full disk or an exceeded quota (its message is read too: libraries that write
     through C, such as h5py and TensorBoard's writer, do not all set `errno`)."""
-    if isinstance(error, OSError) and error.errno in _NO_SPACE:
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     text = str(error).lower()
     return "no space left on device" in text or "disk quota exceeded" in text or "errno = 28" in text
@@ -132,11 +123,8 @@ def _fsync(path):
     """Flush a file (or a folder's files) that a library wrote to the disk before it is renamed."""
     for p in [os.path.join(path, n) for n in os.listdir(path)] if os.path.isdir(path) else [path]:
         if os.path.isfile(p):
-            fd = os.open(p, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
 
 
 def _remove(path):
@@ -154,9 +142,8 @@ def temporary_name(path, suffix=""):
 
 @contextlib.contextmanager
 def atomic_path(path, suffix=""):
-    """Yield a temporary path beside `path` (ending in `suffix`, for writers that infer the format from it),
-    flushed and renamed onto `path` (a folder replacing a folder) when the block succeeds. The one way a
-    run's files are written: on any error the temporary is removed and `path` keeps its earlier content."""
+    """Yield a temporary path beside `path` (ending in `suffix`, for writers that infer the format from it), flushed and
+    renamed onto `path` when the block succeeds; on any error it is removed. The one way a run's files are written."""
     tmp = temporary_name(path, suffix)
     _remove(tmp)
     try:
@@ -175,29 +162,16 @@ def atomic_path(path, suffix=""):
 
 
 def atomic_write_text(path, text):
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-
-def remove_temporary_files(folder):
-    """Delete the `.tmp-*` that killed writers left in `folder` and its checkpoints; hold its lock."""
-    for where in (folder, os.path.join(folder, "checkpoints")):
-        if os.path.isdir(where):
-            for name in os.listdir(where):
-                if name.startswith(".tmp-"):
-                    _remove(os.path.join(where, name))
-
-
-class _QuietFileHandler(std_logging.FileHandler):
-    def handleError(self, record):
-        pass  # a full disk: the run says so in one line, not in a "--- Logging error ---" per log line
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 @contextlib.contextmanager
 def _file_log(path):
     """absl's log lines copied to `path` inside the block."""
-    handler = _QuietFileHandler(path, encoding="utf-8")
+    handler = std_logging.FileHandler(path, encoding="utf-8")
+    # A full disk: the run says so in one line, not in a "--- Logging error ---" per log line.
+    handler.handleError = lambda record: None
     handler.setFormatter(std_logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     handler.setLevel(std_logging.INFO)
     logger = logging.get_absl_logger()
@@ -214,8 +188,7 @@ def _file_log(path):
 
 
 def _first_line(error):
-    text = str(error)
-    return text.splitlines()[0] if text else type(error).__name__
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 class RunFolder:
@@ -223,8 +196,7 @@ class RunFolder:
     worker (`worker`: its name) writes under workers/<name>/ and resumes from the chief's checkpoints."""
 
     def __init__(self, output_dir, worker=None):
-        self.output_dir = output_dir
-        self.chief = worker is None
+        self.output_dir, self.chief = output_dir, worker is None
         self.path = output_dir if self.chief else os.path.join(output_dir, "workers", worker)
         self.checkpoints = self.file("checkpoints")
 
@@ -232,9 +204,8 @@ class RunFolder:
         return os.path.join(self.path, name)
 
     def guarded(self, body, record_end):
-        """`body()` holding the folder's lock, its log copied to log.txt. A failure is recorded by
-        `record_end(status, message)` and raised as one line (a full disk as `DiskFull`, a KeyboardInterrupt
-        as `Interrupted`)."""
+        """`body()` holding the folder's lock, its log copied to log.txt. A failure is recorded by `record_end(status,
+        message)` and raised as one line (a full disk as `DiskFull`, a KeyboardInterrupt as `Interrupted`)."""
         try:
             fd, previous = lock(self.path)
         except OSError as e:
@@ -242,7 +213,10 @@ class RunFolder:
                 raise
             raise self._disk_full(None) from None
         try:
-            remove_temporary_files(self.path)  # what killed writers left; nobody else writes here now
+            for where in (self.path, self.checkpoints):  # what killed writers left; nobody else writes here now
+                for name in os.listdir(where) if os.path.isdir(where) else []:
+                    if name.startswith(".tmp-"):
+                        _remove(os.path.join(where, name))
             with _file_log(self.file("log.txt")):
                 if previous:
                     logging.warning(
@@ -268,46 +242,32 @@ class RunFolder:
 
     def _ended(self, error):
         """(progress.json's status, the one-line error to raise, None for an unexpected one) for `error`."""
-        if isinstance(error, Diverged):
-            return "diverged", error
         if isinstance(error, RunError):
-            return "failed", error
+            return "diverged" if isinstance(error, Diverged) else "failed", error
         if isinstance(error, KeyboardInterrupt):
             how = f" by {error.args[0]}" if error.args and str(error.args[0]).startswith("SIG") else ""
-            step = self.last_checkpoint_step()
-            kept = f"the last checkpoint (step {step:,}) is kept; " if step is not None else ""
+            kept = self._kept("the last checkpoint (step {step}) is kept; ")
             return "interrupted", Interrupted(f"interrupted{how}: {kept}run the same command again to resume")
         return "failed", self._disk_full(error) if is_disk_full(error) else None
 
     def _disk_full(self, error):
         """The one-line `DiskFull` for `error` (or None), naming the last good checkpoint."""
         where = getattr(error, "filename", None)
-        step = self.last_checkpoint_step()
-        kept = f"the last good checkpoint (step {step:,}) is intact; " if step is not None else ""
+        kept = self._kept("the last good checkpoint (step {step}) is intact; ")
         return DiskFull(
             f"no space left on the device of --output_dir={self.path}{f' (writing {where})' if where else ''}: "
             f"{kept}free space, then run the same command again to resume"
         )
 
-    def last_checkpoint_step(self):
+    def _kept(self, kept):
+        """`kept` naming the step of the newest checkpoint, "" when there is none."""
         from rum_tf.training import checkpoints  # Keras: imported for a run only
 
         saved = checkpoints.list_checkpoints(self.checkpoints)
-        return saved[0][0] if saved else None
+        return kept.format(step=f"{saved[0][0]:,}") if saved else ""
 
-    def latest_checkpoint(self):
-        """(step, path, state) of the newest checkpoint to resume from (its weights unread), or None."""
-        return self._newest_checkpoint(None, "nothing was changed: ")
-
-    def restore(self, model):
-        """Restore the newest checkpoint that loads into `model`; its state.json."""
-        latest = self._newest_checkpoint(model, "")
-        if latest is None:
-            raise RunError(f"--output_dir={self.output_dir}: its checkpoints vanished while the run started")
-        return latest[2]
-
-    def _newest_checkpoint(self, model, changed):
-        """`checkpoints.latest_state` of the chief's checkpoints, restored into `model` unless it is None;
+    def latest_checkpoint(self, model=None):
+        """(step, path, state) of the chief's newest checkpoint, its weights unread or restored into `model`, or None;
         RunError when checkpoint folders exist but none can be read (never taken for none, nor deleted)."""
         from rum_tf.training import checkpoints
 
@@ -317,9 +277,16 @@ class RunFolder:
         except checkpoints.Unreadable as e:
             if is_disk_full(e):
                 raise
+            changed = "nothing was changed: " if model is None else ""
             raise RunError(
                 f"--output_dir={self.output_dir}: {e}; {changed}move the folder away to start over"
             ) from None
+
+    def restore(self, model):
+        """Restore the newest checkpoint that loads into `model`; its state.json."""
+        if (latest := self.latest_checkpoint(model)) is None:
+            raise RunError(f"--output_dir={self.output_dir}: its checkpoints vanished while the run started")
+        return latest[2]
 
     def read_results(self):
         """The folder's results.json, None where there is none; RunError (one line) where it cannot be read."""
