@@ -105,21 +105,6 @@ class RunConfig:
             self.stop_when = callbacks_lib.StopRule.parse(self.stop_when) if self.stop_when.strip() else None
 
 
-def _check_same_run(saved_flags, config, where):
-    saved, current = saved_flags or {}, dict(config.flags)
-    diffs = [
-        f"--{name}={saved.get(name)} there, {current.get(name)} here"
-        for name in sorted(set(saved) | set(current))
-        if name not in config.resume_neutral and saved.get(name) != current.get(name)
-    ]
-    if diffs:
-        raise RunError(
-            f"--output_dir={config.output_dir} holds a run with other flags ({'; '.join(diffs[:3])}"
-            f"{'; ...' if len(diffs) > 3 else ''}, from its {where}): repeat its flags to resume it, "
-            "or choose another --output_dir"
-        )
-
-
 def _tensorboard(log_dir):
     """[the TensorBoard callback], or [] with a warning where tensorboard or TensorFlow is not installed."""
     try:
@@ -133,19 +118,6 @@ def _tensorboard(log_dir):
 
 def _format_metrics(metrics):
     return " ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-
-
-def _already_finished(finished, config):
-    """Whether a finished run is what `config` asks for: trained to --steps, or stopped by the same rule.
-
-    A run that another --stop_when (or none) ended early continues from its last checkpoint, as a
-    larger --steps continues a finished run.
-    """
-    stopped = finished.get("stopped")
-    if stopped:
-        rule = str(config.stop_when) if config.stop_when else None
-        return stopped.get("rule") == rule or (rule is None and finished.get("steps") == config.steps)
-    return finished.get("steps") == config.steps
 
 
 def _stop_rule(config, task):
@@ -167,45 +139,6 @@ def _end_status(summary):
     """progress.json's (status, message) of a finished run."""
     stopped = summary.get("stopped")
     return ("stopped", stopped.get("reason")) if stopped else ("finished", None)
-
-
-def _check_folder(config, folder):
-    """What the folder holds: (results.json of a finished run or None, the newest checkpoint's (step, path,
-    state) or None); RunError when it cannot be this run, or continued to `config`."""
-    out = config.output_dir
-    finished = folder.read_results()
-    if finished is not None:
-        _check_same_run(finished.get("flags"), config, "results.json")
-        if finished.get("status") == "diverged":
-            where = finished.get("diverged", {})
-            raise run_folder.Diverged(
-                f"--output_dir={out} holds a run that diverged at step {where.get('step', 0):,} "
-                f"({where.get('reason', 'NaN or infinity')}); it cannot be resumed: change its flags (e.g. a "
-                "lower --learning_rate) and use another --output_dir",
-                where.get("step"),
-                where.get("reason"),
-            )
-        if _already_finished(finished, config):
-            return finished, None
-        if config.steps < finished.get("steps", 0):
-            raise RunError(
-                f"--output_dir={out} holds a run finished at {finished['steps']} steps, "
-                f"more than --steps={config.steps}"
-            )
-    latest = folder.latest_checkpoint()
-    if latest is not None:
-        step, _, state = latest
-        _check_same_run(state.get("flags"), config, "checkpoint")
-        if step > config.steps:
-            raise RunError(
-                f"--output_dir={out} holds a run already trained {step} steps, more than --steps={config.steps}"
-            )
-        if step % config.eval_every and not state.get(callbacks_lib.MID_INTERVAL):
-            raise RunError(
-                f"--output_dir={out} holds a checkpoint at step {step}, "
-                f"not a multiple of --eval_every={config.eval_every}"
-            )
-    return finished, latest
 
 
 def run(task, config, on_progress=None):
@@ -250,9 +183,9 @@ def run(task, config, on_progress=None):
 
 
 def _run(task, config, session_start, folder, progress):
-    finished, latest = _check_folder(config, folder)
+    finished, latest = folder.holds(config)
     progress.accepted = True
-    if finished is not None and _already_finished(finished, config):
+    if finished is not None and run_folder.finished_as_asked(finished, config):
         if not os.path.exists(folder.file(results.CURVE_PNG)):  # killed between results.json and the plot
             results.plot_run(folder.path, task.references, task.title)
         logging.info(

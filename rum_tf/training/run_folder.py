@@ -191,8 +191,33 @@ def _first_line(error):
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
+def finished_as_asked(finished, config):
+    """Whether a finished run (its results.json) is what `config` asks for: trained to --steps, or stopped by
+    the same rule. One that another --stop_when (or none) ended early continues, as with a larger --steps."""
+    if stopped := finished.get("stopped"):
+        rule = str(config.stop_when) if config.stop_when else None
+        return stopped.get("rule") == rule or (rule is None and finished.get("steps") == config.steps)
+    return finished.get("steps") == config.steps
+
+
+def _check_same_run(saved_flags, config, where):
+    saved, current = saved_flags or {}, dict(config.flags)
+    diffs = [
+        f"--{name}={saved.get(name)} there, {current.get(name)} here"
+        for name in sorted(set(saved) | set(current))
+        if name not in config.resume_neutral and saved.get(name) != current.get(name)
+    ]
+    if diffs:
+        raise RunError(
+            f"--output_dir={config.output_dir} holds a run with other flags ({'; '.join(diffs[:3])}"
+            f"{'; ...' if len(diffs) > 3 else ''}, from its {where}): repeat its flags to resume it, "
+            "or choose another --output_dir"
+        )
+
+
 class RunFolder:
-    """One run's --output_dir: its lock, files, checkpoints, progress.json and results.json. A non-chief
+    """One run's --output_dir: its lock, files, checkpoints, progress.json and results.json, and what it holds
+    (`holds`: a finished run, a checkpoint to resume, or another run). A non-chief
     worker (`worker`: its name) writes under workers/<name>/ and resumes from the chief's checkpoints."""
 
     def __init__(self, output_dir, worker=None):
@@ -299,6 +324,47 @@ class RunFolder:
                 f"--output_dir={self.output_dir}: its results.json cannot be read ({type(e).__name__}: "
                 f"{_first_line(e)}); move it away to test the run again from its last checkpoint"
             ) from None
+
+    def holds(self, config):
+        """What the folder holds for a run of `config` (a `loop.RunConfig`): (results.json of a finished run or
+        None, the newest checkpoint's (step, path, state) or None), the checkpoint None where the run finished as
+        `config` asks; RunError when the folder holds another run, or one that cannot be continued to `config`."""
+        from rum_tf.training import callbacks
+
+        out = config.output_dir
+        finished = self.read_results()
+        if finished is not None:
+            _check_same_run(finished.get("flags"), config, "results.json")
+            if finished.get("status") == "diverged":
+                where = finished.get("diverged", {})
+                raise Diverged(
+                    f"--output_dir={out} holds a run that diverged at step {where.get('step', 0):,} "
+                    f"({where.get('reason', 'NaN or infinity')}); it cannot be resumed: change its flags (e.g. a "
+                    "lower --learning_rate) and use another --output_dir",
+                    where.get("step"),
+                    where.get("reason"),
+                )
+            if finished_as_asked(finished, config):
+                return finished, None
+            if config.steps < finished.get("steps", 0):
+                raise RunError(
+                    f"--output_dir={out} holds a run finished at {finished['steps']} steps, "
+                    f"more than --steps={config.steps}"
+                )
+        latest = self.latest_checkpoint()
+        if latest is not None:
+            step, _, state = latest
+            _check_same_run(state.get("flags"), config, "checkpoint")
+            if step > config.steps:
+                raise RunError(
+                    f"--output_dir={out} holds a run already trained {step} steps, more than --steps={config.steps}"
+                )
+            if step % config.eval_every and not state.get(callbacks.MID_INTERVAL):
+                raise RunError(
+                    f"--output_dir={out} holds a checkpoint at step {step}, "
+                    f"not a multiple of --eval_every={config.eval_every}"
+                )
+        return finished, latest
 
     def start(self, flagfile_text, finished, latest):
         """The chief's changes before training: a finished run continues (its results.json goes until it
