@@ -31,12 +31,8 @@ def check_strategy(name):
 
 
 def make_strategy(name, tpu=""):
-    """The strategy for `--strategy=name`; `tpu` is the TPU address for "tpu" ("" = local).
-
-    `--batch_size` stays the global batch: tf.distribute splits it across replicas. Under "mirrored"
-    every local GPU is a replica, or every logical CPU device when there is no GPU (one CPU device
-    unless the process split it). "multi_worker_mirrored" is made once per process (`start`).
-    """
+    """The strategy for `--strategy=name` (`tpu`: the TPU address, "" = local); `--batch_size` stays the global
+    batch. "mirrored" uses every local GPU, else every logical CPU device; "multi_worker_mirrored" is `start`'s."""
     check_strategy(name)
     if keras.backend.backend() != "tensorflow":  # JAX, torch: no tf.distribute, one replica
         return types.SimpleNamespace(num_replicas_in_sync=1, scope=contextlib.nullcontext)
@@ -56,14 +52,9 @@ def make_strategy(name, tpu=""):
 
 
 def start(name):
-    """Make the strategy of `--strategy=name` now if it must come first; None for those that need not.
-
-    MultiWorkerMirroredStrategy configures TensorFlow's collective ops, which TensorFlow allows only
-    before its context starts (the first tensor or variable, a task's Keras metrics included, device
-    listing or seed). The binaries call this right after parsing their flags; Python callers call it
-    before they build anything. `make_strategy` returns the same strategy afterwards. RunError (one
-    line) when TensorFlow had already started, or TF_CONFIG is malformed.
-    """
+    """Make the multi-worker strategy (None for others) before TensorFlow's context starts (any tensor, variable,
+    Keras metric, device listing or seed), the only time it may set up collective ops: binaries call this right after
+    parsing flags, Python callers before building anything. RunError if too late, or on a malformed TF_CONFIG."""
     global _multi_worker
     if name != "multi_worker_mirrored" or keras.backend.backend() != "tensorflow":
         return None
@@ -101,9 +92,8 @@ def _worker_count():
 
 
 def compile_metrics(metrics, strategy):
-    """`metrics` for `model.compile` inside `strategy.scope()`: in multi-worker mode each Keras metric
-    made again from its config inside the scope, where its variables are summed over all replicas (one
-    made before it, as a task makes its metrics, would report each worker's share of the batches)."""
+    """`metrics` for `model.compile` in `strategy.scope()`; in multi-worker mode remade there from their configs, so
+    their variables sum over all replicas (made before, as tasks make them, they'd count one worker's batches)."""
     if not _in_multi_worker_mode(strategy):
         return list(metrics)
     remade = []
@@ -121,8 +111,7 @@ def compile_metrics(metrics, strategy):
 
 
 def check_same_start(strategy, step, output_dir):
-    """RunError on every worker unless all the workers of a multi-worker run start from `step` (they
-    resume from the chief's checkpoints in `output_dir`, which must be one shared folder)."""
+    """RunError on every worker unless all start from `step` (from the chief's checkpoints in a shared `output_dir`)."""
     if not _in_multi_worker_mode(strategy):
         return
     import tensorflow as tf
@@ -139,9 +128,7 @@ def check_same_start(strategy, step, output_dir):
 
 
 def lost_worker_errors(name):
-    """For `except`: the TensorFlow errors that end a multi-worker run when a worker dies or stops
-    answering (the coordination service misses its heartbeats within about ten seconds and aborts the
-    other workers' collective ops); an empty tuple, which catches nothing, under other strategies."""
+    """For `except`: the errors when a worker dies or hangs (the coordinator then aborts all collectives); else ()."""
     if name != "multi_worker_mirrored" or keras.backend.backend() != "tensorflow":
         return ()
     from tensorflow import errors
@@ -150,8 +137,7 @@ def lost_worker_errors(name):
 
 
 def lost_worker(error, output_dir):
-    """The `RunError` of a multi-worker run that lost a worker (one of `lost_worker_errors`): what
-    TensorFlow said, in one line, and where the run resumes (the chief's newest checkpoint)."""
+    """The `RunError` for one of `lost_worker_errors`: what TensorFlow said and where the run resumes."""
     saved = checkpoints.list_checkpoints(os.path.join(output_dir, results.CHECKPOINT_DIR))
     kept = f"the last checkpoint (step {saved[0][0]:,}) is kept" if saved else "no checkpoint was saved yet"
     return run_folder.RunError(
@@ -161,8 +147,7 @@ def lost_worker(error, output_dir):
 
 
 def tensorflow_said(error, limit=300):
-    """The message of a TensorFlow error in one line, without the stack of the graph node that raised it,
-    the ops' internal names, and the advice that does not apply here; cut at `limit` characters."""
+    """A TensorFlow error's message in one line of at most `limit` characters, without node stacks, op names, advice."""
     lines = [  # not blank, not the node's stack (indented: "  File ...", code, "[[{{node ...}}]]")
         line.strip()
         for line in str(getattr(error, "message", "") or error).splitlines()
@@ -183,17 +168,12 @@ def _in_multi_worker_mode(strategy):
 
 
 def _patch_keras_for_multi_worker():
-    """Mend Keras' TensorFlow trainer where it fails under MultiWorkerMirroredStrategy with 2+ workers.
-
-    Keras 3 (up to 3.15 at least; tensorflow/tensorflow#72388) cannot `fit` under it:
-      1. each `fit` / `evaluate` all-reduces the first (x, y) batch only to learn its shapes, which fails
-         on a tuple ("Attempt to convert a value (PerReplica...)"): here this worker's share gives them.
-      2. each step's loss and metric values are reduced with `strategy.reduce("MEAN", v, axis=0)`, which
-         fails on scalars ("Invalid reduction dimension 0 for input with 0 dimensions"). They need none:
-         their totals are summed over all replicas (`compile_metrics`), so every replica holds the global
-         value. Here a value is kept, or averaged over all replicas (axis=None) where it comes per replica.
-    Only in multi-worker mode; everything else goes to Keras' own code. Installed once, by `start`.
-    """
+    """Mend Keras 3's TensorFlow trainer (to 3.15 at least), which cannot `fit` under a 2+ worker
+    MultiWorkerMirroredStrategy (tensorflow/tensorflow#72388); other modes keep Keras' code. Installed by `start`.
+    1. `fit`/`evaluate` all-reduce the first batch just for its shapes, failing on a tuple ("Attempt to convert a value
+    (PerReplica...)"): this worker's share gives them. 2. Step values are reduced along axis 0, failing on scalars
+    ("Invalid reduction dimension 0"); every replica holds the global value (`compile_metrics`): keep it, or average
+    (axis=None) one that comes per replica."""
     import tensorflow as tf
     from keras.src.backend.tensorflow import trainer
 
@@ -223,8 +203,8 @@ def _patch_keras_for_multi_worker():
 
 
 def worker_id_from_env(strategy_name):
-    """None on the chief (the worker that writes the run's outputs) or a single process, else
-    "type-index", from TF_CONFIG: known before the strategy exists, so the run can lock its folder first."""
+    """From TF_CONFIG, before the strategy exists (to lock the folder first): "type-index", or None on the chief
+    (which writes the outputs) or a single process."""
     if strategy_name != "multi_worker_mirrored" or not os.environ.get("TF_CONFIG"):
         return None
     try:
@@ -238,8 +218,8 @@ def worker_id_from_env(strategy_name):
 
 
 def resolve_jit_compile(value):
-    """`--jit_compile` "true"/"false"/"auto" -> bool. auto: always under JAX (without jit it runs op by
-    op); under TensorFlow only when a GPU is visible (XLA gave no speed-up for these RNNs on CPU)."""
+    """`--jit_compile` "true"/"false"/"auto" -> bool; auto: under JAX (else op by op), under TensorFlow with a GPU
+    (XLA did not speed these RNNs up on CPU)."""
     if value in ("true", "false"):
         return value == "true"
     if keras.backend.backend() == "tensorflow":

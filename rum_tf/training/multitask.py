@@ -1,14 +1,12 @@
 """Several harness runs under one --output_dir, then one summary of them (docs/TASKS_BABI_PTB.md).
 
-Each sub-run is an ordinary `loop.run` in its own sub-folder, complete and resumable on its own. The parent
-folder gets the means of their metrics and curves, a table and a bar chart of the runs, and a progress.json
-that sums their steps; its lock is its own, so it never waits on a sub-run's.
-"""
+Each sub-run is an ordinary `loop.run` in its own sub-folder, complete and resumable. The parent gets the means of
+their metrics and curves, a table and bar chart of the runs, a progress.json summing their steps, and its own lock
+(never waiting on a sub-run's)."""
 
 import dataclasses
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from absl import logging
 
@@ -27,7 +25,7 @@ class SubRun:
 
     key: str
     folder: str
-    run: Callable[..., Any]
+    run: Callable
     info: dict = dataclasses.field(default_factory=dict)
 
 
@@ -57,8 +55,7 @@ def _bar_chart(path, labels, values, ylabel, title):
     plt = results.pyplot()
     fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(labels) + 2), 3.5))
     ax.bar(range(len(labels)), [v if v is not None else 0 for v in values], color="tab:blue")
-    ax.set_xticks(range(len(labels)))
-    ax.set_xticklabels(labels, rotation=45 if len(labels) > 8 else 0)
+    ax.set_xticks(range(len(labels)), labels, rotation=45 if len(labels) > 8 else 0)
     mean = _mean(values)
     if mean is not None:
         ax.axhline(mean, color="tab:red", linewidth=1, label=f"mean {mean:.4g}")
@@ -85,7 +82,7 @@ class _ParentProgress(results.Progress):
             self.write("running")
 
     def write(self, status, message=None):
-        records = [results.read_progress(f) if os.path.isdir(f) else None for f in self.folders]
+        records = [results.read_progress(f) for f in self.folders]
         self.step = sum(int(r["step"]) if r else 0 for r in records)
         self.steps = sum(int(r["steps"]) if r else self.steps_each for r in records)
         if status != "running":
@@ -105,11 +102,9 @@ def run_all(
     title="",
     extra_results=None,
 ):
-    """Run every sub-run (into output_dir/<folder>) in order, then write and return the parent's results.
-
-    `task`, `model`, `flags` and `flagfile_text` are as in `loop.RunConfig`; `bar_metric` (part, metric) is
-    drawn per sub-run in runs.png and put first in runs.csv; `extra_results` join task_results.
-    """
+    """Run every sub-run (into output_dir/<folder>), then write the parent's files (a failing plot costs nothing else)
+    and return its results.json. `task`, `model`, `flags`, `flagfile_text` are as in `loop.RunConfig`; `bar_metric`
+    (part, metric) is drawn per sub-run in runs.png and first in runs.csv; `extra_results` join task_results."""
     progress = _ParentProgress(output_dir, task, sub_runs, dict(flags).get("steps"))
     flags_path = os.path.join(output_dir, results.FLAGS_FILE)
 
@@ -125,74 +120,68 @@ def run_all(
             summaries.append(sub.run(progress))  # refuses (loop.RunError) a folder holding another run
         # Written again once every sub-run has accepted these flags (a refused command leaves the earlier file).
         run_folder.atomic_write_text(flags_path, flagfile_text)
-        summary = _summarise(sub_runs, summaries, output_dir, task, model, flags, bar_metric, title, extra_results)
+
+        table = {}
+        for sub, s in zip(sub_runs, summaries):
+            table[sub.key] = {
+                **sub.info,
+                **{f"{p}_{name}": v for p in _PARTS for name, v in s.get("metrics", {}).get(p, {}).items()},
+                "parameters": s.get("parameters"),
+                "steps": s.get("steps"),
+                "wall_time_s": s.get("wall_time_s"),
+                "output_dir": sub.folder,
+            }
+            if s.get("best"):
+                table[sub.key]["best_step"] = s["best"].get("step")
+        metrics = {p: m for p in _PARTS if (m := _mean_metrics(summaries, p))}
+        summary = results.summary(
+            task=task,
+            flags=flags,
+            model=model,
+            parameters=max(int(s.get("parameters") or 0) for s in summaries),
+            steps=summaries[0].get("steps"),
+            wall_time_s=sum(float(s.get("wall_time_s") or 0) for s in summaries),
+            train_time_s=sum(float(s.get("train_time_s") or 0) for s in summaries),
+            trained_steps=sum(int(s.get("steps") or 0) for s in summaries),
+            environment=summaries[0],
+            # When the last sub-run finished, so that summarising finished runs again rewrites nothing.
+            finished_at=max((s["finished_at"] for s in summaries if s.get("finished_at")), default=None),
+            metrics=metrics,
+            task_results={
+                **dict(extra_results or {}),
+                "runs": table,
+                "mean": {f"{p}_{name}": v for p, m in metrics.items() for name, v in m.items()},
+            },
+        )
+        curves = [results.read_curve(os.path.join(output_dir, sub.folder, results.CURVE_CSV)) for sub in sub_runs]
+        columns, rows = _mean_curve(curves)
+        if rows:
+            results.write_csv(os.path.join(output_dir, results.CURVE_CSV), columns, rows)
+        part, metric = bar_metric
+        key = f"{part}_{metric}"
+        columns = ["run", key] + sorted({k for e in table.values() for k in e} - {key, "output_dir"}) + ["output_dir"]
+        results.write_csv(os.path.join(output_dir, RUNS_CSV), columns, [{"run": k, **e} for k, e in table.items()])
+        results.write_results(output_dir, summary)
+        summary = results.read_results(output_dir)
+        if rows:
+            results.plot_run(output_dir, {}, title, suffix=f" (mean of {len(sub_runs)})")
+        values = [e.get(key) for e in table.values()]
+        results.try_plot(_bar_chart, os.path.join(output_dir, RUNS_PNG), list(table), values, f"{part} {metric}", title)
+
+        mean = metrics.get(part, {}).get(metric)
+        logging.info(
+            "%s: %d runs finished in %s (sum); mean %s %s %s; results in %s",
+            task,
+            len(sub_runs),
+            callbacks_lib.format_duration(summary["wall_time_s"]),
+            part,
+            metric,
+            "?" if mean is None else f"{mean:.4g}",
+            os.path.join(output_dir, results.RESULTS_FILE),
+        )
+        for run, value in zip(table, values):
+            logging.info("  %-6s %s %s", run, key, "?" if value is None else f"{value:.4g}")
         progress.write("finished")
         return summary
 
     return run_folder.RunFolder(output_dir).guarded(body, progress.write)
-
-
-def _summarise(sub_runs, summaries, output_dir, task, model, flags, bar_metric, title, extra_results):
-    """Write the parent's curve.csv, runs.csv, results.json, then the plots (a plot that fails costs
-    nothing else); returns results.json as written."""
-    table = {}
-    for sub, s in zip(sub_runs, summaries):
-        table[sub.key] = {
-            **sub.info,
-            **{f"{p}_{name}": v for p in _PARTS for name, v in s.get("metrics", {}).get(p, {}).items()},
-            "parameters": s.get("parameters"),
-            "steps": s.get("steps"),
-            "wall_time_s": s.get("wall_time_s"),
-            "output_dir": sub.folder,
-        }
-        if s.get("best"):
-            table[sub.key]["best_step"] = s["best"].get("step")
-    metrics = {p: m for p in _PARTS if (m := _mean_metrics(summaries, p))}
-    summary = results.summary(
-        task=task,
-        flags=flags,
-        model=model,
-        parameters=max(int(s.get("parameters") or 0) for s in summaries),
-        steps=summaries[0].get("steps"),
-        wall_time_s=sum(float(s.get("wall_time_s") or 0) for s in summaries),
-        train_time_s=sum(float(s.get("train_time_s") or 0) for s in summaries),
-        trained_steps=sum(int(s.get("steps") or 0) for s in summaries),
-        environment=summaries[0],
-        # When the last sub-run finished, so that summarising finished runs again rewrites nothing.
-        finished_at=max((s["finished_at"] for s in summaries if s.get("finished_at")), default=None),
-        metrics=metrics,
-        task_results={
-            **dict(extra_results or {}),
-            "runs": table,
-            "mean": {f"{p}_{name}": v for p, m in metrics.items() for name, v in m.items()},
-        },
-    )
-    curves = [results.read_curve(os.path.join(output_dir, sub.folder, results.CURVE_CSV)) for sub in sub_runs]
-    columns, rows = _mean_curve(curves)
-    if rows:
-        results.write_csv(os.path.join(output_dir, results.CURVE_CSV), columns, rows)
-    part, metric = bar_metric
-    key = f"{part}_{metric}"
-    columns = ["run", key] + sorted({k for e in table.values() for k in e} - {key, "output_dir"}) + ["output_dir"]
-    results.write_csv(os.path.join(output_dir, RUNS_CSV), columns, [{"run": k, **e} for k, e in table.items()])
-    results.write_results(output_dir, summary)
-    summary = results.read_results(output_dir)
-    if rows:
-        results.plot_run(output_dir, {}, title, suffix=f" (mean of {len(sub_runs)})")
-    values = [e.get(key) for e in table.values()]
-    results.try_plot(_bar_chart, os.path.join(output_dir, RUNS_PNG), list(table), values, f"{part} {metric}", title)
-
-    mean = metrics.get(part, {}).get(metric)
-    logging.info(
-        "%s: %d runs finished in %s (sum); mean %s %s %s; results in %s",
-        task,
-        len(sub_runs),
-        callbacks_lib.format_duration(summary["wall_time_s"]),
-        part,
-        metric,
-        "?" if mean is None else f"{mean:.4g}",
-        os.path.join(output_dir, results.RESULTS_FILE),
-    )
-    for run, value in zip(table, values):
-        logging.info("  %-6s %s %s", run, key, "?" if value is None else f"{value:.4g}")
-    return summary

@@ -1,9 +1,6 @@
-"""What a run leaves in its --output_dir, and how to read it back.
+"""What a run leaves in its --output_dir, and how to read it back (docs/TRAINING.md describes every field).
 
-docs/TRAINING.md describes these files and every field of results.json and progress.json. Each file
-is written through `run_folder.atomic_path`, so that a reader, or a run killed while writing, never
-sees half a file.
-"""
+Each file is written via `run_folder.atomic_path`: a reader, or a run killed while writing, never sees half a file."""
 
 import contextlib
 import csv
@@ -29,18 +26,7 @@ PROGRESS_FILE = "progress.json"
 # curve.csv (and Keras log) columns that are bookkeeping, not metrics.
 BOOKKEEPING = ("epoch", "step", "train_time_s", "wall_time_s", "learning_rate")
 
-REQUIRED_KEYS = (
-    "task",
-    "status",
-    "flags",
-    "model",
-    "parameters",
-    "steps",
-    "wall_time_s",
-    "steps_per_s",
-    "backend",
-    "metrics",
-)
+REQUIRED_KEYS = tuple("task status flags model parameters steps wall_time_s steps_per_s backend metrics".split())
 _ENVIRONMENT = ("backend", "strategy", "replicas", "jit_compile", "devices", "machine", "versions", "code")
 
 
@@ -164,11 +150,10 @@ def format_cell(value):
 
 def write_csv(path, columns, rows):
     """Write `rows` (dicts) under the header `columns`, cells as `format_cell`."""
-    with run_folder.atomic_path(path) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(columns)
-            writer.writerows([format_cell(row.get(k)) for k in columns] for row in rows)
+    with run_folder.atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        writer.writerows([format_cell(row.get(k)) for k in columns] for row in rows)
 
 
 def read_curve(path, max_step=None):
@@ -185,11 +170,9 @@ def read_curve(path, max_step=None):
             for key, value in row.items():
                 with contextlib.suppress(ValueError):
                     parsed[key] = float(value)
-            if "step" not in parsed:
-                continue
-            step = int(parsed["step"])
-            if max_step is None or step <= max_step:
-                rows[step] = parsed
+            step = parsed.get("step")
+            if step is not None and (max_step is None or int(step) <= max_step):
+                rows[int(step)] = parsed
     return [rows[s] for s in sorted(rows)]
 
 
@@ -234,19 +217,16 @@ def save_figure(fig, path):
 
 
 def try_plot(draw, *args, **kwargs):
-    """`draw(*args, **kwargs)`, or None and a warning when it fails: a plot never costs a run its results.
-    A full disk is not a plotting failure: it propagates (the harness reports it)."""
+    """`draw(*args, **kwargs)`, or None and a warning when it fails (a plot never costs a run its results); a full
+    disk is not a plotting failure: it propagates (the harness reports it)."""
     try:
         return draw(*args, **kwargs)
     except Exception as e:  # noqa: BLE001  (matplotlib missing, broken, or any drawing error)
         if run_folder.is_disk_full(e):
             raise
-        logging.warning(
-            "no plot from %s (%s: %s); the run's other outputs are complete",
-            getattr(draw, "__name__", draw),
-            type(e).__name__,
-            str(e).splitlines()[0] if str(e) else "",
-        )
+        said = (str(e).splitlines() or [""])[0]
+        name = getattr(draw, "__name__", draw)
+        logging.warning("no plot from %s (%s: %s); the run's other outputs are complete", name, type(e).__name__, said)
         return None
 
 
@@ -270,8 +250,7 @@ def plot_curve(csv_path, png_path, panels, title=""):
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     axes[-1, 0].set_xlabel("step")
-    if title:
-        axes[0, 0].set_title(title)
+    axes[0, 0].set_title(title)
     fig.tight_layout()
     return save_figure(fig, png_path)
 
