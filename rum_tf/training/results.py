@@ -26,7 +26,18 @@ PROGRESS_FILE = "progress.json"
 # curve.csv (and Keras log) columns that are bookkeeping, not metrics.
 BOOKKEEPING = ("epoch", "step", "train_time_s", "wall_time_s", "learning_rate")
 
-REQUIRED_KEYS = tuple("task status flags model parameters steps wall_time_s steps_per_s backend metrics".split())
+REQUIRED_KEYS = (
+    "task",
+    "status",
+    "flags",
+    "model",
+    "parameters",
+    "steps",
+    "wall_time_s",
+    "steps_per_s",
+    "backend",
+    "metrics",
+)
 _ENVIRONMENT = ("backend", "strategy", "replicas", "jit_compile", "devices", "machine", "versions", "code")
 
 
