@@ -120,68 +120,74 @@ def run_all(
             summaries.append(sub.run(progress))  # refuses (loop.RunError) a folder holding another run
         # Written again once every sub-run has accepted these flags (a refused command leaves the earlier file).
         run_folder.atomic_write_text(flags_path, flagfile_text)
-
-        table = {}
-        for sub, s in zip(sub_runs, summaries):
-            table[sub.key] = {
-                **sub.info,
-                **{f"{p}_{name}": v for p in _PARTS for name, v in s.get("metrics", {}).get(p, {}).items()},
-                "parameters": s.get("parameters"),
-                "steps": s.get("steps"),
-                "wall_time_s": s.get("wall_time_s"),
-                "output_dir": sub.folder,
-            }
-            if s.get("best"):
-                table[sub.key]["best_step"] = s["best"].get("step")
-        metrics = {p: m for p in _PARTS if (m := _mean_metrics(summaries, p))}
-        summary = results.summary(
-            task=task,
-            flags=flags,
-            model=model,
-            parameters=max(int(s.get("parameters") or 0) for s in summaries),
-            steps=summaries[0].get("steps"),
-            wall_time_s=sum(float(s.get("wall_time_s") or 0) for s in summaries),
-            train_time_s=sum(float(s.get("train_time_s") or 0) for s in summaries),
-            trained_steps=sum(int(s.get("steps") or 0) for s in summaries),
-            environment=summaries[0],
-            # When the last sub-run finished, so that summarising finished runs again rewrites nothing.
-            finished_at=max((s["finished_at"] for s in summaries if s.get("finished_at")), default=None),
-            metrics=metrics,
-            task_results={
-                **dict(extra_results or {}),
-                "runs": table,
-                "mean": {f"{p}_{name}": v for p, m in metrics.items() for name, v in m.items()},
-            },
-        )
-        curves = [results.read_curve(os.path.join(output_dir, sub.folder, results.CURVE_CSV)) for sub in sub_runs]
-        columns, rows = _mean_curve(curves)
-        if rows:
-            results.write_csv(os.path.join(output_dir, results.CURVE_CSV), columns, rows)
-        part, metric = bar_metric
-        key = f"{part}_{metric}"
-        columns = ["run", key] + sorted({k for e in table.values() for k in e} - {key, "output_dir"}) + ["output_dir"]
-        results.write_csv(os.path.join(output_dir, RUNS_CSV), columns, [{"run": k, **e} for k, e in table.items()])
-        results.write_results(output_dir, summary)
-        summary = results.read_results(output_dir)
-        if rows:
-            results.plot_run(output_dir, {}, title, suffix=f" (mean of {len(sub_runs)})")
-        values = [e.get(key) for e in table.values()]
-        results.try_plot(_bar_chart, os.path.join(output_dir, RUNS_PNG), list(table), values, f"{part} {metric}", title)
-
-        mean = metrics.get(part, {}).get(metric)
-        logging.info(
-            "%s: %d runs finished in %s (sum); mean %s %s %s; results in %s",
-            task,
-            len(sub_runs),
-            callbacks_lib.format_duration(summary["wall_time_s"]),
-            part,
-            metric,
-            "?" if mean is None else f"{mean:.4g}",
-            os.path.join(output_dir, results.RESULTS_FILE),
-        )
-        for run, value in zip(table, values):
-            logging.info("  %-6s %s %s", run, key, "?" if value is None else f"{value:.4g}")
+        summary = _summarise(sub_runs, summaries, output_dir, task, model, flags, bar_metric, title, extra_results)
         progress.write("finished")
         return summary
 
     return run_folder.RunFolder(output_dir).guarded(body, progress.write)
+
+
+def _summarise(sub_runs, summaries, output_dir, task, model, flags, bar_metric, title, extra_results):
+    """Write the parent's curve.csv, runs.csv, results.json, then the plots (a plot that fails costs nothing
+    else); returns results.json as written."""
+    table = {}
+    for sub, s in zip(sub_runs, summaries):
+        table[sub.key] = {
+            **sub.info,
+            **{f"{p}_{name}": v for p in _PARTS for name, v in s.get("metrics", {}).get(p, {}).items()},
+            "parameters": s.get("parameters"),
+            "steps": s.get("steps"),
+            "wall_time_s": s.get("wall_time_s"),
+            "output_dir": sub.folder,
+        }
+        if s.get("best"):
+            table[sub.key]["best_step"] = s["best"].get("step")
+    metrics = {p: m for p in _PARTS if (m := _mean_metrics(summaries, p))}
+    summary = results.summary(
+        task=task,
+        flags=flags,
+        model=model,
+        parameters=max(int(s.get("parameters") or 0) for s in summaries),
+        steps=summaries[0].get("steps"),
+        wall_time_s=sum(float(s.get("wall_time_s") or 0) for s in summaries),
+        train_time_s=sum(float(s.get("train_time_s") or 0) for s in summaries),
+        trained_steps=sum(int(s.get("steps") or 0) for s in summaries),
+        environment=summaries[0],
+        # When the last sub-run finished, so that summarising finished runs again rewrites nothing.
+        finished_at=max((s["finished_at"] for s in summaries if s.get("finished_at")), default=None),
+        metrics=metrics,
+        task_results={
+            **dict(extra_results or {}),
+            "runs": table,
+            "mean": {f"{p}_{name}": v for p, m in metrics.items() for name, v in m.items()},
+        },
+    )
+    curves = [results.read_curve(os.path.join(output_dir, sub.folder, results.CURVE_CSV)) for sub in sub_runs]
+    columns, rows = _mean_curve(curves)
+    if rows:
+        results.write_csv(os.path.join(output_dir, results.CURVE_CSV), columns, rows)
+    part, metric = bar_metric
+    key = f"{part}_{metric}"
+    columns = ["run", key] + sorted({k for e in table.values() for k in e} - {key, "output_dir"}) + ["output_dir"]
+    results.write_csv(os.path.join(output_dir, RUNS_CSV), columns, [{"run": k, **e} for k, e in table.items()])
+    results.write_results(output_dir, summary)
+    summary = results.read_results(output_dir)
+    if rows:
+        results.plot_run(output_dir, {}, title, suffix=f" (mean of {len(sub_runs)})")
+    values = [e.get(key) for e in table.values()]
+    results.try_plot(_bar_chart, os.path.join(output_dir, RUNS_PNG), list(table), values, f"{part} {metric}", title)
+
+    mean = metrics.get(part, {}).get(metric)
+    logging.info(
+        "%s: %d runs finished in %s (sum); mean %s %s %s; results in %s",
+        task,
+        len(sub_runs),
+        callbacks_lib.format_duration(summary["wall_time_s"]),
+        part,
+        metric,
+        "?" if mean is None else f"{mean:.4g}",
+        os.path.join(output_dir, results.RESULTS_FILE),
+    )
+    for run, value in zip(table, values):
+        logging.info("  %-6s %s %s", run, key, "?" if value is None else f"{value:.4g}")
+    return summary
