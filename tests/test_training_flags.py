@@ -149,34 +149,24 @@ def test_a_model_declares_its_options_once():
     assert "test_twice" not in models.names()
 
 
+def _fresh_python(code):
+    """The last line `code` prints in a new interpreter, where nothing was imported before it."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip().splitlines()[-1]
+
+
 def test_the_harness_imports_no_configuration():
     """rum_tf.config sits above rum_tf.training: a Python caller of loop.run loads no flags and no registry."""
     modules = "loop, multitask, run_folder, callbacks, checkpoints, results, distribute"
     code = f"import sys; from rum_tf.training import {modules}; print([m for m in sys.modules if 'rum_tf.config' in m])"
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert _fresh_python(code) == "[]"
 
 
 def test_registry_is_complete_in_a_fresh_process_that_imports_only_models():
     code = "from rum_tf.config import models; print(' '.join(models.names()))"
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["eunn", "fs_goru", "fs_lstm", "fs_rum", "goru", "gru", "lstm", "rnn", "rum"]
+    assert _fresh_python(code).split() == ["eunn", "fs_goru", "fs_lstm", "fs_rum", "goru", "gru", "lstm", "rnn", "rum"]
 
 
 def test_which_option_a_model_takes_is_the_registry():
