@@ -3,7 +3,7 @@
     bash reproduce.sh [--quick | --full] [--only copying,recall,babi,ptb]
                       [--data_dir DIR] [--out DIR]
     bash reproduce.sh --full --report_only --out docs/results/full   # render only
-    bash reproduce.sh --full --record DIR     # DIR's finished runs become the results of record
+    bash reproduce.sh --full --record DIR     # DIR's ended runs become the results of record
     bash reproduce.sh --full --report_only --out docs/results/full --readme README.md
 
 Checkout tooling, like the binaries it runs: each row runs as `python -m tasks.<task>
@@ -60,7 +60,7 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "record",
     None,
-    "Run nothing: copy every finished run under this folder (one <run id> "
+    "Run nothing: copy every run under this folder that finished or diverged (one <run id> "
     "sub-folder per row, as --out holds them) into docs/results/<scale>/<run id>/, replacing "
     "that row's folder, then write RESULTS.md there.",
 )
@@ -223,13 +223,13 @@ def flag_differences(ran, expected):
 
 
 def record(runs, source, dest):
-    """Copy the finished runs from `source`/<run id> to `dest`/<run id>: only those whose resolved flags are
-    their row's flagfile (and seed); returns (recorded run ids, refusal lines)."""
+    """Copy the runs that ended (`ENDED`) from `source`/<run id> to `dest`/<run id>: only those whose resolved
+    flags are their row's flagfile (and seed); returns (recorded run ids, refusal lines)."""
     recorded, refused = [], []
     for run in runs:
         run_id = run.run_id
         src = os.path.join(source, run_id)
-        if not _finished(src):
+        if (report.read_results(src) or {}).get("status") not in ENDED:
             continue
         diffs = flag_differences(results_lib.read_results(src).get("flags") or {}, resolved_flags(run))
         if diffs:
@@ -250,8 +250,11 @@ def record(runs, source, dest):
             shutil.rmtree(target)
         os.replace(staging, target)
         recorded.append(run_id)
-        value = report.lookup(results_lib.read_results(target), run.row.metric)
-        print(f"recorded {run_id}: {run.row.metric} = {value}", flush=True)
+        results = results_lib.read_results(target)
+        if results["status"] == "diverged":
+            print(f"recorded {run_id}: diverged at step {(results.get('diverged') or {}).get('step')}", flush=True)
+        else:
+            print(f"recorded {run_id}: {run.row.metric} = {report.lookup(results, run.row.metric)}", flush=True)
     return recorded, refused
 
 
@@ -297,7 +300,7 @@ def main(argv):
             raise app.UsageError(f"--record={FLAGS.record} is not a folder")
         done, refused = record(runs, FLAGS.record, out_dir)
         print(
-            f"recorded {len(done)} finished run(s) from {FLAGS.record} into {out_dir}"
+            f"recorded {len(done)} run(s) that finished or diverged from {FLAGS.record} into {out_dir}"
             + (f"; refused {len(refused)} whose flags are not their row's" if refused else ""),
             flush=True,
         )
@@ -350,6 +353,11 @@ def main(argv):
         print(f"reproduce: error: {len(refused)} run(s) not recorded: their flags are not their row's", flush=True)
         return 2
     return 1 if bad else 0
+
+
+# A diverged run is its flagfile's outcome as much as a finished one: run again, it diverges again
+# (resume is exact), and the table shows it as a FAIL instead of "not run".
+ENDED = ("finished", "diverged")
 
 
 def _finished(run_dir):

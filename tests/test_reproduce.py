@@ -75,7 +75,7 @@ def test_record_copies_finished_runs_exactly_and_renders_without_running(tmp_pat
     assert result.returncode == 2, result.stdout + result.stderr[-2000:]
     assert f"not recorded {src}: it is not a run of flags/quick/copying/rum_lambda0_T200.cfg (" in result.stdout
     assert "--steps=2 in the run, 800 in the flagfile" in result.stdout
-    assert "recorded 0 finished run(s)" in result.stdout and (dst / "stale.txt").exists()  # nothing copied
+    assert "recorded 0 run(s)" in result.stdout and (dst / "stale.txt").exists()  # nothing copied
 
     # The same folder as a run of the flagfile would have left it: recorded, exactly.
     from tasks import copying
@@ -85,7 +85,7 @@ def test_record_copies_finished_runs_exactly_and_renders_without_running(tmp_pat
     summary["flags"] = copying.APP.parse(["prog", f"--flagfile={flagfile}", f"--output_dir={src}"]).values()
     (src / "results.json").write_text(json.dumps(summary))
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert "recorded 1 finished run(s)" in result.stdout, result.stdout + result.stderr[-2000:]
+    assert "recorded 1 run(s) that finished or diverged" in result.stdout, result.stdout + result.stderr[-2000:]
     assert "[1/" not in result.stdout  # nothing ran
     assert sorted(os.listdir(dst)) == ["curve.csv", "curve.png", "flags.cfg", "results.json"]  # stale.txt replaced
     for name in ("results.json", "curve.csv", "flags.cfg"):
@@ -114,6 +114,15 @@ def test_record_copies_finished_runs_exactly_and_renders_without_running(tmp_pat
     assert "old table" not in text and text.startswith("# x\n<!-- quick-results:begin -->\n#### copying")
     assert "[RUM λ=0, T=200](recorded/copying/rum_lambda0_T200)" in text and text.endswith("-->\nafter\n")
     assert "![copying: train cross-entropy / memoryless baseline](recorded/copying.png)" in text
+
+    # A run that diverged is recorded too, as the FAIL it is (rerun, it would diverge again).
+    summary.update(status="diverged", steps=1, metrics={}, diverged={"step": 1, "reason": "the training loss is nan"})
+    (src / "results.json").write_text(json.dumps(summary))
+    cmd[cmd.index("--report_only") : cmd.index("--report_only") + 1] = ["--record", str(runs)]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert "recorded copying/rum_lambda0_T200: diverged at step 1\n" in result.stdout, result.stdout + result.stderr
+    assert (dst / "results.json").read_bytes() == (src / "results.json").read_bytes()
+    assert "| FAIL (diverged at step 1) |" in (recorded / "RESULTS.md").read_text(encoding="utf-8")
 
 
 def test_a_failing_row_prints_its_exit_code_and_log_and_counts_as_crashed(tmp_path):
