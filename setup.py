@@ -31,6 +31,6 @@ setuptools.setup(
     extras_require={
         # jax runs the cell and layer tests a second time under KERAS_BACKEND=jax; ruff is the
         # linter and formatter tests/run.sh runs first; pytest-xdist spreads the suite over the cores.
-        "test": ["pytest", "pytest-xdist", "jax", "ruff"],
+        "test": ["pytest", "pytest-xdist>=3.2", "jax", "ruff"],
     },
 )

@@ -1,6 +1,7 @@
 """Runs the rotation, cell, layer and baseline-cell tests again under KERAS_BACKEND=jax.
 
-Keras fixes its backend at import, so this needs a separate pytest process.
+Keras fixes its backend at import, so each module runs in a pytest process of its own; one
+process per module lets pytest-xdist spread them over the cores with the rest of the suite.
 """
 
 import os
@@ -10,8 +11,11 @@ import sys
 import keras
 import pytest
 
-# A second pytest process over several modules: minutes.
-pytestmark = pytest.mark.slow
+# A second pytest process per module: up to a minute or two each.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(keras.backend.backend() == "jax", reason="already running under JAX"),
+]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PORTABLE_MODULES = [
@@ -24,13 +28,13 @@ PORTABLE_MODULES = [
 ]
 
 
-@pytest.mark.skipif(keras.backend.backend() == "jax", reason="already running under JAX")
-def test_portable_suite_passes_under_jax():
+@pytest.mark.parametrize("module", PORTABLE_MODULES)
+def test_portable_module_passes_under_jax(module):
     pytest.importorskip("jax")
     env = dict(os.environ, KERAS_BACKEND="jax")
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"] + PORTABLE_MODULES
-    # A guard against a hang, not a speed check: on a loaded 2-core machine the suite has taken 15 minutes.
-    result = subprocess.run(cmd, cwd=HERE, env=env, capture_output=True, text=True, timeout=2400)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", module]
+    # A guard against a hang, not a speed check.
+    result = subprocess.run(cmd, cwd=HERE, env=env, capture_output=True, text=True, timeout=1200)
     tail = "\n".join(result.stdout.splitlines()[-15:])
-    assert result.returncode == 0, f"JAX run failed:\n{tail}\n{result.stderr[-2000:]}"
+    assert result.returncode == 0, f"JAX run of {module} failed:\n{tail}\n{result.stderr[-2000:]}"
     assert " passed" in tail
