@@ -16,6 +16,7 @@ The targets file (flags/targets.toml) lists every paper-table row once:
     est_minutes = { quick = 1.5, full = 300 }  # optional: expected run time, for the ETA
     full_seeds = [1, 2]                        # optional: replicas at these --seed values (full scale),
                                                # in <run id>_seed<k>/; the table says at how many seeds it holds
+    also = ["metrics.valid.bpc"]               # optional: more results.json values shown beside the metric
 
 A check is `{max = x}` (value <= x), `{min = x}` (value >= x), optionally with
 `ref = "path"` to scale x by another results.json value (e.g. the copying
@@ -53,6 +54,7 @@ class Row:
     note: str = ""
     est_minutes: Mapping[str, float] | None = None  # {"quick": m, "full": m}, for the ETA
     full_seeds: tuple = ()  # replicas of the full-scale run at these seeds
+    also: tuple = ()  # dotted paths of more results.json values shown beside the value
 
     def flagfile(self, scale):
         return self.quick if scale == "quick" else self.full
@@ -338,7 +340,7 @@ def tables_markdown(outcomes, base_dir, heading="##"):
             run_link = o.row.row
             if o.run_dir and o.results:
                 run_link = f"[{o.row.row}]({os.path.relpath(o.run_dir, base_dir)})"
-            ours = _fmt(o.value) + (f" ({seeds_text(o)})" if o.replicas else "")
+            ours = _fmt(o.value) + (f" ({seeds_text(o)})" if o.replicas else "") + also_text(o)
             lines.append(
                 f"| {run_link} | {_fmt(o.row.published)} | {ours} | {o.row.metric.split('.', 1)[-1]} "
                 f"| {o.threshold or '—'} | {_scale_text(o)} | {verdict} |"
@@ -347,6 +349,14 @@ def tables_markdown(outcomes, base_dir, heading="##"):
         notes = [f"- {o.row.row}: {o.row.note}" for o in outcomes if o.row.table == table and o.row.note]
         lines += [""] + notes + ([""] if notes else [])
     return lines
+
+
+def also_text(outcome):
+    """E.g. " (valid.bpc 1.61)": the row's `also` values of a finished run, named by their path."""
+    if outcome.value is None or not outcome.row.also:
+        return ""
+    parts = [f"{path.split('.', 1)[-1]} {_fmt(_as_float(lookup(outcome.results, path)))}" for path in outcome.row.also]
+    return f" ({', '.join(parts)})"
 
 
 def summary_line(outcomes):

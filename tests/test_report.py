@@ -284,3 +284,19 @@ def test_replicas_at_other_seeds_and_the_commit_are_in_the_full_table(tmp_path):
     (outcome,) = [o for o in report.collect(rows, "full", out) if o.row.row == "RUM"]
     assert report.seeds_text(outcome) == "holds at 2 of 2 finished seeds, 0.004–0.006; 1 of 3 not finished"
     assert report.collect(rows, "quick", out)[0].replicas == ()  # replicas are a full-scale matter
+
+
+def test_a_row_shows_its_also_values_beside_the_metric(tmp_path):
+    path = tmp_path / "targets.toml"
+    path.write_text(
+        TARGETS.replace("quick_check = { max = 3.0 }", 'quick_check = { max = 3.0 }\nalso = ["metrics.valid.bpc"]')
+    )
+    rows = report.load_targets(str(path))
+    out = str(tmp_path / "out")
+    _write_run(out, "ptb/fs_rum2", {"valid": {"bpc": 1.61234}, "test": {"bpc": 1.5875}})
+    text = report.render(report.collect(rows, "quick", out), out)
+    assert "| 1.587 (valid.bpc 1.612) | test.bpc |" in text
+    _write_run(out, "ptb/fs_rum2", {"test": {"bpc": 1.5875}})  # a run without the value says so
+    assert "| 1.587 (valid.bpc —) | test.bpc |" in report.render(report.collect(rows, "quick", out), out)
+    _write_run(out, "ptb/fs_rum2", status="running", metrics={})  # no value, nothing beside it
+    assert "(valid.bpc" not in report.render(report.collect(rows, "quick", out), out)
