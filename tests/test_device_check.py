@@ -112,7 +112,7 @@ def test_smoke_runs_every_part_and_writes_both_files(tmp_path):
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=400,
+        timeout=700,
     )
     report = json.loads((tmp_path / "device.json").read_text())
     assert done.returncode == 0, (done.stdout, (tmp_path / "DEVICE.md").read_text())
