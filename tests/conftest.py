@@ -7,6 +7,10 @@ import sys
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Under JAX most test time is XLA compiling each new shape; the tests check values, not speed, so
+# they skip XLA's expensive LLVM passes (about a quarter off the JAX reruns). Set it to 0 to keep
+# them. Set here, before anything imports JAX; subprocesses inherit it.
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 
 # The data folder of data-backed tests: RUM_TF_DATA_DIR (CI sets it), else the sibling
