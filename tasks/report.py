@@ -276,18 +276,22 @@ def _scale_text(outcome):
 
 
 def _trained_on(outcome):
-    """E.g. "AMD EPYC, 1 core; tensorflow 2.21.0, keras 3.15.1": the machine and versions of a run."""
+    """E.g. "AMD EPYC (avx2), 1 core; tensorflow 2.21.0 (oneDNN on), keras 3.15.1": the machine and
+    versions of a run (the vector extension and oneDNN only where results.json records them)."""
     r = outcome.results or {}
     machine, versions = r.get("machine") or {}, r.get("versions") or {}
     parts = []
     if machine:
         cores = machine.get("cores_used")
-        parts.append(f"{machine.get('cpu', '?')}, {cores} core{'' if cores == 1 else 's'}")
+        simd = f" ({machine['simd']})" if machine.get("simd") else ""  # absent in runs recorded before it
+        parts.append(f"{machine.get('cpu', '?')}{simd}, {cores} core{'' if cores == 1 else 's'}")
     devices = [d for d in r.get("devices") or [] if not str(d).upper().startswith("CPU")]
     if devices:
         parts.append(", ".join(devices))
     backend = r.get("backend")
     named = [f"{k} {versions[k]}" for k in (backend, "keras") if k and k in versions]
+    if named and backend == "tensorflow" and r.get("onednn") is not None:
+        named[0] += f" (oneDNN {'on' if r['onednn'] else 'off'})"
     if named:
         parts.append(", ".join(named))
     return "; ".join(parts) or "—"

@@ -181,6 +181,24 @@ def test_full_scale_table_names_machine_versions_and_early_stops(targets, tmp_pa
     ) in text
 
 
+def test_trained_on_names_the_vector_extension_and_onednn_where_recorded(targets, tmp_path):
+    out = str(tmp_path / "out")
+    _write_run(out, "copying/rum", {"test": {"loss": 0.005}}, {"memoryless_baseline": 0.0945})
+    path = os.path.join(out, "copying/rum", "results.json")
+    with open(path) as f:
+        summary = json.load(f)
+    summary.update(
+        backend="tensorflow",
+        onednn=True,
+        machine={"cpu": "AMD EPYC", "simd": "avx2", "cores_used": 1},
+        versions={"tensorflow": "2.21.0", "keras": "3.15.1"},
+    )
+    with open(path, "w") as f:
+        json.dump(summary, f)
+    text = report.render(report.collect(targets, "full", out), out)
+    assert "| AMD EPYC (avx2), 1 core; tensorflow 2.21.0 (oneDNN on), keras 3.15.1 |" in text
+
+
 def test_diverged_failed_and_unfinished_runs_say_so_from_their_files(targets, tmp_path):
     out = str(tmp_path / "out")
     base = {"memoryless_baseline": 0.2}

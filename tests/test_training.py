@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 
 import keras
 import numpy as np
@@ -345,3 +346,23 @@ def test_results_name_the_commit_of_the_code_that_ran():
     status = subprocess.run(["git", "-C", repo, "status", "--porcelain"], capture_output=True, text=True).stdout
     assert environment.CODE == {"commit": head.stdout.strip(), "clean": status == ""}
     assert environment.describe("default", 1, False)["code"] == environment.CODE
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="oneDNN is TensorFlow's")
+def test_results_say_whether_tensorflow_ran_its_onednn_kernels():
+    import subprocess
+
+    # TensorFlow reads the variable once, at import: one process per setting, run side by side.
+    code = "from rum_tf.training import environment; print(environment.describe('default', 1, False)['onednn'])"
+    procs = {
+        value: subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=dict(os.environ, TF_ENABLE_ONEDNN_OPTS=value),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for value in ("0", "1")
+    }
+    printed = {value: proc.communicate(timeout=300)[0].strip().splitlines()[-1] for value, proc in procs.items()}
+    assert printed == {"0": "False", "1": "True"}

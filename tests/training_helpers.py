@@ -54,7 +54,7 @@ def assert_complete_outputs(output_dir, task, with_valid=False):
     assert any(f.startswith("events.out.tfevents") for f in events), events
     assert os.listdir(os.path.join(output_dir, results.CHECKPOINT_DIR))
     summary = read_json(os.path.join(output_dir, results.RESULTS_FILE))
-    for key in results.REQUIRED_KEYS + ("schema", "train_time_s", "devices", "machine", "versions", "code"):
+    for key in results.REQUIRED_KEYS + ("schema", "train_time_s", "devices", "machine", "versions", "code", "onednn"):
         assert key in summary, key
     assert summary["task"] == task and summary["status"] == "finished"
     assert summary["parameters"] > 0 and summary["steps_per_s"] > 0

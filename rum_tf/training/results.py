@@ -38,7 +38,7 @@ REQUIRED_KEYS = (
     "backend",
     "metrics",
 )
-_ENVIRONMENT = ("backend", "strategy", "replicas", "jit_compile", "devices", "machine", "versions", "code")
+_ENVIRONMENT = ("backend", "strategy", "replicas", "jit_compile", "onednn", "devices", "machine", "versions", "code")
 
 
 def _finite(value):
