@@ -157,13 +157,23 @@ def test_bad_targets_file_is_refused(tmp_path):
         report.load_targets(str(path))
 
 
-def test_full_scale_table_names_machine_versions_and_early_stops(targets, tmp_path):
+def _render_full_copying_run(targets, tmp_path, **fields):
+    """The full-scale report of one passing copying run whose results.json also has `fields`."""
     out = str(tmp_path / "out")
     _write_run(out, "copying/rum", {"test": {"loss": 0.005}}, {"memoryless_baseline": 0.0945})
     path = os.path.join(out, "copying/rum", "results.json")
     with open(path) as f:
         summary = json.load(f)
-    summary.update(
+    summary.update(fields)
+    with open(path, "w") as f:
+        json.dump(summary, f)
+    return report.render(report.collect(targets, "full", out), out)
+
+
+def test_full_scale_table_names_machine_versions_and_early_stops(targets, tmp_path):
+    text = _render_full_copying_run(
+        targets,
+        tmp_path,
         steps=7300,
         stopped={"step": 7300, "rule": "loss<=0.00945:5"},
         backend="tensorflow",
@@ -171,9 +181,6 @@ def test_full_scale_table_names_machine_versions_and_early_stops(targets, tmp_pa
         machine={"cpu": "AMD EPYC", "cores_used": 1},
         versions={"tensorflow": "2.21.0", "keras": "3.15.1", "jax": "0.10.2"},
     )
-    with open(path, "w") as f:
-        json.dump(summary, f)
-    text = report.render(report.collect(targets, "full", out), out)
     assert "| scale | verdict | trained on |" in text
     assert (
         "| full, 7300 steps (stopped: loss<=0.00945:5), 1.5 min | pass | AMD EPYC, 1 core; "
@@ -182,20 +189,14 @@ def test_full_scale_table_names_machine_versions_and_early_stops(targets, tmp_pa
 
 
 def test_trained_on_names_the_vector_extension_and_onednn_where_recorded(targets, tmp_path):
-    out = str(tmp_path / "out")
-    _write_run(out, "copying/rum", {"test": {"loss": 0.005}}, {"memoryless_baseline": 0.0945})
-    path = os.path.join(out, "copying/rum", "results.json")
-    with open(path) as f:
-        summary = json.load(f)
-    summary.update(
+    text = _render_full_copying_run(
+        targets,
+        tmp_path,
         backend="tensorflow",
         onednn=True,
         machine={"cpu": "AMD EPYC", "simd": "avx2", "cores_used": 1},
         versions={"tensorflow": "2.21.0", "keras": "3.15.1"},
     )
-    with open(path, "w") as f:
-        json.dump(summary, f)
-    text = report.render(report.collect(targets, "full", out), out)
     assert "| AMD EPYC (avx2), 1 core; tensorflow 2.21.0 (oneDNN on), keras 3.15.1 |" in text
 
 
