@@ -17,6 +17,7 @@ The targets file (flags/targets.toml) lists every paper-table row once:
     full_seeds = [1, 2]                        # optional: replicas at these --seed values (full scale),
                                                # in <run id>_seed<k>/; the table says at how many seeds it holds
     also = ["metrics.valid.bpc"]               # optional: more results.json values shown beside the metric
+    env = { TF_ENABLE_ONEDNN_OPTS = "1" }      # optional: environment of the full runs, where unset
 
 A check is `{max = x}` (value <= x), `{min = x}` (value >= x), optionally with
 `ref = "path"` to scale x by another results.json value (e.g. the copying
@@ -55,6 +56,7 @@ class Row:
     est_minutes: Mapping[str, float] | None = None  # {"quick": m, "full": m}, for the ETA
     full_seeds: tuple = ()  # replicas of the full-scale run at these seeds
     also: tuple = ()  # dotted paths of more results.json values shown beside the value
+    env: Mapping[str, str] | None = None  # environment variables of the full run, unless the caller sets them
 
     def flagfile(self, scale):
         return self.quick if scale == "quick" else self.full

@@ -98,6 +98,13 @@ def _runs(rows, scale):
     return [Run(r, scale, seed) for r in rows for seed in (None, *r.seeds(scale))]
 
 
+def _environment(run):
+    """The row's environment variables (full scale only) under the caller's: a variable set by the
+    caller wins. Returns the child's environment and the variables the row added."""
+    added = {k: str(v) for k, v in (run.row.env or {}).items() if k not in os.environ} if run.scale == "full" else {}
+    return {**os.environ, **added}, added
+
+
 def _command(run, run_dir):
     cmd = [sys.executable, "-m", f"tasks.{run.row.task}", *run.flags, f"--output_dir={run_dir}"]
     if FLAGS.data_dir and run.row.task in DATA_TASKS:
@@ -157,12 +164,19 @@ def _run(run, run_dir):
     os.makedirs(run_dir, exist_ok=True)
     log_path = os.path.join(run_dir, "reproduce.log")
     cmd = _command(run, run_dir)
+    env, added = _environment(run)
     start = time.time()
     with open(log_path, "a", encoding="utf-8") as log:
-        log.write("$ " + " ".join(cmd) + "\n")
+        log.write("$ " + " ".join([f"{k}={v}" for k, v in added.items()] + cmd) + "\n")
         log.flush()
         _child = subprocess.Popen(
-            cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_child_setup()
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_child_setup(),
         )
         pid, seen, printed_at, current = _child.pid, None, None, None
         while True:

@@ -259,3 +259,21 @@ def test_progress_lines_failure_message_and_verdict_come_from_the_run_files(tmp_
     assert f"    exit code 1: the loss is nan at step 2: stopped; see --learning_rate (log: {log})\n" in out
     assert "must not echo" not in out and "must not echo" in log.read_text()
     assert "| FAIL (diverged at step 2) |" in (tmp_path / "RESULTS.md").read_text() and result.returncode == 1
+
+
+def test_a_rows_environment_reaches_its_full_runs_unless_the_caller_set_it(monkeypatch):
+    from tasks import report, reproduce
+
+    row = report.Row(
+        table="t", row="r", task="copying", metric="m", full="f.cfg", quick="q.cfg", env={"RUM_TF_TEST_VAR": "1"}
+    )
+    monkeypatch.delenv("RUM_TF_TEST_VAR", raising=False)
+    env, added = reproduce._environment(reproduce.Run(row, "full"))
+    assert added == {"RUM_TF_TEST_VAR": "1"} and env["RUM_TF_TEST_VAR"] == "1" and env["PATH"] == os.environ["PATH"]
+    assert reproduce._environment(reproduce.Run(row, "quick"))[1] == {}  # quick runs: as the caller has it
+    monkeypatch.setenv("RUM_TF_TEST_VAR", "0")
+    env, added = reproduce._environment(reproduce.Run(row, "full"))
+    assert added == {} and env["RUM_TF_TEST_VAR"] == "0"
+    rows = report.load_targets(os.path.join(ROOT, "flags", "targets.toml"))
+    lambda1 = next(r for r in rows if r.full == "copying/rum_lambda1_eta2_T200.cfg")
+    assert lambda1.env == {"TF_ENABLE_ONEDNN_OPTS": "1"}
