@@ -292,8 +292,8 @@ def _trained_on(outcome):
         parts.append(", ".join(devices))
     backend = r.get("backend")
     named = [f"{k} {versions[k]}" for k in (backend, "keras") if k and k in versions]
-    if named and backend == "tensorflow" and r.get("onednn") is not None:
-        named[0] += f" (oneDNN {'on' if r['onednn'] else 'off'})"
+    if backend == "tensorflow" and backend in versions and r.get("onednn") is not None:
+        named[0] += f" (oneDNN {'on' if r['onednn'] else 'off'})"  # named[0] is the backend's entry
     if named:
         parts.append(", ".join(named))
     return "; ".join(parts) or "—"
