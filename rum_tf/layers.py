@@ -20,6 +20,9 @@ class Recurrent(keras.layers.RNN):
     Zoneout and dropout masks of every time step are drawn in one call before
     the recurrence and scanned over with the inputs, so training noise is fresh
     at each step on every backend (a draw inside JAX's `lax.scan` would repeat).
+    A cell with a `loop_constants()` method (the EUNN and GORU cells) gets what
+    it returns, {call argument: tensor} computed once per sequence, as keyword
+    arguments of every step's `call`.
     Takes the arguments of `keras.layers.RNN` (cell, return_sequences,
     return_state, go_backwards, stateful, unroll, zero_output_for_mask).
     """
@@ -27,6 +30,11 @@ class Recurrent(keras.layers.RNN):
     def __init__(self, cell, **kwargs):
         if isinstance(cell, cells_lib.NoisyCell):
             cell.take_noise_from_caller()  # so it carries no step counter
+        if hasattr(cell, "loop_constants"):
+            # The constants read the cell's variables outside its call, i.e. autocast to this
+            # layer's compute dtype: under mixed precision the layer computes in float32, as the
+            # cell does (SPEC §6), or the angles would be rounded to float16.
+            kwargs["dtype"] = cells_lib._float32_if_mixed(kwargs.get("dtype"))
         super().__init__(cell, **kwargs)
 
     def _step_inputs(self, sequences):
@@ -35,9 +43,12 @@ class Recurrent(keras.layers.RNN):
 
     def _make_step(self, training):
         """fn(step_inputs, states, noise) -> (output, new_states) for one time step."""
+        kwargs = {"training": training}
+        if hasattr(self.cell, "loop_constants"):
+            kwargs.update(self.cell.loop_constants())  # outside the loop: once per sequence
         if isinstance(self.cell, cells_lib.NoisyCell):
-            return lambda x, states, noise: self.cell(x, states, training=training, noise=noise)
-        return lambda x, states, noise: self.cell(x, states, training=training)
+            return lambda x, states, noise: self.cell(x, states, noise=noise, **kwargs)
+        return lambda x, states, noise: self.cell(x, states, **kwargs)
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if not isinstance(initial_state, (list, tuple)):

@@ -34,7 +34,7 @@ from keras import ops
 
 from rum_tf import rotation
 from rum_tf.baselines import EUNNCell, GORUCell
-from rum_tf.layers import RUM
+from rum_tf.layers import RUM, Recurrent
 
 SHAPES = {
     # name: (batch, time steps, units, input size, output classes, per-step output)
@@ -119,8 +119,16 @@ ROWS = {
     "RUM λ=1 (full product)": lambda n, seq: with_rotation(
         RUM(n, lambda_=1, eta=0.1, reversible=False, return_sequences=seq), memory_step=_full_product_memory_step
     ),
-    "EUNN (capacity 2)": lambda n, seq: keras.layers.RNN(EUNNCell(n, capacity=2), return_sequences=seq),
-    "GORU (capacity 2)": lambda n, seq: keras.layers.RNN(GORUCell(n, capacity=2), return_sequences=seq),
+    # As --model=eunn / goru build them: rum_tf.Recurrent applies U as a matrix built once per sequence.
+    "EUNN (capacity 2)": lambda n, seq: Recurrent(EUNNCell(n, capacity=2), return_sequences=seq),
+    "GORU (capacity 2)": lambda n, seq: Recurrent(GORUCell(n, capacity=2), return_sequences=seq),
+    # keras.layers.RNN of the same cells: each step applies U's K layers of gathers.
+    "EUNN (capacity 2; K layers per step)": lambda n, seq: keras.layers.RNN(
+        EUNNCell(n, capacity=2), return_sequences=seq
+    ),
+    "GORU (capacity 2; K layers per step)": lambda n, seq: keras.layers.RNN(
+        GORUCell(n, capacity=2), return_sequences=seq
+    ),
 }
 
 

@@ -12,8 +12,17 @@ import pytest
 from keras import ops
 
 import numpy_eunn_reference as ref
-from cell_helpers import assert_config_round_trip, gradients, randomize, weights_of
+import rum_tf
+from cell_helpers import (
+    assert_config_round_trip,
+    finite_differences,
+    gradients,
+    randomize,
+    weight_gradients,
+    weights_of,
+)
 from rum_tf.baselines import EUNNCell, EUNNLayout, GORUCell, eunn_param_count, eunn_transition
+from rum_tf.baselines import eunn as eunn_module
 
 B, D = 3, 4
 
@@ -115,6 +124,9 @@ def test_transition_equals_the_numpy_matrix(n, capacity, fft, complex):
         h = rng.normal(size=(B, n)).astype(np.float32)
         got, want = _np(_compiled(cell.transition)(h)), h @ u.real.T
     np.testing.assert_allclose(got, want, atol=2e-6)
+    # The same U as one matrix, the form rum_tf.Recurrent applies at every step.
+    as_matrix = _np(cell.transition(h, matrix=cell.transition_matrix()))
+    np.testing.assert_allclose(_complex_rows(as_matrix, n) if complex else as_matrix, want, atol=2e-6)
 
 
 def test_layouts_pair_units_as_the_official_patterns():
@@ -168,6 +180,65 @@ def test_goru_cell_matches_reference(n, capacity, fft):
         out, h = cell(xs[:, t], h)
         want = np.stack([ref.goru_step(xs[i, t], want[i], w, n, capacity, fft) for i in range(B)])
         np.testing.assert_allclose(_np(out), want, atol=2e-5, rtol=1e-4)
+
+
+# rum_tf.Recurrent (what --model=eunn / goru build) builds U once per sequence.
+LAYER_CELLS = {
+    "eunn": lambda: _eunn(5, 2, seed=13),
+    "eunn complex fft": lambda: _eunn(6, fft=True, complex=True, seed=14),
+    "goru": lambda: _goru(5, 3, seed=15),
+}
+
+
+def _reference_sequence(cell, weights, x):
+    """Outputs [T, S] of the NumPy cell over one example's x [T, D]."""
+    n = cell.units
+    if isinstance(cell, GORUCell):
+        step = lambda x_t, h: ref.goru_step(x_t, h, weights, n, cell.capacity, cell.fft)  # noqa: E731
+    else:
+        step = lambda x_t, h: ref.eunn_step(x_t, h, weights, n, cell.capacity, cell.fft, cell.complex)  # noqa: E731
+    h, outputs = np.zeros(cell.state_size[0]), []
+    for x_t in x:
+        h = step(x_t, h)
+        outputs.append(h)
+    return np.stack(outputs)
+
+
+@pytest.mark.parametrize("name", sorted(LAYER_CELLS))
+def test_recurrent_layer_matches_the_reference_values_and_gradients(name):
+    cell = LAYER_CELLS[name]()
+    layer = rum_tf.Recurrent(cell, return_sequences=True)
+    x = np.random.default_rng(16).normal(size=(2, 4, D)).astype(np.float32)
+    outputs = _np(layer(x))
+    w = weights_of(cell)
+    want = np.stack([_reference_sequence(cell, w, x_i) for x_i in x])
+    np.testing.assert_allclose(outputs, want, atol=2e-5, rtol=1e-4)
+    weigh = np.random.default_rng(17).normal(size=outputs.shape)
+    got = weight_gradients(layer, lambda y: ops.sum(y * ops.cast(weigh, y.dtype)), x)
+    assert set(got) == set(w)
+    names = list(got)
+
+    def reference_loss(*arrays):
+        weights = dict(w, **dict(zip(names, arrays)))
+        return sum(np.sum(weigh[i] * _reference_sequence(cell, weights, x[i])) for i in range(len(x)))
+
+    for name, numeric in zip(names, finite_differences(reference_loss, *[w[n] for n in names])):
+        np.testing.assert_allclose(got[name], numeric, atol=2e-4, rtol=1e-3, err_msg=name)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="counts eager steps: JAX traces the step once")
+def test_recurrent_layer_applies_the_layers_once_per_sequence(monkeypatch):
+    calls = []
+    apply = eunn_module.eunn_apply
+    monkeypatch.setattr(eunn_module, "eunn_apply", lambda *args: calls.append(1) or apply(*args))
+    x = np.random.default_rng(18).normal(size=(2, 6, D)).astype(np.float32)
+    for make in (lambda: _eunn(5), lambda: _goru(5)):
+        calls.clear()
+        keras.layers.RNN(make(), return_sequences=True)(x)
+        assert len(calls) >= 6  # the plain RNN: every step applies U's layers
+        calls.clear()
+        rum_tf.Recurrent(make(), return_sequences=True)(x)
+        assert len(calls) == 1  # built into a matrix once, then one matmul a step
 
 
 # One step of the official cells (RUM-Tensorflow baselineModels/EUNN.py and GORU.py,
@@ -470,6 +541,9 @@ def test_mixed_precision_keeps_float32():
         for cell in (EUNNCell(6, complex=True), GORUCell(6, fft=True)):
             assert cell.compute_dtype == "float32"
             out, _ = cell(np.ones((2, D), np.float16), cell.get_initial_state(batch_size=2))
+            assert _np(out).dtype == np.float32 and np.isfinite(_np(out)).all()
+            # The layer too: its transition matrix reads the angles outside the cell's call.
+            out = rum_tf.Recurrent(cell)(np.ones((2, 3, D), np.float16))
             assert _np(out).dtype == np.float32 and np.isfinite(_np(out)).all()
     finally:
         keras.config.set_dtype_policy("float32")

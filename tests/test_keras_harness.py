@@ -1,4 +1,5 @@
-"""Keras' own layer test harness over `RUM` and over `keras.layers.RNN` of every rum_tf cell.
+"""Keras' own layer test harness over `RUM`, over `keras.layers.RNN` of every rum_tf cell, and over
+`rum_tf.Recurrent` of the EUNN and GORU cells.
 
 `run_layer_test` checks shapes, (de)serialisation, masking support, a compiled
 training step (`fit`), and a mixed-precision build and call.
@@ -7,7 +8,7 @@ training step (`fit`), and a mixed-precision build and call.
 import keras
 from absl.testing import parameterized
 
-from rum_tf import RUM, EUNNCell, FastSlowCell, GORUCell, LayerNormLSTMCell, RUMCell
+from rum_tf import RUM, EUNNCell, FastSlowCell, GORUCell, LayerNormLSTMCell, Recurrent, RUMCell
 from rum_tf.compat import keras_testing
 
 testing = keras_testing()
@@ -42,11 +43,16 @@ class KerasHarnessTest(testing.TestCase):
             supports_masking=True,
         )
 
-    @parameterized.named_parameters([(name, make, n) for name, make, n in CELLS])
-    def test_plain_rnn_of_cell(self, make, num_weights):
+    # keras.layers.RNN of every cell, and rum_tf.Recurrent of those that --model=eunn / goru wrap in it
+    # (the transition as one matrix per sequence).
+    @parameterized.named_parameters(
+        [(name, keras.layers.RNN, make, n) for name, make, n in CELLS]
+        + [(f"recurrent_{name}", Recurrent, make, n) for name, make, n in CELLS if name in ("eunn", "goru")]
+    )
+    def test_rnn_of_cell(self, layer_class, make, num_weights):
         cell = make()
         self.run_layer_test(
-            keras.layers.RNN,
+            layer_class,
             init_kwargs=dict(cell=cell, return_sequences=True),
             input_shape=(B, T, D),
             expected_output_shape=(B, T, cell.output_size),

@@ -40,7 +40,8 @@ class GORUCell(EUNNTransitionCell):
       angle_initializer: θ, uniform in [-π, π].
       **kwargs: base layer arguments (name, dtype, ...).
 
-    The state and the output are h [B, N].
+    The state and the output are h [B, N]. As for `EUNNCell`, `call` takes the
+    `transition_matrix` that `rum_tf.Recurrent` builds once per sequence.
     """
 
     def __init__(
@@ -80,13 +81,13 @@ class GORUCell(EUNNTransitionCell):
         self.modrelu_bias = weight("modrelu_bias", (n,), self.modrelu_bias_initializer)
         self._build_transition()
 
-    def call(self, inputs, states, training=False):
+    def call(self, inputs, states, training=False, transition_matrix=None):
         h = states[0] if isinstance(states, (list, tuple)) else states
         x_c, x_r, x_g = ops.split(ops.matmul(inputs, self.input_kernel), 3, axis=-1)
         h_r, h_g = ops.split(ops.matmul(h, self.recurrent_kernel), 2, axis=-1)
         reset = ops.sigmoid(x_r + h_r + self.reset_bias)
         update = ops.sigmoid(x_g + h_g + self.update_bias)
-        candidate = modrelu(reset * self.transition(h) + x_c, self.modrelu_bias)
+        candidate = modrelu(reset * self.transition(h, matrix=transition_matrix) + x_c, self.modrelu_bias)
         # g h + (1 - g) c, written with one product fewer.
         new_h = candidate + update * (h - candidate)
         return new_h, [new_h]

@@ -8,7 +8,7 @@ model is registered with the options it takes, declared as data (`options.intege
 
     @models.register("goru", options=CAPACITY)
     def _goru(units, *, seed, capacity=2, **layer_kwargs):
-        return keras.layers.RNN(GORUCell(units, capacity=capacity), **layer_kwargs)
+        return rum_tf.Recurrent(GORUCell(units, capacity=capacity), **layer_kwargs)
 
 An option declared by several models is one declaration (the same object). The binaries' flag
 sections `Model` and `FastSlow` are made from the registry (`section`), and asking a model for an
@@ -22,7 +22,7 @@ import keras
 from rum_tf import fast_slow
 from rum_tf.baselines import EUNNCell, GORUCell
 from rum_tf.config import options as opt
-from rum_tf.layers import RUM
+from rum_tf.layers import RUM, Recurrent
 
 
 def _known_activation(name):
@@ -195,16 +195,16 @@ def _rnn(units, *, seed=None, **kwargs):
     return keras.layers.SimpleRNN(units, activation="tanh", seed=seed, **kwargs)
 
 
-@register("eunn", options=EUNN_OPTIONS, description="EUNN (Jing et al. 2017), rum_tf.baselines.EUNNCell")
+@register("eunn", options=EUNN_OPTIONS, description="EUNN (Jing et al. 2017), Recurrent(rum_tf.baselines.EUNNCell)")
 def _eunn(units, *, seed=None, capacity=2, fft=False, complex=False, **kwargs):
     del seed  # the cell has no randomness of its own
-    return keras.layers.RNN(EUNNCell(units, capacity=capacity, fft=fft, complex=complex), **kwargs)
+    return Recurrent(EUNNCell(units, capacity=capacity, fft=fft, complex=complex), **kwargs)
 
 
-@register("goru", options=GORU_OPTIONS, description="GORU (Jing et al. 2019), rum_tf.baselines.GORUCell")
+@register("goru", options=GORU_OPTIONS, description="GORU (Jing et al. 2019), Recurrent(rum_tf.baselines.GORUCell)")
 def _goru(units, *, seed=None, capacity=2, fft=False, **kwargs):
     del seed
-    return keras.layers.RNN(GORUCell(units, capacity=capacity, fft=fft), **kwargs)
+    return Recurrent(GORUCell(units, capacity=capacity, fft=fft), **kwargs)
 
 
 def recurrent_stack(model, units, num_layers, *, seed=0, options=None, **layer_kwargs):
