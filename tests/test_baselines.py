@@ -222,8 +222,8 @@ def test_recurrent_layer_matches_the_reference_values_and_gradients(name):
         weights = dict(w, **dict(zip(names, arrays)))
         return sum(np.sum(weigh[i] * _reference_sequence(cell, weights, x[i])) for i in range(len(x)))
 
-    for name, numeric in zip(names, finite_differences(reference_loss, *[w[n] for n in names])):
-        np.testing.assert_allclose(got[name], numeric, atol=2e-4, rtol=1e-3, err_msg=name)
+    for weight, numeric in zip(names, finite_differences(reference_loss, *[w[n] for n in names])):
+        np.testing.assert_allclose(got[weight], numeric, atol=2e-4, rtol=1e-3, err_msg=weight)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="counts eager steps: JAX traces the step once")
